@@ -1,0 +1,47 @@
+// Domain errors. Each names what was wrong and where; the CLI prints the message, the gRPC layer maps
+// `kind` to a status code and `violations` to BadRequest field violations.
+
+export type ErrorKind =
+  | 'invalid_argument' // the caller sent something unusable (bad flag, bad file, bad pattern)
+  | 'not_found'
+  | 'failed_precondition'
+  | 'unavailable' // e.g. an execution provider that is not installed
+  | 'internal';
+
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+export class NarrowtuneError extends Error {
+  readonly kind: ErrorKind;
+  readonly violations: FieldViolation[];
+
+  constructor(kind: ErrorKind, message: string, violations: FieldViolation[] = [], options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NarrowtuneError';
+    this.kind = kind;
+    this.violations = violations;
+  }
+}
+
+/** A model directory or one of its files is unusable; the message names the file. */
+export class ModelFileError extends NarrowtuneError {
+  constructor(file: string, problem: string, options?: { cause?: unknown }) {
+    super('invalid_argument', `${file}: ${problem}`, [{ field: 'model', description: `${file}: ${problem}` }], options);
+    this.name = 'ModelFileError';
+  }
+}
+
+/** A dataset line is unusable; the message names the file and the 1-based line. */
+export class DataFileError extends NarrowtuneError {
+  constructor(file: string, line: number | null, problem: string, field = 'data') {
+    const where = line === null ? file : `${file}:${line}`;
+    super('invalid_argument', `${where}: ${problem}`, [{ field, description: `${where}: ${problem}` }]);
+    this.name = 'DataFileError';
+  }
+}
+
+export function invalidArgument(field: string, description: string): NarrowtuneError {
+  return new NarrowtuneError('invalid_argument', `${field}: ${description}`, [{ field, description }]);
+}

@@ -1,0 +1,121 @@
+// Compiles one training step of a model under a freezing policy into a single ONNX graph:
+// forward, loss, backward (only towards trainable tensors), and optionally clipping + optimizer update.
+import type { ModelConfig } from '../model/config.js';
+import { Tape } from './autodiff.js';
+import { type FloatDType, GraphBuilder, type Value } from './graph-builder.js';
+import { adamw, clipByGlobalNorm, type OptimizerSpec, sgd } from './optimizer.js';
+import { causalLmLoss } from './transformer.js';
+
+export interface ParamTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface TrainStepSpec {
+  config: ModelConfig;
+  /** Every parameter the decoder reads, in float32; frozen ones become initializers. */
+  params: ReadonlyMap<string, ParamTensor>;
+  trainable: readonly string[];
+  batch: number;
+  seq: number;
+  optimizer: OptimizerSpec;
+  clipNorm: number | null;
+  /** Take running gradient sums as inputs (`grad_in/NAME`) and add this micro-batch's. */
+  accumulate: boolean;
+  /** Clip and apply the optimizer, returning new parameters; otherwise return the gradient sums. */
+  update: boolean;
+  /** float64 only in tests: the reference checks run the same graph in double precision. */
+  dtype?: FloatDType;
+}
+
+/** Graph input and output names; parameters keep their Hugging Face names. */
+export const IO = {
+  ids: 'ids',
+  targets: 'targets',
+  lossScale: 'loss_scale',
+  lr: 'lr',
+  stepSize: 'step_size',
+  bc2Sqrt: 'bc2_sqrt',
+  decay: 'decay',
+  loss: 'loss',
+  gradNorm: 'grad_norm',
+  gradIn: (name: string) => `grad_in/${name}`,
+  gradOut: (name: string) => `grad_out/${name}`,
+  m: (name: string) => `adam_m/${name}`,
+  v: (name: string) => `adam_v/${name}`,
+  newParam: (name: string) => `new/${name}`,
+  newM: (name: string) => `new_adam_m/${name}`,
+  newV: (name: string) => `new_adam_v/${name}`,
+};
+
+export interface CompiledTrainStep {
+  model: Uint8Array;
+  nodeCount: number;
+}
+
+function toDtype(data: Float32Array, dtype: FloatDType): Float32Array | Float64Array {
+  return dtype === 'float32' ? data : Float64Array.from(data);
+}
+
+export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
+  const dtype = spec.dtype ?? 'float32';
+  const g = new GraphBuilder('narrowtune_train_step', dtype);
+  const tape = new Tape(g);
+  const n = spec.batch * spec.seq;
+
+  const ids = g.input(IO.ids, 'int64', [n]);
+  const targets = g.input(IO.targets, 'int64', [n]);
+  const lossScale = g.input(IO.lossScale, dtype, []);
+
+  // Trainable tensors are graph inputs (declared first, in policy order); frozen ones are initializers.
+  const trainableInputs = spec.trainable.map((name) => {
+    const p = spec.params.get(name);
+    if (!p) throw new Error(`trainable tensor ${name} is not a parameter of the model`);
+    return tape.track(g.input(name, dtype, p.shape));
+  });
+  const byName = new Map<string, Value>(spec.trainable.map((name, i) => [name, trainableInputs[i]]));
+  const lookup = (name: string): Value => {
+    const hit = byName.get(name);
+    if (hit) return hit;
+    const p = spec.params.get(name);
+    if (!p) throw new Error(`the model has no tensor ${name}`);
+    const v = g.initializer(name, dtype, p.shape, toDtype(p.data, dtype));
+    byName.set(name, v);
+    return v;
+  };
+
+  const loss = causalLmLoss(tape, spec.config, lookup, { ids, targets, lossScale, batch: spec.batch, seq: spec.seq });
+  g.output(loss, IO.loss);
+  let grads = tape.gradients(loss, trainableInputs);
+  if (spec.accumulate) {
+    grads = grads.map((gr, i) => g.add(g.input(IO.gradIn(spec.trainable[i]), dtype, gr.shape), gr));
+  }
+
+  if (!spec.update) {
+    grads.forEach((gr, i) => g.output(gr, IO.gradOut(spec.trainable[i])));
+  } else {
+    const clipped = clipByGlobalNorm(g, grads, spec.clipNorm);
+    g.output(clipped.norm, IO.gradNorm);
+    const scalars = {
+      lr: g.input(IO.lr, dtype, []),
+      stepSize: g.input(IO.stepSize, dtype, []),
+      bc2Sqrt: g.input(IO.bc2Sqrt, dtype, []),
+      decay: g.input(IO.decay, dtype, []),
+    };
+    const opt = spec.optimizer;
+    spec.trainable.forEach((name, i) => {
+      const p = trainableInputs[i];
+      if (opt.kind === 'sgd') {
+        g.output(sgd(g, opt, scalars, p, clipped.grads[i]), IO.newParam(name));
+      } else {
+        const m = g.input(IO.m(name), dtype, p.shape);
+        const v = g.input(IO.v(name), dtype, p.shape);
+        const next = adamw(g, opt, scalars, p, clipped.grads[i], m, v);
+        g.output(next.p, IO.newParam(name));
+        g.output(next.m, IO.newM(name));
+        g.output(next.v, IO.newV(name));
+      }
+    });
+  }
+  return { model: g.toModel(), nodeCount: g.nodeCount };
+}

@@ -1,0 +1,101 @@
+// The Llama/Qwen2/Qwen3 decoder as differentiable ops, top to bottom: attention, MLP, block, model, loss.
+// Legend: B batch, T sequence, N = B·T tokens, H hidden, nh/kvh query/kv heads, hd head width, V vocab.
+// Hidden states stay 2-D [N, H] so every projection is one Gemm over all tokens.
+import { ropeInvFreq, type ModelConfig } from '../model/config.js';
+import type { Tape } from './autodiff.js';
+import type { Value } from './graph-builder.js';
+
+/** Looks up a parameter by its Hugging Face name: a trainable graph input or a frozen initializer. */
+export type ParamLookup = (name: string) => Value;
+
+export interface TokenBatch {
+  ids: Value; // [N] int64
+  targets: Value; // [N] int64, already shifted (targets[t] is the label of position t), -100 ignored
+  lossScale: Value; // [] 1 / valid targets of the whole optimizer step
+  batch: number;
+  seq: number;
+}
+
+interface Rope {
+  cos: Value; // [T, hd]
+  sin: Value; // [T, hd]
+}
+
+function ropeTables(t: Tape, c: ModelConfig, seq: number): Rope {
+  const invFreq = ropeInvFreq(c);
+  const hd = c.headDim;
+  const cos = new Float64Array(seq * hd);
+  const sin = new Float64Array(seq * hd);
+  for (let p = 0; p < seq; p++) {
+    for (let i = 0; i < hd; i++) {
+      const angle = p * invFreq[i % (hd / 2)]; // HF: emb = cat(freqs, freqs)
+      cos[p * hd + i] = Math.cos(angle);
+      sin[p * hd + i] = Math.sin(angle);
+    }
+  }
+  return { cos: t.g.constant(cos, [seq, hd]), sin: t.g.constant(sin, [seq, hd]) };
+}
+
+function linear(t: Tape, x: Value, w: ParamLookup, prefix: string, bias: boolean): Value {
+  return t.apply('linear', [x, w(`${prefix}.weight`), bias ? w(`${prefix}.bias`) : undefined]);
+}
+
+/** [N, heads·hd] → [B, heads, T, hd], with Qwen3's per-head RMSNorm before RoPE. */
+function splitHeads(t: Tape, c: ModelConfig, x: Value, heads: number, b: number, s: number, norm: Value | null, rope: Rope): Value {
+  let h = t.apply('reshape', [x], { shape: [b, s, heads, c.headDim] }); // [B, T, heads, hd]
+  if (norm) h = t.apply('rmsnorm', [h, norm], { eps: c.rmsNormEps });
+  h = t.apply('transpose', [h], { perm: [0, 2, 1, 3] }); // [B, heads, T, hd]
+  return t.apply('rope', [h, rope.cos, rope.sin]);
+}
+
+function attention(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: number, b: number, s: number, rope: Rope): Value {
+  const p = `model.layers.${layer}.self_attn`;
+  const qkvBias = c.attentionBias.qkv;
+  const qNorm = c.qkNorm ? w(`${p}.q_norm.weight`) : null;
+  const kNorm = c.qkNorm ? w(`${p}.k_norm.weight`) : null;
+  const q = splitHeads(t, c, linear(t, x, w, `${p}.q_proj`, qkvBias), c.numHeads, b, s, qNorm, rope);
+  const k = splitHeads(t, c, linear(t, x, w, `${p}.k_proj`, qkvBias), c.numKvHeads, b, s, kNorm, rope);
+  let v = t.apply('reshape', [linear(t, x, w, `${p}.v_proj`, qkvBias)], { shape: [b, s, c.numKvHeads, c.headDim] });
+  v = t.apply('transpose', [v], { perm: [0, 2, 1, 3] }); // [B, kvh, T, hd]
+  let y = t.apply('attention', [q, k, v]); // [B, nh, T, hd]
+  y = t.apply('transpose', [y], { perm: [0, 2, 1, 3] }); // [B, T, nh, hd]
+  y = t.apply('reshape', [y], { shape: [b * s, c.numHeads * c.headDim] }); // [N, nh·hd]
+  return linear(t, y, w, `${p}.o_proj`, c.attentionBias.o); // [N, H]
+}
+
+function mlp(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: number): Value {
+  const p = `model.layers.${layer}.mlp`;
+  const gate = linear(t, x, w, `${p}.gate_proj`, c.mlpBias); // [N, I]
+  const up = linear(t, x, w, `${p}.up_proj`, c.mlpBias); // [N, I]
+  return linear(t, t.apply('swiglu', [gate, up]), w, `${p}.down_proj`, c.mlpBias); // [N, H]
+}
+
+function block(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: number, b: number, s: number, rope: Rope): Value {
+  const p = `model.layers.${layer}`;
+  const eps = { eps: c.rmsNormEps };
+  const h = t.apply('add', [x, attention(t, c, w, t.apply('rmsnorm', [x, w(`${p}.input_layernorm.weight`)], eps), layer, b, s, rope)]);
+  return t.apply('add', [h, mlp(t, c, w, t.apply('rmsnorm', [h, w(`${p}.post_attention_layernorm.weight`)], eps), layer)]);
+}
+
+/** Final hidden states [N, H] after the last norm. */
+export function decoder(t: Tape, c: ModelConfig, w: ParamLookup, ids: Value, b: number, s: number): Value {
+  const rope = ropeTables(t, c, s);
+  let x = t.apply('embedding', [w('model.embed_tokens.weight'), ids]); // [N, H]
+  for (let layer = 0; layer < c.numLayers; layer++) x = block(t, c, w, x, layer, b, s, rope);
+  return t.apply('rmsnorm', [x, w('model.norm.weight')], { eps: c.rmsNormEps });
+}
+
+export function lmHeadName(c: ModelConfig): string {
+  return c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+}
+
+/** Logits [N, V]. */
+export function logits(t: Tape, c: ModelConfig, w: ParamLookup, ids: Value, b: number, s: number): Value {
+  return t.apply('linear', [decoder(t, c, w, ids, b, s), w(lmHeadName(c))]);
+}
+
+/** Scaled summed cross-entropy of the batch (Hugging Face causal-LM convention; see TokenBatch). */
+export function causalLmLoss(t: Tape, c: ModelConfig, w: ParamLookup, batch: TokenBatch): Value {
+  const z = logits(t, c, w, batch.ids, batch.batch, batch.seq);
+  return t.apply('cross_entropy', [z, batch.targets, batch.lossScale]);
+}

@@ -1,0 +1,331 @@
+// The safetensors file format: strict parsing, deterministic writing, and float16/bfloat16 <-> float32 conversion.
+
+import { ModelFileError, invalidArgument } from '../util/errors.js';
+
+/** Tensor element types narrowtune reads and writes; anything else is rejected at load with the tensor named. */
+export type Dtype = 'F32' | 'F16' | 'BF16';
+
+export interface StoredTensor {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  /** Raw little-endian bytes as stored in the file; may alias the buffer the file was parsed from. */
+  data: Uint8Array;
+}
+
+export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = { F32: 4, F16: 2, BF16: 2 };
+
+/** The u64 that prefixes every file with the JSON header's length. */
+const HEADER_LENGTH_BYTES = 8;
+/** Same cap as the reference implementation: a header this large is garbage, not a model. */
+export const MAX_HEADER_BYTES = 100_000_000;
+/** The reference writer pads the header with spaces so the data buffer starts 8-byte aligned. */
+const HEADER_ALIGNMENT = 8;
+const SPACE = 0x20;
+const METADATA_KEY = '__metadata__';
+const DEFAULT_METADATA: Readonly<Record<string, string>> = { format: 'pt' };
+
+export function isDtype(value: unknown): value is Dtype {
+  return value === 'F32' || value === 'F16' || value === 'BF16';
+}
+
+/** Number of elements of a tensor with this shape (1 for a scalar). */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function tensorByteLength(dtype: Dtype, shape: readonly number[]): number {
+  return numel(shape) * DTYPE_BYTES[dtype];
+}
+
+function isNonNegativeInteger(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function fmtShape(shape: readonly unknown[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+/** Parses and validates a whole safetensors file; returned `data` views alias `bytes`. */
+export function parseSafetensors(bytes: Uint8Array, file: string): StoredTensor[] {
+  const fail = (problem: string): ModelFileError => new ModelFileError(file, `not a valid safetensors file: ${problem}`);
+
+  if (bytes.length < HEADER_LENGTH_BYTES) {
+    throw fail(`file is ${bytes.length} bytes, shorter than the ${HEADER_LENGTH_BYTES}-byte header length (truncated)`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = view.getBigUint64(0, true);
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+    throw fail(`header length ${headerLen} is absurd (more than ${MAX_HEADER_BYTES} bytes); the file is corrupt`);
+  }
+  const n = Number(headerLen);
+  const dataStart = HEADER_LENGTH_BYTES + n;
+  if (dataStart > bytes.length) {
+    throw fail(`header length ${n} runs past the end of the file (${bytes.length} bytes): truncated`);
+  }
+
+  let header: unknown;
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(HEADER_LENGTH_BYTES, dataStart));
+    header = JSON.parse(text);
+  } catch (e) {
+    throw fail(`header is not valid JSON (${(e as Error).message})`);
+  }
+  if (!isPlainObject(header)) throw fail('header is not a JSON object');
+
+  const bufferLen = bytes.length - dataStart;
+  const tensors: StoredTensor[] = [];
+  const ranges: { name: string; begin: number; end: number }[] = [];
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === METADATA_KEY) {
+      if (!isPlainObject(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
+        throw fail(`"${METADATA_KEY}" must be an object of strings`);
+      }
+      continue;
+    }
+    const where = `tensor "${name}"`;
+    if (!isPlainObject(entry)) throw fail(`${where}: entry is not an object`);
+    const { dtype, shape, data_offsets: offsets } = entry;
+    if (dtype === undefined) throw fail(`${where}: missing dtype`);
+    if (shape === undefined) throw fail(`${where}: missing shape`);
+    if (offsets === undefined) throw fail(`${where}: missing data_offsets`);
+    if (typeof dtype !== 'string') throw fail(`${where}: dtype is not a string`);
+    if (!isDtype(dtype)) {
+      throw new ModelFileError(file, `${where} has dtype ${dtype}; narrowtune reads only F32, F16 and BF16 tensors`);
+    }
+    if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
+      throw fail(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInteger)) {
+      throw fail(`${where}: data_offsets must be two non-negative integers, got ${JSON.stringify(offsets)}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end < begin) throw fail(`${where}: data_offsets [${begin},${end}] end before they begin`);
+    if (end > bufferLen) {
+      throw fail(`${where}: data_offsets [${begin},${end}] run past the ${bufferLen}-byte data buffer (truncated or offsets lie)`);
+    }
+    const expected = tensorByteLength(dtype, shape as number[]);
+    if (end - begin !== expected) {
+      throw fail(
+        `${where}: shape/dtype mismatch: ${dtype} ${fmtShape(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`,
+      );
+    }
+    ranges.push({ name, begin, end });
+    tensors.push({ name, dtype, shape: shape as number[], data: bytes.subarray(dataStart + begin, dataStart + end) });
+  }
+
+  // Gaps and trailing bytes are harmless to a reader, so only overlaps (two tensors sharing bytes) are rejected.
+  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < ranges.length; i++) {
+    const prev = ranges[i - 1];
+    const cur = ranges[i];
+    if (cur.begin < prev.end) {
+      throw fail(
+        `tensors "${prev.name}" [${prev.begin},${prev.end}] and "${cur.name}" [${cur.begin},${cur.end}] have overlapping data_offsets`,
+      );
+    }
+  }
+  return tensors;
+}
+
+/** Reads `__metadata__` from a file's header (an empty object when absent); assumes `parseSafetensors` accepted it. */
+export function readSafetensorsMetadata(bytes: Uint8Array, file: string): Record<string, string> {
+  parseSafetensors(bytes, file);
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(HEADER_LENGTH_BYTES, HEADER_LENGTH_BYTES + n)));
+  return (header[METADATA_KEY] as Record<string, string> | undefined) ?? {};
+}
+
+/** Serialises tensors (sorted by name, header space-padded to 8 bytes) so equal inputs give byte-identical files. */
+export function serializeSafetensors(tensors: StoredTensor[], metadata: Record<string, string> = { ...DEFAULT_METADATA }): Uint8Array {
+  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const header: Record<string, unknown> = { [METADATA_KEY]: metadata };
+  let offset = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const t = sorted[i];
+    if (t.name === METADATA_KEY) throw invalidArgument('tensors', `"${METADATA_KEY}" is reserved and cannot name a tensor`);
+    if (i > 0 && sorted[i - 1].name === t.name) throw invalidArgument('tensors', `duplicate tensor name "${t.name}"`);
+    if (!isDtype(t.dtype)) throw invalidArgument('tensors', `tensor "${t.name}" has unsupported dtype ${String(t.dtype)}`);
+    if (!t.shape.every(isNonNegativeInteger)) {
+      throw invalidArgument('tensors', `tensor "${t.name}" has invalid shape ${fmtShape(t.shape)}`);
+    }
+    const expected = tensorByteLength(t.dtype, t.shape);
+    if (t.data.length !== expected) {
+      throw invalidArgument(
+        'tensors',
+        `tensor "${t.name}": ${t.dtype} ${fmtShape(t.shape)} needs ${expected} bytes but has ${t.data.length}`,
+      );
+    }
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
+    offset += expected;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.length / HEADER_ALIGNMENT) * HEADER_ALIGNMENT;
+  const out = new Uint8Array(HEADER_LENGTH_BYTES + padded + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
+  out.set(json, HEADER_LENGTH_BYTES);
+  out.fill(SPACE, HEADER_LENGTH_BYTES + json.length, HEADER_LENGTH_BYTES + padded);
+  let pos = HEADER_LENGTH_BYTES + padded;
+  for (const t of sorted) {
+    out.set(t.data, pos);
+    pos += t.data.length;
+  }
+  return out;
+}
+
+// ---- float conversion ----
+
+// Typed arrays use host byte order; safetensors is little-endian, so big-endian hosts take the slow DataView path.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const F32_EXP_SHIFT = 23;
+const F32_EXP_MASK = 0xff;
+const F32_EXP_BIAS = 127;
+const F32_MANT_MASK = 0x7fffff;
+const F32_IMPLICIT_ONE = 0x800000;
+const F32_INF_BITS = 0x7f800000;
+const F16_EXP_SHIFT = 10;
+const F16_EXP_MASK = 0x1f;
+const F16_EXP_BIAS = 15;
+const F16_EXP_MAX = 31;
+const F16_MANT_MASK = 0x3ff;
+const F16_INF = 0x7c00;
+const F16_QUIET_BIT = 0x200;
+/** f32 mantissa bits dropped when narrowing to f16's 10 mantissa bits. */
+const F16_MANT_DROP = F32_EXP_SHIFT - F16_EXP_SHIFT;
+/** Smallest f16 subnormal is 2^-24: the unit of the subnormal mantissa. */
+const F16_SUBNORMAL_UNIT = 2 ** -24;
+/** Below this biased f16 exponent the value is under half the smallest subnormal and rounds to zero. */
+const F16_MIN_ROUNDABLE_EXP = -10;
+const SIGN_SHIFT_16 = 16;
+const F16_SIGN = 0x8000;
+const BF16_QUIET_NAN = 0x7fc0;
+const BF16_HALF_ULP_MINUS_ONE = 0x7fff;
+const HALF_VALUES = 1 << 16;
+
+let f16Table: Float32Array | null = null;
+
+/** All 65536 half values as float32, built once; exact because every f16 is representable in f32. */
+function halfTable(): Float32Array {
+  if (f16Table) return f16Table;
+  const table = new Float32Array(HALF_VALUES);
+  const bits = new Uint32Array(table.buffer);
+  for (let h = 0; h < HALF_VALUES; h++) {
+    const sign = (h & F16_SIGN) << SIGN_SHIFT_16;
+    const exp = (h >>> F16_EXP_SHIFT) & F16_EXP_MASK;
+    const mant = h & F16_MANT_MASK;
+    if (exp === 0) {
+      table[h] = (sign ? -1 : 1) * mant * F16_SUBNORMAL_UNIT;
+    } else if (exp === F16_EXP_MAX) {
+      bits[h] = (sign | F32_INF_BITS | (mant << F16_MANT_DROP)) >>> 0; // keeps the NaN payload
+    } else {
+      bits[h] = (sign | ((exp - F16_EXP_BIAS + F32_EXP_BIAS) << F32_EXP_SHIFT) | (mant << F16_MANT_DROP)) >>> 0;
+    }
+  }
+  f16Table = table;
+  return table;
+}
+
+/** float32 bit pattern -> float16 bits, rounding to nearest even; overflow gives ±Inf, NaN stays NaN. */
+export function f32BitsToF16(x: number): number {
+  const sign = (x >>> SIGN_SHIFT_16) & F16_SIGN;
+  const exp = (x >>> F32_EXP_SHIFT) & F32_EXP_MASK;
+  const mant = x & F32_MANT_MASK;
+  if (exp === F32_EXP_MASK) return sign | F16_INF | (mant ? F16_QUIET_BIT | (mant >>> F16_MANT_DROP) : 0);
+  const e = exp - F32_EXP_BIAS + F16_EXP_BIAS;
+  if (e >= F16_EXP_MAX) return sign | F16_INF;
+  if (e <= 0) {
+    if (e < F16_MIN_ROUNDABLE_EXP) return sign;
+    const m = mant | F32_IMPLICIT_ONE;
+    const shift = F16_MANT_DROP + 1 - e;
+    let h = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++; // a carry into bit 10 correctly yields the smallest normal
+    return sign | h;
+  }
+  let h = (e << F16_EXP_SHIFT) | (mant >>> F16_MANT_DROP);
+  const rem = mant & ((1 << F16_MANT_DROP) - 1);
+  const half = 1 << (F16_MANT_DROP - 1);
+  if (rem > half || (rem === half && h & 1)) h++; // a carry may ripple into the exponent, up to Inf: correct
+  return sign | h;
+}
+
+/** float32 bit pattern -> bfloat16 bits, rounding to nearest even; NaN becomes the canonical quiet NaN. */
+export function f32BitsToBf16(x: number): number {
+  if ((x & F32_INF_BITS) === F32_INF_BITS && x & F32_MANT_MASK) return ((x >>> SIGN_SHIFT_16) & F16_SIGN) | BF16_QUIET_NAN;
+  // With NaNs gone the sum stays below 2^32 (-Inf is the largest pattern left), so the shift cannot wrap.
+  return ((x >>> 0) + BF16_HALF_ULP_MINUS_ONE + ((x >>> SIGN_SHIFT_16) & 1)) >>> SIGN_SHIFT_16;
+}
+
+function readU16(data: Uint8Array): Uint16Array {
+  if (LITTLE_ENDIAN_HOST && data.byteOffset % 2 === 0) return new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
+  const out = new Uint16Array(data.length / 2);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  for (let i = 0; i < out.length; i++) out[i] = view.getUint16(i * 2, true);
+  return out;
+}
+
+/** Decodes a tensor to a fresh Float32Array (a copy even for F32, so callers may mutate it). */
+export function toFloat32(t: StoredTensor): Float32Array {
+  const n = t.data.length / DTYPE_BYTES[t.dtype];
+  if (!Number.isInteger(n)) {
+    throw invalidArgument('tensor', `"${t.name}" has ${t.data.length} bytes, not a whole number of ${t.dtype} values`);
+  }
+  switch (t.dtype) {
+    case 'F32': {
+      // Copy through a fresh Uint8Array: a Node Buffer's slice() is a view into a shared pool, not a copy.
+      if (LITTLE_ENDIAN_HOST) return new Float32Array(new Uint8Array(t.data).buffer);
+      const out = new Float32Array(n);
+      const view = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+      return out;
+    }
+    case 'F16': {
+      const table = halfTable();
+      const src = readU16(t.data);
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = table[src[i]];
+      return out;
+    }
+    case 'BF16': {
+      const src = readU16(t.data);
+      const out = new Float32Array(n);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) bits[i] = src[i] << SIGN_SHIFT_16;
+      return out;
+    }
+    default:
+      throw invalidArgument('tensor', `"${t.name}" has unsupported dtype ${String(t.dtype)}`);
+  }
+}
+
+/** Encodes float32 values as little-endian bytes of `dtype` (round to nearest even when narrowing). */
+export function fromFloat32(values: Float32Array, dtype: Dtype): Uint8Array {
+  const n = values.length;
+  if (dtype === 'F32') {
+    if (LITTLE_ENDIAN_HOST) return new Uint8Array(values.slice().buffer);
+    const out = new Uint8Array(n * 4);
+    const view = new DataView(out.buffer);
+    for (let i = 0; i < n; i++) view.setFloat32(i * 4, values[i], true);
+    return out;
+  }
+  if (dtype !== 'F16' && dtype !== 'BF16') throw invalidArgument('dtype', `unsupported dtype ${String(dtype)}`);
+  const convert = dtype === 'F16' ? f32BitsToF16 : f32BitsToBf16;
+  const bits = new Uint32Array(values.buffer, values.byteOffset, n);
+  const out = new Uint8Array(n * 2);
+  if (LITTLE_ENDIAN_HOST) {
+    const dst = new Uint16Array(out.buffer);
+    for (let i = 0; i < n; i++) dst[i] = convert(bits[i]);
+  } else {
+    const view = new DataView(out.buffer);
+    for (let i = 0; i < n; i++) view.setUint16(i * 2, convert(bits[i]), true);
+  }
+  return out;
+}

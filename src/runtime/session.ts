@@ -1,0 +1,121 @@
+// onnxruntime-node sessions: execution-provider choice (cpu, cuda, webgpu, auto) with errors that say
+// how to get a missing provider, and a cache so a graph is compiled once per (model, policy, shapes).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { NarrowtuneError } from '../util/errors.js';
+
+export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
+export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu', 'auto'];
+
+const HOW_TO: Record<Exclude<Device, 'cpu' | 'auto'>, string> = {
+  cuda:
+    'the CUDA execution provider is not bundled with onnxruntime-node; reinstall with ' +
+    '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a host with network access, CUDA 12 and cuDNN 9 (see Dockerfile)',
+  webgpu: 'the WebGPU execution provider needs a GPU with a Vulkan driver: install libvulkan1 and the GPU vendor\'s Vulkan ICD',
+};
+
+function bindingDir(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+/** Whether the provider's shared library is installed (CUDA ships separately from the npm package). */
+export function cudaInstalled(): boolean {
+  return existsSync(join(bindingDir(), 'libonnxruntime_providers_cuda.so'));
+}
+
+export interface SessionHandle {
+  session: ort.InferenceSession;
+  /** The execution provider that actually runs the graph. */
+  provider: 'cpu' | 'cuda' | 'webgpu';
+}
+
+export interface SessionOptions {
+  profile?: string; // file prefix for ORT's profiler (chrome-trace JSON)
+  intraOpThreads?: number;
+}
+
+async function createWith(model: Uint8Array, provider: SessionHandle['provider'], opts: SessionOptions): Promise<SessionHandle> {
+  const executionProviders = provider === 'cpu' ? ['cpu'] : [provider, 'cpu'];
+  const options: ort.InferenceSession.SessionOptions = { executionProviders, graphOptimizationLevel: 'all' };
+  if (opts.profile !== undefined) Object.assign(options, { enableProfiling: true, profileFilePrefix: opts.profile });
+  if (opts.intraOpThreads !== undefined) options.intraOpNumThreads = opts.intraOpThreads;
+  const session = await ort.InferenceSession.create(model, options);
+  return { session, provider };
+}
+
+/** Creates a session on the requested device; `auto` tries cuda, then webgpu, then cpu. */
+export async function createSession(model: Uint8Array, device: Device, opts: SessionOptions = {}): Promise<SessionHandle> {
+  if (device === 'cpu') return createWith(model, 'cpu', opts);
+  if (device === 'auto') {
+    for (const provider of ['cuda', 'webgpu'] as const) {
+      if (provider === 'cuda' && !cudaInstalled()) continue;
+      try {
+        return await createWith(model, provider, opts);
+      } catch {
+        // fall through to the next provider; `auto` promises only that something runs
+      }
+    }
+    return createWith(model, 'cpu', opts);
+  }
+  if (device === 'cuda' && !cudaInstalled()) {
+    throw new NarrowtuneError('unavailable', `device cuda is not available: ${HOW_TO.cuda}`, [{ field: 'device', description: HOW_TO.cuda }]);
+  }
+  try {
+    return await createWith(model, device, opts);
+  } catch (e) {
+    const why = (e as Error).message.split('\n')[0].slice(0, 300);
+    throw new NarrowtuneError('unavailable', `device ${device} could not start (${why}): ${HOW_TO[device]}`, [
+      { field: 'device', description: HOW_TO[device] },
+    ], { cause: e });
+  }
+}
+
+/** Least-recently-used sessions keyed by what determines the graph; sessions hold frozen weights, so keep few. */
+export class SessionCache {
+  private entries = new Map<string, Promise<SessionHandle>>();
+
+  constructor(private readonly capacity = 4) {}
+
+  get(key: string, create: () => Promise<SessionHandle>): Promise<SessionHandle> {
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.entries.delete(key);
+      this.entries.set(key, hit);
+      return hit;
+    }
+    const made = create();
+    made.catch(() => this.entries.delete(key));
+    this.entries.set(key, made);
+    while (this.entries.size > this.capacity) {
+      const [oldest, handle] = this.entries.entries().next().value as [string, Promise<SessionHandle>];
+      this.entries.delete(oldest);
+      void handle.then((h) => h.session.release()).catch(() => undefined);
+    }
+    return made;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async clear(): Promise<void> {
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    await Promise.allSettled(all.map(async (h) => (await h).session.release()));
+  }
+}
+
+export function floatTensor(data: Float32Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, [...dims]);
+}
+
+export function int64Tensor(data: BigInt64Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('int64', data, [...dims]);
+}
+
+export function scalarTensor(x: number): ort.Tensor {
+  return new ort.Tensor('float32', Float32Array.of(x), []);
+}

@@ -1,0 +1,97 @@
+// Hyper-parameters of a fine-tune, their defaults and their bounds: shared by the CLI and the service.
+import type { PolicySpec } from '../policy/policy.js';
+import type { Device } from '../runtime/session.js';
+import { DEVICES } from '../runtime/session.js';
+import { NarrowtuneError, type FieldViolation } from '../util/errors.js';
+import type { ScheduleKind } from './schedule.js';
+
+export interface TuneOptions {
+  model: string; // Hugging Face model directory
+  data: string; // JSONL training data
+  out: string; // output checkpoint directory
+  policy: PolicySpec;
+  optimizer: 'adamw' | 'sgd';
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  steps: number | null; // optimizer steps; null: derived from epochs
+  epochs: number;
+  batchSize: number;
+  gradAccum: number;
+  seqLen: number;
+  schedule: ScheduleKind;
+  warmupSteps: number | null; // null: 3% of the steps, rounded up (the paper's recipe)
+  clipNorm: number | null; // null: no clipping
+  seed: number;
+  device: Device;
+}
+
+/** The paper's recipe (AdamW, lr 5e-6, cosine with 3% warm-up, no weight decay) with HF's other defaults. */
+export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
+  policy: {},
+  optimizer: 'adamw',
+  lr: 5e-6,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  steps: null,
+  epochs: 1,
+  batchSize: 4,
+  gradAccum: 1,
+  seqLen: 1024,
+  schedule: 'cosine',
+  warmupSteps: null,
+  clipNorm: 1.0,
+  seed: 42,
+  device: 'cpu',
+};
+
+export const WARMUP_FRACTION = 0.03;
+
+/** Bounds keep a request from asking for absurd work or memory; they are generous for real use. */
+export const LIMITS = {
+  lr: [0, 1],
+  steps: [1, 10_000_000],
+  epochs: [1, 1000],
+  batchSize: [1, 1024],
+  gradAccum: [1, 1024],
+  seqLen: [2, 131_072],
+  seed: [0, 2 ** 32 - 1],
+} as const;
+
+/** Checks every field and reports all problems at once (the gRPC layer turns them into field violations). */
+export function validateOptions(o: TuneOptions): void {
+  const v: FieldViolation[] = [];
+  const need = (ok: boolean, field: string, description: string) => {
+    if (!ok) v.push({ field, description });
+  };
+  const inRange = (x: number, [lo, hi]: readonly [number, number]) => Number.isFinite(x) && x >= lo && x <= hi;
+  const int = (x: number, field: string, range: readonly [number, number]) =>
+    need(Number.isInteger(x) && inRange(x, range), field, `must be an integer in [${range[0]}, ${range[1]}], got ${x}`);
+
+  need(o.model.length > 0, 'model', 'is required');
+  need(o.data.length > 0, 'data', 'is required');
+  need(o.out.length > 0, 'out', 'is required');
+  need(['adamw', 'sgd'].includes(o.optimizer), 'optimizer', `must be adamw or sgd, got "${o.optimizer}"`);
+  need(o.lr > LIMITS.lr[0] && o.lr <= LIMITS.lr[1], 'lr', `must be in (0, 1], got ${o.lr}`);
+  need(Number.isFinite(o.weightDecay) && o.weightDecay >= 0 && o.weightDecay < 1, 'weight_decay', `must be in [0, 1), got ${o.weightDecay}`);
+  need(o.beta1 >= 0 && o.beta1 < 1, 'beta1', `must be in [0, 1), got ${o.beta1}`);
+  need(o.beta2 >= 0 && o.beta2 < 1, 'beta2', `must be in [0, 1), got ${o.beta2}`);
+  need(o.eps > 0 && o.eps < 1, 'eps', `must be in (0, 1), got ${o.eps}`);
+  if (o.steps !== null) int(o.steps, 'steps', LIMITS.steps);
+  int(o.epochs, 'epochs', LIMITS.epochs);
+  int(o.batchSize, 'batch_size', LIMITS.batchSize);
+  int(o.gradAccum, 'grad_accum', LIMITS.gradAccum);
+  int(o.seqLen, 'seq_len', LIMITS.seqLen);
+  int(o.seed, 'seed', LIMITS.seed);
+  need(['constant', 'cosine'].includes(o.schedule), 'schedule', `must be constant or cosine, got "${o.schedule}"`);
+  if (o.warmupSteps !== null) int(o.warmupSteps, 'warmup_steps', [0, LIMITS.steps[1]]);
+  if (o.clipNorm !== null) need(Number.isFinite(o.clipNorm) && o.clipNorm > 0, 'clip_norm', `must be > 0, got ${o.clipNorm}`);
+  need(DEVICES.includes(o.device), 'device', `must be one of ${DEVICES.join(', ')}, got "${o.device}"`);
+  if (v.length > 0) {
+    throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);
+  }
+}

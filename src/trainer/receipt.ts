@@ -1,0 +1,50 @@
+// The receipt (narrowtune.json): what was trained, how, and SHA-256 proof that every frozen tensor
+// came out bit-for-bit identical to what went in.
+import { createHash } from 'node:crypto';
+import type { StoredTensor } from '../model/safetensors.js';
+
+export const RECEIPT_FILE = 'narrowtune.json';
+export const RECEIPT_VERSION = 1;
+
+export function sha256(t: StoredTensor): string {
+  return createHash('sha256').update(t.data).digest('hex');
+}
+
+export interface StepRecord {
+  step: number; // 1-based optimizer step
+  loss: number;
+  lr: number;
+  grad_norm: number;
+}
+
+export interface FrozenProof {
+  sha256_before: string;
+  sha256_after: string;
+}
+
+export interface Receipt {
+  narrowtune_receipt_version: number;
+  created_at: string;
+  base_model: string;
+  data: string;
+  policy: { name: string; include: string[]; exclude: string[] };
+  trainable: string[];
+  hyperparameters: Record<string, unknown>;
+  data_stats: Record<string, unknown>;
+  steps: StepRecord[];
+  /** Every tensor of the checkpoint that the policy froze, hashed in the input and in the written output. */
+  frozen: Record<string, FrozenProof>;
+  frozen_unchanged: boolean;
+  /** Trainable tensors whose bytes differ from the input's. */
+  trainable_changed: string[];
+}
+
+/** Hashes `after` tensors (as read back from disk) against `before` ones. */
+export function proveFrozen(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, StoredTensor>): Record<string, FrozenProof> {
+  const proof: Record<string, FrozenProof> = {};
+  for (const [name, hash] of before) {
+    const t = after.get(name);
+    proof[name] = { sha256_before: hash, sha256_after: t ? sha256(t) : 'missing' };
+  }
+  return proof;
+}

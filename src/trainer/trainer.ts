@@ -1,0 +1,250 @@
+// The fine-tuning loop: load → resolve policy → compile the step graph → train → write checkpoint + receipt.
+// It blocks the thread it runs on (session.run is synchronous native code): callers use run-in-worker.ts.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type ort from 'onnxruntime-node';
+import { collate, microBatchIndices, padLength } from '../data/batches.js';
+import { loadDataset } from '../data/dataset.js';
+import { loadTokenizer } from '../data/tokenizer.js';
+import { IO, compileTrainStep, type ParamTensor } from '../graph/train-step.js';
+import { optimizerScalars, type OptimizerSpec } from '../graph/optimizer.js';
+import { loadCheckpoint, writeCheckpoint, writeFileAtomic, WEIGHTS_FILE } from '../model/checkpoint.js';
+import { expectedTensors } from '../model/config.js';
+import { fromFloat32, parseSafetensors, toFloat32, type StoredTensor } from '../model/safetensors.js';
+import { resolvePolicy, type ResolvedPolicy } from '../policy/policy.js';
+import { createSession, floatTensor, int64Tensor, scalarTensor, SessionCache, type SessionHandle } from '../runtime/session.js';
+import { DataFileError, NarrowtuneError } from '../util/errors.js';
+import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
+import { proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt, type StepRecord } from './receipt.js';
+import { learningRate, type Schedule } from './schedule.js';
+
+export type TrainEvent =
+  | {
+      type: 'start';
+      totalSteps: number;
+      batchSize: number;
+      gradAccum: number;
+      seq: number;
+      examples: number;
+      trainable: string[];
+      trainableParameters: number;
+      frozenTensors: number;
+      provider: string;
+      compileMs: number;
+      sessionMs: number;
+    }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; tokensPerSec: number; elapsedSec: number }
+  | { type: 'done'; out: string; finalLoss: number; frozenUnchanged: boolean };
+
+export interface TuneResult {
+  out: string;
+  receipt: Receipt;
+}
+
+/** One process-wide cache: repeated jobs on the same base model, policy and shapes reuse their sessions. */
+const sessions = new SessionCache();
+
+function optimizerSpec(o: TuneOptions): OptimizerSpec {
+  return o.optimizer === 'sgd'
+    ? { kind: 'sgd', weightDecay: o.weightDecay }
+    : { kind: 'adamw', beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay };
+}
+
+export function totalSteps(o: TuneOptions, examples: number): number {
+  return o.steps ?? Math.max(1, Math.ceil((o.epochs * examples) / (o.batchSize * o.gradAccum)));
+}
+
+/** Runs a whole fine-tune; `signal` stops it between optimizer steps (no checkpoint is written then). */
+export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = () => {}, signal?: AbortSignal): Promise<TuneResult> {
+  validateOptions(o);
+  const started = performance.now();
+
+  // 1. model, tokenizer, data, policy
+  const ckpt = await loadCheckpoint(o.model);
+  const c = ckpt.config;
+  const tokenizer = await loadTokenizer(o.model);
+  const dataset = await loadDataset(o.data, tokenizer, { seqLen: o.seqLen });
+  dataset.examples.forEach((ex, i) => {
+    const bad = ex.inputIds.find((id) => id >= c.vocabSize);
+    if (bad !== undefined) throw new DataFileError(o.data, null, `example ${i + 1} has token id ${bad}, but the model's vocabulary has ${c.vocabSize} entries`);
+  });
+  const names = [...expectedTensors(c).keys()];
+  const policy = resolvePolicy(o.policy, names);
+  const params = new Map<string, ParamTensor>(
+    names.map((n) => {
+      const t = ckpt.tensors.get(n)!;
+      return [n, { shape: t.shape, data: toFloat32(t) }];
+    }),
+  );
+  const frozenBefore = new Map(policy.frozen.map((n) => [n, sha256(ckpt.tensors.get(n)!)]));
+  for (const [n, t] of ckpt.tensors) if (!params.has(n)) frozenBefore.set(n, sha256(t)); // e.g. a vision tower
+
+  // 2. plan: one padded shape for the whole run, so one compiled graph serves every step
+  const seq = padLength(dataset.examples, o.seqLen);
+  const steps = totalSteps(o, dataset.examples.length);
+  const schedule: Schedule = {
+    kind: o.schedule,
+    lr: o.lr,
+    totalSteps: steps,
+    warmupSteps: o.warmupSteps ?? Math.ceil(steps * WARMUP_FRACTION),
+  };
+  const opt = optimizerSpec(o);
+
+  // 3. compile the step graph(s): with accumulation, micro-batches 1..K-1 only sum gradients
+  let compileMs = 0;
+  let sessionMs = 0;
+  const frozenKey = createHash('sha256').update(JSON.stringify([c.raw, policy.trainable, [...frozenBefore.values()]])).digest('hex');
+  const session = (accumulate: boolean, update: boolean): Promise<SessionHandle> =>
+    sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device]), async () => {
+      const t0 = performance.now();
+      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update });
+      const t1 = performance.now();
+      const handle = await createSession(model, o.device);
+      compileMs += t1 - t0;
+      sessionMs += performance.now() - t1;
+      return handle;
+    });
+  const stepSession = await session(o.gradAccum > 1, true);
+  const accumSession = o.gradAccum > 1 ? await session(true, false) : null;
+  const trainableParameters = policy.trainable.reduce((s, n) => s + params.get(n)!.data.length, 0);
+  onEvent({
+    type: 'start',
+    totalSteps: steps,
+    batchSize: o.batchSize,
+    gradAccum: o.gradAccum,
+    seq,
+    examples: dataset.examples.length,
+    trainable: policy.trainable,
+    trainableParameters,
+    frozenTensors: frozenBefore.size,
+    provider: stepSession.provider,
+    compileMs,
+    sessionMs,
+  });
+
+  // 4. train
+  const state = {
+    params: new Map<string, Float32Array>(policy.trainable.map((n) => [n, params.get(n)!.data])),
+    m: new Map<string, Float32Array>(policy.trainable.map((n) => [n, new Float32Array(params.get(n)!.data.length)])),
+    v: new Map<string, Float32Array>(policy.trainable.map((n) => [n, new Float32Array(params.get(n)!.data.length)])),
+  };
+  const history: StepRecord[] = [];
+  for (let step = 0; step < steps; step++) {
+    if (signal?.aborted) throw new NarrowtuneError('failed_precondition', 'training was cancelled');
+    const t0 = performance.now();
+    const batches = Array.from({ length: o.gradAccum }, (_, k) => {
+      const idx = microBatchIndices(dataset.examples.length, o.batchSize, o.seed, step * o.gradAccum + k);
+      return collate(idx.map((i) => dataset.examples[i]), seq, o.batchSize, tokenizer.padId);
+    });
+    const valid = batches.reduce((s, b) => s + b.validTokens, 0);
+    const lossScale = scalarTensor(1 / Math.max(1, valid));
+    const lr = learningRate(schedule, step);
+    let loss = 0;
+    let grads: Map<string, ort.Tensor> | null = null;
+    let out: ort.InferenceSession.OnnxValueMapType = {};
+    for (let k = 0; k < o.gradAccum; k++) {
+      const last = k === o.gradAccum - 1;
+      const feeds: Record<string, ort.Tensor> = {
+        [IO.ids]: int64Tensor(batches[k].inputIds, [o.batchSize * seq]),
+        [IO.targets]: int64Tensor(batches[k].targets, [o.batchSize * seq]),
+        [IO.lossScale]: lossScale,
+      };
+      for (const [n, data] of state.params) {
+        const shape = params.get(n)!.shape;
+        feeds[n] = floatTensor(data, shape);
+        if (o.gradAccum > 1) feeds[IO.gradIn(n)] = grads?.get(n) ?? floatTensor(new Float32Array(data.length), shape);
+        if (last && opt.kind === 'adamw') {
+          feeds[IO.m(n)] = floatTensor(state.m.get(n)!, shape);
+          feeds[IO.v(n)] = floatTensor(state.v.get(n)!, shape);
+        }
+      }
+      if (last) {
+        const s = optimizerScalars(opt, lr, step + 1);
+        Object.assign(feeds, { [IO.lr]: scalarTensor(s.lr), [IO.stepSize]: scalarTensor(s.stepSize), [IO.bc2Sqrt]: scalarTensor(s.bc2Sqrt), [IO.decay]: scalarTensor(s.decay) });
+      }
+      out = await (last ? stepSession : accumSession!).session.run(feeds);
+      loss += Number((out[IO.loss] as ort.Tensor).data[0]);
+      if (!last) grads = new Map(policy.trainable.map((n) => [n, out[IO.gradOut(n)] as ort.Tensor]));
+    }
+    for (const n of policy.trainable) {
+      state.params.set(n, (out[IO.newParam(n)] as ort.Tensor).data as Float32Array);
+      if (opt.kind === 'adamw') {
+        state.m.set(n, (out[IO.newM(n)] as ort.Tensor).data as Float32Array);
+        state.v.set(n, (out[IO.newV(n)] as ort.Tensor).data as Float32Array);
+      }
+    }
+    const gradNorm = Number((out[IO.gradNorm] as ort.Tensor).data[0]);
+    const seconds = (performance.now() - t0) / 1000;
+    const tokens = batches.reduce((s, b) => s + b.tokens, 0);
+    history.push({ step: step + 1, loss, lr, grad_norm: gradNorm });
+    onEvent({ type: 'step', step: step + 1, totalSteps: steps, loss, lr, gradNorm, tokens, tokensPerSec: tokens / seconds, elapsedSec: (performance.now() - started) / 1000 });
+  }
+
+  // 5. checkpoint: trainable tensors in the input's dtype, every other tensor byte-for-byte from the input
+  const out = resolve(o.out);
+  const tensors: StoredTensor[] = [...ckpt.tensors.values()].map((t) => {
+    const trained = state.params.get(t.name);
+    return trained ? { ...t, data: fromFloat32(trained, t.dtype) } : t;
+  });
+  const receipt: Receipt = {
+    narrowtune_receipt_version: RECEIPT_VERSION,
+    created_at: new Date().toISOString(),
+    base_model: resolve(o.model),
+    data: resolve(o.data),
+    policy: { name: policy.name, include: policy.include, exclude: policy.exclude },
+    trainable: policy.trainable,
+    hyperparameters: hyperparameters(o, schedule, seq),
+    data_stats: { form: dataset.form, examples: dataset.examples.length, truncated: dataset.truncated, train_tokens: dataset.trainTokens },
+    steps: history,
+    frozen: {},
+    frozen_unchanged: false,
+    trainable_changed: [],
+  };
+  await writeCheckpoint(out, { config: c, tensors, copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
+  // The receipt written with the weights says frozen_unchanged: false until the read-back proves otherwise.
+  await verifyReceipt(out, receipt, frozenBefore, ckpt.tensors, policy);
+  await writeFileAtomic(join(out, RECEIPT_FILE), `${JSON.stringify(receipt, null, 2)}\n`);
+  onEvent({ type: 'done', out, finalLoss: history[history.length - 1]?.loss ?? NaN, frozenUnchanged: receipt.frozen_unchanged });
+  return { out, receipt };
+}
+
+/** Reads the written weights back from disk and fills in the proof; fails loudly if a frozen tensor moved. */
+async function verifyReceipt(
+  out: string,
+  receipt: Receipt,
+  frozenBefore: ReadonlyMap<string, string>,
+  input: ReadonlyMap<string, StoredTensor>,
+  policy: ResolvedPolicy,
+): Promise<void> {
+  const file = join(out, WEIGHTS_FILE);
+  const written = new Map(parseSafetensors(await readFile(file), file).map((t) => [t.name, t]));
+  receipt.frozen = proveFrozen(frozenBefore, written);
+  receipt.frozen_unchanged = Object.values(receipt.frozen).every((p) => p.sha256_before === p.sha256_after);
+  receipt.trainable_changed = policy.trainable.filter((n) => sha256(written.get(n)!) !== sha256(input.get(n)!));
+  if (!receipt.frozen_unchanged) {
+    const moved = Object.entries(receipt.frozen).filter(([, p]) => p.sha256_before !== p.sha256_after).map(([n]) => n);
+    throw new NarrowtuneError('internal', `frozen tensors changed in ${file}: ${moved.join(', ')}`);
+  }
+}
+
+function hyperparameters(o: TuneOptions, s: Schedule, seq: number): Record<string, unknown> {
+  return {
+    optimizer: o.optimizer,
+    lr: o.lr,
+    weight_decay: o.weightDecay,
+    betas: [o.beta1, o.beta2],
+    eps: o.eps,
+    steps: s.totalSteps,
+    epochs: o.steps === null ? o.epochs : null,
+    batch_size: o.batchSize,
+    grad_accum: o.gradAccum,
+    seq_len: o.seqLen,
+    padded_seq: seq,
+    schedule: o.schedule,
+    warmup_steps: s.warmupSteps,
+    clip_norm: o.clipNorm,
+    seed: o.seed,
+    device: o.device,
+  };
+}

@@ -7,7 +7,8 @@ import type { Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { ModelFileError, invalidArgument } from '../util/errors.js';
 import { expectedTensors, parseConfig, type ModelConfig } from './config.js';
-import { parseSafetensors, serializeSafetensors, type StoredTensor } from './safetensors.js';
+import { readSafetensorsFile, writeSafetensorsFile } from './safetensors-file.js';
+import type { StoredTensor } from './safetensors.js';
 
 export interface Checkpoint {
   dir: string;
@@ -94,17 +95,6 @@ async function readJsonFile(path: string): Promise<unknown> {
   } catch (e) {
     throw new ModelFileError(path, `is not valid JSON (${(e as Error).message})`, { cause: e });
   }
-}
-
-async function readSafetensorsFile(path: string): Promise<StoredTensor[]> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    if (isNotFound(e)) throw new ModelFileError(path, 'file not found');
-    throw new ModelFileError(path, `cannot be read (${(e as Error).message})`, { cause: e });
-  }
-  return parseSafetensors(bytes, path);
 }
 
 /** Shard names come from a file we do not control; keep them inside the model directory. */
@@ -311,8 +301,8 @@ export async function writeCheckpoint(outDir: string, opts: WriteCheckpointOptio
   await mkdir(tmp);
   try {
     await writeSynced(join(tmp, CONFIG_FILE), prettyJson(opts.config.raw));
-    // serializeSafetensors validates names and byte lengths, so a bad tensor fails before anything is renamed.
-    await writeSynced(join(tmp, WEIGHTS_FILE), serializeSafetensors(tensors));
+    // Streams tensor by tensor (models may exceed one 4 GiB buffer); a bad tensor fails before anything is renamed.
+    await writeSafetensorsFile(join(tmp, WEIGHTS_FILE), tensors);
     if (opts.copyFrom !== undefined) {
       for (const name of COMPANION_FILES) {
         const src = join(opts.copyFrom, name);

@@ -16,7 +16,7 @@ export interface StoredTensor {
 export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = { F32: 4, F16: 2, BF16: 2 };
 
 /** The u64 that prefixes every file with the JSON header's length. */
-const HEADER_LENGTH_BYTES = 8;
+export const HEADER_LENGTH_BYTES = 8;
 /** Same cap as the reference implementation: a header this large is garbage, not a model. */
 export const MAX_HEADER_BYTES = 100_000_000;
 /** The reference writer pads the header with spaces so the data buffer starts 8-byte aligned. */
@@ -52,41 +52,66 @@ function fmtShape(shape: readonly unknown[]): string {
   return `[${shape.join(',')}]`;
 }
 
-/** Parses and validates a whole safetensors file; returned `data` views alias `bytes`. */
-export function parseSafetensors(bytes: Uint8Array, file: string): StoredTensor[] {
-  const fail = (problem: string): ModelFileError => new ModelFileError(file, `not a valid safetensors file: ${problem}`);
+/** One tensor's header entry; offsets are relative to the start of the data buffer. */
+export interface TensorEntry {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
 
-  if (bytes.length < HEADER_LENGTH_BYTES) {
-    throw fail(`file is ${bytes.length} bytes, shorter than the ${HEADER_LENGTH_BYTES}-byte header length (truncated)`);
+export interface SafetensorsHeader {
+  /** Byte position of the data buffer in the file (8 + header length). */
+  dataStart: number;
+  entries: TensorEntry[];
+  metadata: Record<string, string>;
+}
+
+function failure(file: string, problem: string): ModelFileError {
+  return new ModelFileError(file, `not a valid safetensors file: ${problem}`);
+}
+
+/**
+ * Validates the 8-byte header-length prefix against the file's total length and returns the JSON header's length.
+ * `prefix` holds the file's first bytes (at least 8 when the file has them).
+ */
+export function readHeaderLength(prefix: Uint8Array, fileLength: number, file: string): number {
+  if (fileLength < HEADER_LENGTH_BYTES || prefix.length < HEADER_LENGTH_BYTES) {
+    throw failure(file, `file is ${fileLength} bytes, shorter than the ${HEADER_LENGTH_BYTES}-byte header length (truncated)`);
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = view.getBigUint64(0, true);
+  const headerLen = new DataView(prefix.buffer, prefix.byteOffset, HEADER_LENGTH_BYTES).getBigUint64(0, true);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-    throw fail(`header length ${headerLen} is absurd (more than ${MAX_HEADER_BYTES} bytes); the file is corrupt`);
+    throw failure(file, `header length ${headerLen} is absurd (more than ${MAX_HEADER_BYTES} bytes); the file is corrupt`);
   }
   const n = Number(headerLen);
-  const dataStart = HEADER_LENGTH_BYTES + n;
-  if (dataStart > bytes.length) {
-    throw fail(`header length ${n} runs past the end of the file (${bytes.length} bytes): truncated`);
+  if (HEADER_LENGTH_BYTES + n > fileLength) {
+    throw failure(file, `header length ${n} runs past the end of the file (${fileLength} bytes): truncated`);
   }
+  return n;
+}
 
+/** Validates the JSON header (the `n` bytes after the prefix) against a file of `fileLength` bytes. */
+export function parseHeaderJson(json: Uint8Array, fileLength: number, file: string): SafetensorsHeader {
+  const fail = (problem: string): ModelFileError => failure(file, problem);
+  const dataStart = HEADER_LENGTH_BYTES + json.length;
   let header: unknown;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(HEADER_LENGTH_BYTES, dataStart));
-    header = JSON.parse(text);
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
   } catch (e) {
     throw fail(`header is not valid JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(header)) throw fail('header is not a JSON object');
 
-  const bufferLen = bytes.length - dataStart;
-  const tensors: StoredTensor[] = [];
-  const ranges: { name: string; begin: number; end: number }[] = [];
+  const bufferLen = fileLength - dataStart;
+  const entries: TensorEntry[] = [];
+  let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === METADATA_KEY) {
       if (!isPlainObject(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
         throw fail(`"${METADATA_KEY}" must be an object of strings`);
       }
+      metadata = entry as Record<string, string>;
       continue;
     }
     const where = `tensor "${name}"`;
@@ -116,12 +141,11 @@ export function parseSafetensors(bytes: Uint8Array, file: string): StoredTensor[
         `${where}: shape/dtype mismatch: ${dtype} ${fmtShape(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`,
       );
     }
-    ranges.push({ name, begin, end });
-    tensors.push({ name, dtype, shape: shape as number[], data: bytes.subarray(dataStart + begin, dataStart + end) });
+    entries.push({ name, dtype, shape: shape as number[], begin, end });
   }
 
   // Gaps and trailing bytes are harmless to a reader, so only overlaps (two tensors sharing bytes) are rejected.
-  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const ranges = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < ranges.length; i++) {
     const prev = ranges[i - 1];
     const cur = ranges[i];
@@ -131,26 +155,46 @@ export function parseSafetensors(bytes: Uint8Array, file: string): StoredTensor[
       );
     }
   }
-  return tensors;
+  return { dataStart, entries, metadata };
 }
 
-/** Reads `__metadata__` from a file's header (an empty object when absent); assumes `parseSafetensors` accepted it. */
+/** The validated header of a whole in-memory file (files too large for memory: readSafetensorsFile). */
+export function parseSafetensorsHeader(bytes: Uint8Array, file: string): SafetensorsHeader {
+  const n = readHeaderLength(bytes, bytes.length, file);
+  return parseHeaderJson(bytes.subarray(HEADER_LENGTH_BYTES, HEADER_LENGTH_BYTES + n), bytes.length, file);
+}
+
+/** Parses and validates a whole in-memory safetensors file; returned `data` views alias `bytes`. */
+export function parseSafetensors(bytes: Uint8Array, file: string): StoredTensor[] {
+  const { dataStart, entries } = parseSafetensorsHeader(bytes, file);
+  return entries.map(({ name, dtype, shape, begin, end }) => ({
+    name,
+    dtype,
+    shape,
+    data: bytes.subarray(dataStart + begin, dataStart + end),
+  }));
+}
+
+/** Reads `__metadata__` from an in-memory file (an empty object when absent). */
 export function readSafetensorsMetadata(bytes: Uint8Array, file: string): Record<string, string> {
-  parseSafetensors(bytes, file);
-  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(HEADER_LENGTH_BYTES, HEADER_LENGTH_BYTES + n)));
-  return (header[METADATA_KEY] as Record<string, string> | undefined) ?? {};
+  return parseSafetensorsHeader(bytes, file).metadata;
 }
 
-/** Serialises tensors (sorted by name, header space-padded to 8 bytes) so equal inputs give byte-identical files. */
-export function serializeSafetensors(tensors: StoredTensor[], metadata: Record<string, string> = { ...DEFAULT_METADATA }): Uint8Array {
-  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const header: Record<string, unknown> = { [METADATA_KEY]: metadata };
+/**
+ * The file's first bytes (length prefix + space-padded JSON header) for `tensors`, which are returned in file order
+ * (sorted by name) so equal inputs give byte-identical files. The data follows as the tensors' bytes concatenated.
+ */
+export function serializeSafetensorsHeader(
+  tensors: readonly StoredTensor[],
+  metadata: Record<string, string> = { ...DEFAULT_METADATA },
+): { header: Uint8Array; ordered: StoredTensor[]; dataLength: number } {
+  const ordered = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const json: Record<string, unknown> = { [METADATA_KEY]: metadata };
   let offset = 0;
-  for (let i = 0; i < sorted.length; i++) {
-    const t = sorted[i];
+  for (let i = 0; i < ordered.length; i++) {
+    const t = ordered[i];
     if (t.name === METADATA_KEY) throw invalidArgument('tensors', `"${METADATA_KEY}" is reserved and cannot name a tensor`);
-    if (i > 0 && sorted[i - 1].name === t.name) throw invalidArgument('tensors', `duplicate tensor name "${t.name}"`);
+    if (i > 0 && ordered[i - 1].name === t.name) throw invalidArgument('tensors', `duplicate tensor name "${t.name}"`);
     if (!isDtype(t.dtype)) throw invalidArgument('tensors', `tensor "${t.name}" has unsupported dtype ${String(t.dtype)}`);
     if (!t.shape.every(isNonNegativeInteger)) {
       throw invalidArgument('tensors', `tensor "${t.name}" has invalid shape ${fmtShape(t.shape)}`);
@@ -162,17 +206,25 @@ export function serializeSafetensors(tensors: StoredTensor[], metadata: Record<s
         `tensor "${t.name}": ${t.dtype} ${fmtShape(t.shape)} needs ${expected} bytes but has ${t.data.length}`,
       );
     }
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
+    json[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
     offset += expected;
   }
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.length / HEADER_ALIGNMENT) * HEADER_ALIGNMENT;
-  const out = new Uint8Array(HEADER_LENGTH_BYTES + padded + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
-  out.set(json, HEADER_LENGTH_BYTES);
-  out.fill(SPACE, HEADER_LENGTH_BYTES + json.length, HEADER_LENGTH_BYTES + padded);
-  let pos = HEADER_LENGTH_BYTES + padded;
-  for (const t of sorted) {
+  const text = new TextEncoder().encode(JSON.stringify(json));
+  const padded = Math.ceil(text.length / HEADER_ALIGNMENT) * HEADER_ALIGNMENT;
+  const header = new Uint8Array(HEADER_LENGTH_BYTES + padded);
+  new DataView(header.buffer).setBigUint64(0, BigInt(padded), true);
+  header.set(text, HEADER_LENGTH_BYTES);
+  header.fill(SPACE, HEADER_LENGTH_BYTES + text.length);
+  return { header, ordered, dataLength: offset };
+}
+
+/** Serialises tensors into one in-memory file (limited to 4 GiB by typed arrays; see writeSafetensorsFile). */
+export function serializeSafetensors(tensors: StoredTensor[], metadata?: Record<string, string>): Uint8Array {
+  const { header, ordered, dataLength } = serializeSafetensorsHeader(tensors, metadata);
+  const out = new Uint8Array(header.length + dataLength);
+  out.set(header);
+  let pos = header.length;
+  for (const t of ordered) {
     out.set(t.data, pos);
     pos += t.data.length;
   }
@@ -265,10 +317,12 @@ export function f32BitsToBf16(x: number): number {
 }
 
 function readU16(data: Uint8Array): Uint16Array {
-  if (LITTLE_ENDIAN_HOST && data.byteOffset % 2 === 0) return new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
-  const out = new Uint16Array(data.length / 2);
+  if (LITTLE_ENDIAN_HOST && data.byteOffset % DTYPE_BYTES.F16 === 0) {
+    return new Uint16Array(data.buffer, data.byteOffset, data.length / DTYPE_BYTES.F16);
+  }
+  const out = new Uint16Array(data.length / DTYPE_BYTES.F16);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  for (let i = 0; i < out.length; i++) out[i] = view.getUint16(i * 2, true);
+  for (let i = 0; i < out.length; i++) out[i] = view.getUint16(i * DTYPE_BYTES.F16, true);
   return out;
 }
 
@@ -284,7 +338,7 @@ export function toFloat32(t: StoredTensor): Float32Array {
       if (LITTLE_ENDIAN_HOST) return new Float32Array(new Uint8Array(t.data).buffer);
       const out = new Float32Array(n);
       const view = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+      for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * DTYPE_BYTES.F32, true);
       return out;
     }
     case 'F16': {
@@ -311,21 +365,21 @@ export function fromFloat32(values: Float32Array, dtype: Dtype): Uint8Array {
   const n = values.length;
   if (dtype === 'F32') {
     if (LITTLE_ENDIAN_HOST) return new Uint8Array(values.slice().buffer);
-    const out = new Uint8Array(n * 4);
+    const out = new Uint8Array(n * DTYPE_BYTES.F32);
     const view = new DataView(out.buffer);
-    for (let i = 0; i < n; i++) view.setFloat32(i * 4, values[i], true);
+    for (let i = 0; i < n; i++) view.setFloat32(i * DTYPE_BYTES.F32, values[i], true);
     return out;
   }
   if (dtype !== 'F16' && dtype !== 'BF16') throw invalidArgument('dtype', `unsupported dtype ${String(dtype)}`);
   const convert = dtype === 'F16' ? f32BitsToF16 : f32BitsToBf16;
   const bits = new Uint32Array(values.buffer, values.byteOffset, n);
-  const out = new Uint8Array(n * 2);
+  const out = new Uint8Array(n * DTYPE_BYTES[dtype]);
   if (LITTLE_ENDIAN_HOST) {
     const dst = new Uint16Array(out.buffer);
     for (let i = 0; i < n; i++) dst[i] = convert(bits[i]);
   } else {
     const view = new DataView(out.buffer);
-    for (let i = 0; i < n; i++) view.setUint16(i * 2, convert(bits[i]), true);
+    for (let i = 0; i < n; i++) view.setUint16(i * DTYPE_BYTES[dtype], convert(bits[i]), true);
   }
   return out;
 }

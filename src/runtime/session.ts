@@ -108,14 +108,13 @@ export class SessionCache {
   }
 }
 
-export function floatTensor(data: Float32Array, dims: readonly number[]): ort.Tensor {
-  return new ort.Tensor('float32', data, [...dims]);
+export type FloatArray = Float32Array | Float64Array;
+
+export function floatTensor(data: FloatArray, dims: readonly number[]): ort.Tensor {
+  return data instanceof Float64Array ? new ort.Tensor('float64', data, [...dims]) : new ort.Tensor('float32', data, [...dims]);
 }
 
 export function int64Tensor(data: BigInt64Array, dims: readonly number[]): ort.Tensor {
   return new ort.Tensor('int64', data, [...dims]);
 }
 
-export function scalarTensor(x: number): ort.Tensor {
-  return new ort.Tensor('float32', Float32Array.of(x), []);
-}

@@ -26,6 +26,8 @@ export interface TuneOptions {
   clipNorm: number | null; // null: no clipping
   seed: number;
   device: Device;
+  /** float64 is for exactness checks against a reference: about twice the time and memory. */
+  precision: 'float32' | 'float64';
 }
 
 /** The paper's recipe (AdamW, lr 5e-6, cosine with 3% warm-up, no weight decay) with HF's other defaults. */
@@ -47,6 +49,7 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   clipNorm: 1.0,
   seed: 42,
   device: 'cpu',
+  precision: 'float32',
 };
 
 export const WARMUP_FRACTION = 0.03;
@@ -90,6 +93,7 @@ export function validateOptions(o: TuneOptions): void {
   need(['constant', 'cosine'].includes(o.schedule), 'schedule', `must be constant or cosine, got "${o.schedule}"`);
   if (o.warmupSteps !== null) int(o.warmupSteps, 'warmup_steps', [0, LIMITS.steps[1]]);
   if (o.clipNorm !== null) need(Number.isFinite(o.clipNorm) && o.clipNorm > 0, 'clip_norm', `must be > 0, got ${o.clipNorm}`);
+  need(['float32', 'float64'].includes(o.precision), 'precision', `must be float32 or float64, got "${o.precision}"`);
   need(DEVICES.includes(o.device), 'device', `must be one of ${DEVICES.join(', ')}, got "${o.device}"`);
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);

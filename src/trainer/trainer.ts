@@ -1,7 +1,6 @@
 // The fine-tuning loop: load → resolve policy → compile the step graph → train → write checkpoint + receipt.
 // It blocks the thread it runs on (session.run is synchronous native code): callers use run-in-worker.ts.
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type ort from 'onnxruntime-node';
 import { collate, microBatchIndices, padLength } from '../data/batches.js';
@@ -11,9 +10,10 @@ import { IO, compileTrainStep, type ParamTensor } from '../graph/train-step.js';
 import { optimizerScalars, type OptimizerSpec } from '../graph/optimizer.js';
 import { loadCheckpoint, writeCheckpoint, writeFileAtomic, WEIGHTS_FILE } from '../model/checkpoint.js';
 import { expectedTensors } from '../model/config.js';
-import { fromFloat32, parseSafetensors, toFloat32, type StoredTensor } from '../model/safetensors.js';
+import { fromFloat32, toFloat32, type StoredTensor } from '../model/safetensors.js';
+import { readSafetensorsFile } from '../model/safetensors-file.js';
 import { resolvePolicy, type ResolvedPolicy } from '../policy/policy.js';
-import { createSession, floatTensor, int64Tensor, scalarTensor, SessionCache, type SessionHandle } from '../runtime/session.js';
+import { createSession, floatTensor, int64Tensor, SessionCache, type FloatArray, type SessionHandle } from '../runtime/session.js';
 import { DataFileError, NarrowtuneError } from '../util/errors.js';
 import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
 import { proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt, type StepRecord } from './receipt.js';
@@ -96,9 +96,9 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
   let sessionMs = 0;
   const frozenKey = createHash('sha256').update(JSON.stringify([c.raw, policy.trainable, [...frozenBefore.values()]])).digest('hex');
   const session = (accumulate: boolean, update: boolean): Promise<SessionHandle> =>
-    sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device]), async () => {
+    sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision]), async () => {
       const t0 = performance.now();
-      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update });
+      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision });
       const t1 = performance.now();
       const handle = await createSession(model, o.device);
       compileMs += t1 - t0;
@@ -124,10 +124,13 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
   });
 
   // 4. train
+  const f64 = o.precision === 'float64';
+  const zeros = (n: number): FloatArray => (f64 ? new Float64Array(n) : new Float32Array(n));
+  const scalarTensor = (x: number) => floatTensor(f64 ? Float64Array.of(x) : Float32Array.of(x), []);
   const state = {
-    params: new Map<string, Float32Array>(policy.trainable.map((n) => [n, params.get(n)!.data])),
-    m: new Map<string, Float32Array>(policy.trainable.map((n) => [n, new Float32Array(params.get(n)!.data.length)])),
-    v: new Map<string, Float32Array>(policy.trainable.map((n) => [n, new Float32Array(params.get(n)!.data.length)])),
+    params: new Map<string, FloatArray>(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data])),
+    m: new Map<string, FloatArray>(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
+    v: new Map<string, FloatArray>(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
   };
   const history: StepRecord[] = [];
   for (let step = 0; step < steps; step++) {
@@ -153,7 +156,7 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
       for (const [n, data] of state.params) {
         const shape = params.get(n)!.shape;
         feeds[n] = floatTensor(data, shape);
-        if (o.gradAccum > 1) feeds[IO.gradIn(n)] = grads?.get(n) ?? floatTensor(new Float32Array(data.length), shape);
+        if (o.gradAccum > 1) feeds[IO.gradIn(n)] = grads?.get(n) ?? floatTensor(zeros(data.length), shape);
         if (last && opt.kind === 'adamw') {
           feeds[IO.m(n)] = floatTensor(state.m.get(n)!, shape);
           feeds[IO.v(n)] = floatTensor(state.v.get(n)!, shape);
@@ -168,10 +171,10 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
       if (!last) grads = new Map(policy.trainable.map((n) => [n, out[IO.gradOut(n)] as ort.Tensor]));
     }
     for (const n of policy.trainable) {
-      state.params.set(n, (out[IO.newParam(n)] as ort.Tensor).data as Float32Array);
+      state.params.set(n, (out[IO.newParam(n)] as ort.Tensor).data as FloatArray);
       if (opt.kind === 'adamw') {
-        state.m.set(n, (out[IO.newM(n)] as ort.Tensor).data as Float32Array);
-        state.v.set(n, (out[IO.newV(n)] as ort.Tensor).data as Float32Array);
+        state.m.set(n, (out[IO.newM(n)] as ort.Tensor).data as FloatArray);
+        state.v.set(n, (out[IO.newV(n)] as ort.Tensor).data as FloatArray);
       }
     }
     const gradNorm = Number((out[IO.gradNorm] as ort.Tensor).data[0]);
@@ -185,7 +188,7 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
   const out = resolve(o.out);
   const tensors: StoredTensor[] = [...ckpt.tensors.values()].map((t) => {
     const trained = state.params.get(t.name);
-    return trained ? { ...t, data: fromFloat32(trained, t.dtype) } : t;
+    return trained ? { ...t, data: fromFloat32(Float32Array.from(trained), t.dtype) } : t;
   });
   const receipt: Receipt = {
     narrowtune_receipt_version: RECEIPT_VERSION,
@@ -218,7 +221,7 @@ async function verifyReceipt(
   policy: ResolvedPolicy,
 ): Promise<void> {
   const file = join(out, WEIGHTS_FILE);
-  const written = new Map(parseSafetensors(await readFile(file), file).map((t) => [t.name, t]));
+  const written = new Map((await readSafetensorsFile(file)).map((t) => [t.name, t]));
   receipt.frozen = proveFrozen(frozenBefore, written);
   receipt.frozen_unchanged = Object.values(receipt.frozen).every((p) => p.sha256_before === p.sha256_after);
   receipt.trainable_changed = policy.trainable.filter((n) => sha256(written.get(n)!) !== sha256(input.get(n)!));
@@ -246,5 +249,6 @@ function hyperparameters(o: TuneOptions, s: Schedule, seq: number): Record<strin
     clip_norm: o.clipNorm,
     seed: o.seed,
     device: o.device,
+    precision: o.precision,
   };
 }

@@ -45,3 +45,18 @@ export class DataFileError extends NarrowtuneError {
 export function invalidArgument(field: string, description: string): NarrowtuneError {
   return new NarrowtuneError('invalid_argument', `${field}: ${description}`, [{ field, description }]);
 }
+
+/** Plain-object form of an error, for crossing a worker or process boundary. */
+export function serializeError(e: unknown): { name: string; message: string; kind?: ErrorKind; violations?: FieldViolation[]; stack?: string } {
+  if (e instanceof NarrowtuneError) return { name: e.name, message: e.message, kind: e.kind, violations: e.violations, stack: e.stack };
+  if (e instanceof Error) return { name: e.name, message: e.message, stack: e.stack };
+  return { name: 'Error', message: String(e) };
+}
+
+export function deserializeError(raw: unknown): Error {
+  const o = (raw ?? {}) as ReturnType<typeof serializeError>;
+  const e = o.kind ? new NarrowtuneError(o.kind, o.message, o.violations ?? []) : new Error(o.message);
+  e.name = o.name ?? e.name;
+  if (o.stack) e.stack = o.stack;
+  return e;
+}

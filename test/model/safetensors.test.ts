@@ -281,6 +281,14 @@ describe('toFloat32 / fromFloat32', () => {
     expect([...toFloat32({ name: 'u', dtype: 'BF16', shape: [3], data: padded.subarray(1) })]).toEqual([1, 2, -3]);
   });
 
+  it('decodes tensors that are views into a pooled Node Buffer', () => {
+    const file = Buffer.from(serializeSafetensors([f32Tensor('a', [2], [1, 2]), f32Tensor('b', [3], [3, 4, 5])]));
+    const [, b] = parseSafetensors(file, FILE);
+    expect([...toFloat32(b)]).toEqual([3, 4, 5]);
+    const pooled = Buffer.from(fromFloat32(Float32Array.of(6, 7), 'F32')); // small Buffers share one pool
+    expect([...toFloat32({ name: 'p', dtype: 'F32', shape: [2], data: pooled })]).toEqual([6, 7]);
+  });
+
   it('returns a copy the caller may mutate', () => {
     const t = f32Tensor('a', [2], [1, 2]);
     toFloat32(t)[0] = 99;

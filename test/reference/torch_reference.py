@@ -3,6 +3,9 @@
 
 Usage: /usr/bin/python3 test/reference/torch_reference.py SPEC.json OUT.json
 Follows Hugging Face transformers modeling_llama / modeling_qwen2 / modeling_qwen3, all in float64.
+SPEC: {model_dir, trainable: [HF names], optimizer: "sgd"|"adamw", lrs: [lr per step], weight_decay, betas, eps,
+       clip_norm: float|null, steps: [{micro_batches: [{input_ids: [[int]], targets: [[int]] (shifted, -100 ignored)}]}]}
+OUT:  {losses: [per step], grad_norms: [pre-clip L2 norm per step], params: {name: {shape, values (flat, row-major)}}}
 """
 import json, math, os, struct, sys
 import numpy as np

@@ -1,0 +1,94 @@
+// Safetensors files on disk, read and written tensor by tensor: shards routinely exceed what fs.readFile (2 GiB)
+// or a single typed array (4 GiB) can hold, while single tensors stay far below that.
+
+import { open, type FileHandle } from 'node:fs/promises';
+import { ModelFileError } from '../util/errors.js';
+import {
+  HEADER_LENGTH_BYTES,
+  parseHeaderJson,
+  readHeaderLength,
+  serializeSafetensorsHeader,
+  type StoredTensor,
+} from './safetensors.js';
+
+/** Bytes per read/write call; below the 2 GiB a single fs call may transfer. */
+export const IO_CHUNK_BYTES = 1 << 30;
+
+export interface SafetensorsIoOptions {
+  /** Override the per-call transfer size (tests use tiny chunks to exercise the loops). */
+  chunkBytes?: number;
+}
+
+function isNotFound(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+/** Fills `buf` from `position`; a short file (changed or truncated under us) is an error, not a partial tensor. */
+async function readFully(fh: FileHandle, buf: Uint8Array, position: number, file: string, chunk: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, Math.min(chunk, buf.length - done), position + done);
+    if (bytesRead === 0) {
+      throw new ModelFileError(file, `ended after ${position + done} bytes while reading tensor data (truncated while reading?)`);
+    }
+    done += bytesRead;
+  }
+}
+
+async function writeFully(fh: FileHandle, buf: Uint8Array, chunk: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, Math.min(chunk, buf.length - done));
+    done += bytesWritten;
+  }
+}
+
+/** Reads and validates a safetensors file; each tensor gets its own (aligned) buffer. */
+export async function readSafetensorsFile(path: string, opts: SafetensorsIoOptions = {}): Promise<StoredTensor[]> {
+  const chunk = opts.chunkBytes ?? IO_CHUNK_BYTES;
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    if (isNotFound(e)) throw new ModelFileError(path, 'file not found');
+    throw new ModelFileError(path, `cannot be read (${(e as Error).message})`, { cause: e });
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const prefix = new Uint8Array(Math.min(size, HEADER_LENGTH_BYTES));
+    await readFully(fh, prefix, 0, path, chunk);
+    const n = readHeaderLength(prefix, size, path);
+    const json = new Uint8Array(n);
+    await readFully(fh, json, HEADER_LENGTH_BYTES, path, chunk);
+    const { dataStart, entries } = parseHeaderJson(json, size, path);
+    const tensors: StoredTensor[] = [];
+    for (const { name, dtype, shape, begin, end } of entries) {
+      const data = new Uint8Array(end - begin);
+      await readFully(fh, data, dataStart + begin, path, chunk);
+      tensors.push({ name, dtype, shape, data });
+    }
+    return tensors;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes tensors as one safetensors file (same bytes as serializeSafetensors) and fsyncs it. */
+export async function writeSafetensorsFile(
+  path: string,
+  tensors: readonly StoredTensor[],
+  metadata?: Record<string, string>,
+  opts: SafetensorsIoOptions = {},
+): Promise<void> {
+  const chunk = opts.chunkBytes ?? IO_CHUNK_BYTES;
+  // Validate everything before creating the file.
+  const { header, ordered } = serializeSafetensorsHeader(tensors, metadata);
+  const fh = await open(path, 'w');
+  try {
+    await writeFully(fh, header, chunk);
+    for (const t of ordered) await writeFully(fh, t.data, chunk);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

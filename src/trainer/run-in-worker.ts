@@ -1,0 +1,40 @@
+// Runs `tune` in a worker thread: session.run blocks its thread, and the caller's (a CLI's progress
+// bar, a server's RPCs) must keep running.
+import { Worker } from 'node:worker_threads';
+import { deserializeError } from '../util/errors.js';
+import type { TuneOptions } from './options.js';
+import type { TrainEvent, TuneResult } from './trainer.js';
+
+/**
+ * Starts a worker on the sibling module `name`. From sources (tests, a checkout without a build) the
+ * worker first registers tsx's loader, which `execArgv: ['--import', 'tsx']` does not do for workers on Node 20.
+ */
+export function startWorker(name: string, base: string, workerData: unknown): Worker {
+  if (!base.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, base), { workerData });
+  const api = import.meta.resolve('tsx/esm/api');
+  const entry = new URL(`./${name}.ts`, base).href;
+  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  return new Worker(boot, { eval: true, workerData });
+}
+
+export function tuneInWorker(options: TuneOptions, onEvent: (e: TrainEvent) => void = () => {}, signal?: AbortSignal): Promise<TuneResult> {
+  const worker = startWorker('tune-worker', import.meta.url, { options });
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const cancel = () => worker.postMessage({ type: 'cancel' });
+    signal?.addEventListener('abort', cancel, { once: true });
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', cancel);
+      fn();
+    };
+    worker.on('message', (m: { type: string; event?: TrainEvent; result?: TuneResult; error?: unknown }) => {
+      if (m.type === 'event') onEvent(m.event!);
+      else if (m.type === 'result') finish(() => resolve(m.result!));
+      else if (m.type === 'error') finish(() => reject(deserializeError(m.error)));
+    });
+    worker.on('error', (e) => finish(() => reject(e)));
+    worker.on('exit', (code) => finish(() => reject(new Error(`training worker exited with code ${code} before finishing`))));
+  });
+}

@@ -32,6 +32,8 @@ export function progressReporter(stream: NodeJS.WriteStream): (e: TrainEvent) =>
       } else {
         stream.write(`step ${e.step}/${e.totalSteps}  ${stats}  elapsed ${duration(e.elapsedSec)}\n`);
       }
+    } else if (e.type === 'checkpoint') {
+      if (!tty) stream.write(`checkpoint at step ${e.step}: ${e.path}\n`);
     } else {
       stream.write(`wrote ${e.out} (final loss ${e.finalLoss.toFixed(4)}; frozen tensors ${e.frozenUnchanged ? 'bitwise unchanged' : 'CHANGED'})\n`);
     }

@@ -28,6 +28,11 @@ export interface TuneOptions {
   device: Device;
   /** float64 is for exactness checks against a reference: about twice the time and memory. */
   precision: 'float32' | 'float64';
+  /** Resumable step checkpoints every N optimizer steps into checkpointDir; null: none. */
+  checkpointEvery: number | null;
+  checkpointDir: string | null;
+  /** Continue from the newest step checkpoint in checkpointDir written by this same run, if any. */
+  resume: boolean;
 }
 
 /** The paper's recipe (AdamW, lr 5e-6, cosine with 3% warm-up, no weight decay) with HF's other defaults. */
@@ -50,6 +55,9 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   seed: 42,
   device: 'cpu',
   precision: 'float32',
+  checkpointEvery: null,
+  checkpointDir: null,
+  resume: false,
 };
 
 export const WARMUP_FRACTION = 0.03;
@@ -94,6 +102,8 @@ export function validateOptions(o: TuneOptions): void {
   if (o.warmupSteps !== null) int(o.warmupSteps, 'warmup_steps', [0, LIMITS.steps[1]]);
   if (o.clipNorm !== null) need(Number.isFinite(o.clipNorm) && o.clipNorm > 0, 'clip_norm', `must be > 0, got ${o.clipNorm}`);
   need(['float32', 'float64'].includes(o.precision), 'precision', `must be float32 or float64, got "${o.precision}"`);
+  if (o.checkpointEvery !== null) int(o.checkpointEvery, 'checkpoint_every', LIMITS.steps);
+  need(o.checkpointEvery === null || o.checkpointDir !== null, 'checkpoint_dir', 'is required with checkpoint_every');
   need(DEVICES.includes(o.device), 'device', `must be one of ${DEVICES.join(', ')}, got "${o.device}"`);
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);

@@ -18,6 +18,7 @@ import { DataFileError, NarrowtuneError } from '../util/errors.js';
 import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
 import { proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt, type StepRecord } from './receipt.js';
 import { learningRate, type Schedule } from './schedule.js';
+import { loadLatestStepCheckpoint, saveStepCheckpoint, type TrainState } from './step-checkpoint.js';
 
 export type TrainEvent =
   | {
@@ -33,9 +34,22 @@ export type TrainEvent =
       provider: string;
       compileMs: number;
       sessionMs: number;
+      resumedFromStep: number;
     }
+  | { type: 'checkpoint'; step: number; path: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; tokensPerSec: number; elapsedSec: number }
   | { type: 'done'; out: string; finalLoss: number; frozenUnchanged: boolean };
+
+/** Training stopped on request; `step` optimizer steps are done and (with a checkpoint dir) saved. */
+export class TrainingStopped extends NarrowtuneError {
+  constructor(
+    readonly reason: 'cancel' | 'shutdown',
+    readonly step: number,
+  ) {
+    super('failed_precondition', `training stopped (${reason}) after step ${step}`);
+    this.name = 'TrainingStopped';
+  }
+}
 
 export interface TuneResult {
   out: string;
@@ -55,7 +69,10 @@ export function totalSteps(o: TuneOptions, examples: number): number {
   return o.steps ?? Math.max(1, Math.ceil((o.epochs * examples) / (o.batchSize * o.gradAccum)));
 }
 
-/** Runs a whole fine-tune; `signal` stops it between optimizer steps (no checkpoint is written then). */
+/**
+ * Runs a whole fine-tune. Aborting `signal` (reason 'cancel' or 'shutdown') stops it between optimizer steps,
+ * after a step checkpoint when `checkpointDir` is set, with a TrainingStopped error.
+ */
 export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = () => {}, signal?: AbortSignal): Promise<TuneResult> {
   validateOptions(o);
   const started = performance.now();
@@ -107,10 +124,28 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
     });
   const stepSession = await session(o.gradAccum > 1, true);
   const accumSession = o.gradAccum > 1 ? await session(true, false) : null;
-  const trainableParameters = policy.trainable.reduce((s, n) => s + params.get(n)!.data.length, 0);
+  const trainableParameters = policy.trainable.reduce((sum, n) => sum + params.get(n)!.data.length, 0);
+
+  // 4. train, from the newest step checkpoint of this same run when resuming
+  const f64 = o.precision === 'float64';
+  const zeros = (n: number): FloatArray => (f64 ? new Float64Array(n) : new Float32Array(n));
+  const scalarTensor = (x: number) => floatTensor(f64 ? Float64Array.of(x) : Float32Array.of(x), []);
+  const shapes = new Map(policy.trainable.map((n) => [n, params.get(n)!.shape]));
+  const fingerprint = createHash('sha256')
+    .update(JSON.stringify([frozenKey, policy.trainable.map((n) => sha256(ckpt.tensors.get(n)!)), hyperparameters(o, schedule, seq), dataset.examples]))
+    .digest('hex');
+  const resumed = o.resume && o.checkpointDir ? await loadLatestStepCheckpoint(o.checkpointDir, fingerprint, f64) : null;
+  const state: TrainState = resumed ?? {
+    step: 0,
+    params: new Map(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data])),
+    m: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
+    v: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
+    history: [],
+  };
   onEvent({
     type: 'start',
     totalSteps: steps,
+    resumedFromStep: state.step,
     batchSize: o.batchSize,
     gradAccum: o.gradAccum,
     seq,
@@ -122,25 +157,27 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
     compileMs,
     sessionMs,
   });
-
-  // 4. train
-  const f64 = o.precision === 'float64';
-  const zeros = (n: number): FloatArray => (f64 ? new Float64Array(n) : new Float32Array(n));
-  const scalarTensor = (x: number) => floatTensor(f64 ? Float64Array.of(x) : Float32Array.of(x), []);
-  const state = {
-    params: new Map<string, FloatArray>(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data])),
-    m: new Map<string, FloatArray>(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
-    v: new Map<string, FloatArray>(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
+  let savedStep = state.step;
+  const checkpoint = async () => {
+    if (!o.checkpointDir || savedStep === state.step) return;
+    const path = await saveStepCheckpoint(o.checkpointDir, state, shapes, fingerprint);
+    savedStep = state.step;
+    onEvent({ type: 'checkpoint', step: state.step, path });
   };
-  const history: StepRecord[] = [];
-  for (let step = 0; step < steps; step++) {
-    if (signal?.aborted) throw new NarrowtuneError('failed_precondition', 'training was cancelled');
+
+  while (state.step < steps) {
+    if (signal?.aborted) {
+      // Stopping keeps the work done so far: a cancelled job keeps it, a shut-down server resumes from it.
+      await checkpoint();
+      throw new TrainingStopped(signal.reason === 'shutdown' ? 'shutdown' : 'cancel', state.step);
+    }
+    const step = state.step;
     const t0 = performance.now();
     const batches = Array.from({ length: o.gradAccum }, (_, k) => {
       const idx = microBatchIndices(dataset.examples.length, o.batchSize, o.seed, step * o.gradAccum + k);
       return collate(idx.map((i) => dataset.examples[i]), seq, o.batchSize, tokenizer.padId);
     });
-    const valid = batches.reduce((s, b) => s + b.validTokens, 0);
+    const valid = batches.reduce((sum, b) => sum + b.validTokens, 0);
     const lossScale = scalarTensor(1 / Math.max(1, valid));
     const lr = learningRate(schedule, step);
     let loss = 0;
@@ -154,7 +191,7 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
         [IO.lossScale]: lossScale,
       };
       for (const [n, data] of state.params) {
-        const shape = params.get(n)!.shape;
+        const shape = shapes.get(n)!;
         feeds[n] = floatTensor(data, shape);
         if (o.gradAccum > 1) feeds[IO.gradIn(n)] = grads?.get(n) ?? floatTensor(zeros(data.length), shape);
         if (last && opt.kind === 'adamw') {
@@ -163,8 +200,8 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
         }
       }
       if (last) {
-        const s = optimizerScalars(opt, lr, step + 1);
-        Object.assign(feeds, { [IO.lr]: scalarTensor(s.lr), [IO.stepSize]: scalarTensor(s.stepSize), [IO.bc2Sqrt]: scalarTensor(s.bc2Sqrt), [IO.decay]: scalarTensor(s.decay) });
+        const sc = optimizerScalars(opt, lr, step + 1);
+        Object.assign(feeds, { [IO.lr]: scalarTensor(sc.lr), [IO.stepSize]: scalarTensor(sc.stepSize), [IO.bc2Sqrt]: scalarTensor(sc.bc2Sqrt), [IO.decay]: scalarTensor(sc.decay) });
       }
       out = await (last ? stepSession : accumSession!).session.run(feeds);
       loss += Number((out[IO.loss] as ort.Tensor).data[0]);
@@ -179,10 +216,13 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
     }
     const gradNorm = Number((out[IO.gradNorm] as ort.Tensor).data[0]);
     const seconds = (performance.now() - t0) / 1000;
-    const tokens = batches.reduce((s, b) => s + b.tokens, 0);
-    history.push({ step: step + 1, loss, lr, grad_norm: gradNorm });
-    onEvent({ type: 'step', step: step + 1, totalSteps: steps, loss, lr, gradNorm, tokens, tokensPerSec: tokens / seconds, elapsedSec: (performance.now() - started) / 1000 });
+    const tokens = batches.reduce((sum, b) => sum + b.tokens, 0);
+    state.step = step + 1;
+    state.history.push({ step: state.step, loss, lr, grad_norm: gradNorm });
+    onEvent({ type: 'step', step: state.step, totalSteps: steps, loss, lr, gradNorm, tokens, tokensPerSec: tokens / seconds, elapsedSec: (performance.now() - started) / 1000 });
+    if (o.checkpointEvery && state.step % o.checkpointEvery === 0 && state.step < steps) await checkpoint();
   }
+  const history = state.history;
 
   // 5. checkpoint: trainable tensors in the input's dtype, every other tensor byte-for-byte from the input
   const out = resolve(o.out);

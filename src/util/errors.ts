@@ -6,6 +6,8 @@ export type ErrorKind =
   | 'not_found'
   | 'failed_precondition'
   | 'unavailable' // e.g. an execution provider that is not installed
+  | 'already_exists'
+  | 'resource_exhausted' // e.g. the server's concurrent-job limit is reached
   | 'internal';
 
 export interface FieldViolation {

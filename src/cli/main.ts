@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { NarrowtuneError } from '../util/errors.js';
 import { INIT_MODEL_HELP, initModelCommand } from './init-model-command.js';
+import { SERVE_HELP, serveCommand } from './serve-command.js';
 import { TUNE_HELP, tuneCommand } from './tune-command.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -14,6 +15,7 @@ Commands:
   tune          fine-tune a Hugging Face checkpoint under a freezing policy (default: MLP gate/up
                 projections, down projection frozen)
   init-model    write a random-initialised Hugging Face model (tests, demos, benchmarks)
+  serve         run the gRPC service (StartTune, StreamMetrics, Evaluate, …)
 
 Run \`narrowtune <command> --help\` for a command's options.
 `;
@@ -21,6 +23,7 @@ Run \`narrowtune <command> --help\` for a command's options.
 const COMMANDS: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
   tune: { help: TUNE_HELP, run: tuneCommand },
   'init-model': { help: INIT_MODEL_HELP, run: initModelCommand },
+  serve: { help: SERVE_HELP, run: serveCommand },
 };
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage (arguments, files, patterns). */

@@ -1,5 +1,5 @@
-// Hugging Face model directories: load (single file or sharded safetensors, checked against config.json) and
-// atomic write (temporary sibling directory, fsync, rename into place).
+// Hugging Face model directories: load or inspect (headers only) single-file or sharded safetensors checked against
+// config.json, and atomic write (temporary sibling directory, fsync, rename into place).
 
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -7,8 +7,8 @@ import type { Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { ModelFileError, invalidArgument } from '../util/errors.js';
 import { expectedTensors, parseConfig, type ModelConfig } from './config.js';
-import { readSafetensorsFile, writeSafetensorsFile } from './safetensors-file.js';
-import type { StoredTensor } from './safetensors.js';
+import { readSafetensorsFile, readSafetensorsFileHeader, writeSafetensorsFile } from './safetensors-file.js';
+import type { Dtype, StoredTensor } from './safetensors.js';
 
 export interface Checkpoint {
   dir: string;
@@ -16,6 +16,21 @@ export interface Checkpoint {
   /** Every tensor found, including ones outside the language model (e.g. a vision tower), which are kept as-is. */
   tensors: Map<string, StoredTensor>;
   /** Paths of the safetensors files read. */
+  files: string[];
+}
+
+/** A tensor as described by its file's header. */
+export interface TensorInfo {
+  dtype: Dtype;
+  shape: number[];
+}
+
+/** What inspectCheckpoint finds: a Checkpoint without tensor data. */
+export interface CheckpointInfo {
+  config: ModelConfig;
+  /** Every tensor found (a tied model's stored lm_head dropped), by name. */
+  tensors: Map<string, TensorInfo>;
+  /** Paths of the safetensors files whose headers were read. */
   files: string[];
 }
 
@@ -103,7 +118,19 @@ function isSafeShardName(name: string): boolean {
   return !normalize(name).split(/[\\/]/).includes('..');
 }
 
-async function loadSharded(dir: string, indexPath: string): Promise<{ tensors: Map<string, StoredTensor>; files: string[] }> {
+/** Reads one safetensors file into `[name, tensor]` pairs: with data (loadCheckpoint) or header only (inspectCheckpoint). */
+type WeightsReader<T extends { shape: number[] }> = (path: string) => Promise<Array<[string, T]>>;
+
+interface Weights<T> {
+  tensors: Map<string, T>;
+  files: string[];
+}
+
+async function readSharded<T extends { shape: number[] }>(
+  dir: string,
+  indexPath: string,
+  read: WeightsReader<T>,
+): Promise<Weights<T>> {
   const index = await readJsonFile(indexPath);
   const weightMap = isPlainObject(index) ? index.weight_map : undefined;
   if (!isPlainObject(weightMap)) throw new ModelFileError(indexPath, 'has no "weight_map" object');
@@ -126,18 +153,18 @@ async function loadSharded(dir: string, indexPath: string): Promise<{ tensors: M
     throw new ModelFileError(indexPath, `weight_map refers to shard file(s) missing from ${dir}: ${listSome(absent)}`);
   }
 
-  const tensors = new Map<string, StoredTensor>();
+  const tensors = new Map<string, T>();
   const files: string[] = [];
   for (const shard of shards) {
     const path = join(dir, shard);
     files.push(path);
-    for (const t of await readSafetensorsFile(path)) {
-      const mapped = shardOf.get(t.name);
-      if (mapped === undefined) throw new ModelFileError(path, `contains tensor "${t.name}", which ${INDEX_FILE} does not list`);
+    for (const [name, t] of await read(path)) {
+      const mapped = shardOf.get(name);
+      if (mapped === undefined) throw new ModelFileError(path, `contains tensor "${name}", which ${INDEX_FILE} does not list`);
       if (mapped !== shard) {
-        throw new ModelFileError(path, `contains tensor "${t.name}", but ${INDEX_FILE} says it is in "${mapped}"`);
+        throw new ModelFileError(path, `contains tensor "${name}", but ${INDEX_FILE} says it is in "${mapped}"`);
       }
-      tensors.set(t.name, t);
+      tensors.set(name, t);
     }
   }
   const notFound = [...shardOf.keys()].filter((name) => !tensors.has(name));
@@ -164,8 +191,14 @@ function checkAgainstConfig(config: ModelConfig, tensors: ReadonlyMap<string, { 
   return problems;
 }
 
-/** Loads config.json and all safetensors weights of a Hugging Face model directory, checked against each other. */
-export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
+/**
+ * Config and weights of a model directory, checked against each other; `read` decides whether tensor data is read.
+ * The one code path behind loadCheckpoint and inspectCheckpoint, so both accept and reject exactly the same inputs.
+ */
+async function readCheckpoint<T extends { shape: number[] }>(
+  dir: string,
+  read: WeightsReader<T>,
+): Promise<Weights<T> & { config: ModelConfig }> {
   const st = await statOrNull(dir);
   if (!st) throw new ModelFileError(dir, 'model directory does not exist');
   if (!st.isDirectory()) throw new ModelFileError(dir, 'is not a directory (expected a Hugging Face model directory)');
@@ -176,13 +209,13 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
 
   const indexPath = join(dir, INDEX_FILE);
   const singlePath = join(dir, WEIGHTS_FILE);
-  let loaded: { tensors: Map<string, StoredTensor>; files: string[] };
+  let loaded: Weights<T>;
   let weightsDesc: string;
   if (await statOrNull(indexPath)) {
-    loaded = await loadSharded(dir, indexPath);
+    loaded = await readSharded(dir, indexPath, read);
     weightsDesc = indexPath;
   } else if (await statOrNull(singlePath)) {
-    loaded = { tensors: new Map((await readSafetensorsFile(singlePath)).map((t) => [t.name, t])), files: [singlePath] };
+    loaded = { tensors: new Map(await read(singlePath)), files: [singlePath] };
     weightsDesc = singlePath;
   } else {
     const legacy = (await statOrNull(join(dir, PYTORCH_WEIGHTS)))
@@ -195,7 +228,25 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   if (config.tieWordEmbeddings) loaded.tensors.delete(LM_HEAD);
   const problems = checkAgainstConfig(config, loaded.tensors);
   if (problems.length > 0) throw new ModelFileError(weightsDesc, problems.join('; '));
-  return { dir, config, tensors: loaded.tensors, files: loaded.files };
+  return { config, tensors: loaded.tensors, files: loaded.files };
+}
+
+/** Loads config.json and all safetensors weights of a Hugging Face model directory, checked against each other. */
+export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
+  const { config, tensors, files } = await readCheckpoint(dir, async (path) =>
+    (await readSafetensorsFile(path)).map((t): [string, StoredTensor] => [t.name, t]),
+  );
+  return { dir, config, tensors, files };
+}
+
+/**
+ * Validates a model directory exactly as loadCheckpoint does (same checks, same errors, same tied lm_head handling)
+ * but reads only config.json, the index and each safetensors file's length prefix and JSON header, never tensor data.
+ */
+export async function inspectCheckpoint(dir: string): Promise<CheckpointInfo> {
+  return readCheckpoint(dir, async (path) =>
+    (await readSafetensorsFileHeader(path)).entries.map(({ name, dtype, shape }): [string, TensorInfo] => [name, { dtype, shape }]),
+  );
 }
 
 // ---- writing ----

@@ -8,6 +8,7 @@ import {
   parseHeaderJson,
   readHeaderLength,
   serializeSafetensorsHeader,
+  type SafetensorsHeader,
   type StoredTensor,
 } from './safetensors.js';
 
@@ -43,9 +44,15 @@ async function writeFully(fh: FileHandle, buf: Uint8Array, chunk: number): Promi
   }
 }
 
-/** Reads and validates a safetensors file; each tensor gets its own (aligned) buffer. */
-export async function readSafetensorsFile(path: string, opts: SafetensorsIoOptions = {}): Promise<StoredTensor[]> {
-  const chunk = opts.chunkBytes ?? IO_CHUNK_BYTES;
+/**
+ * Opens a safetensors file, reads and validates only its 8-byte length prefix and JSON header (against the file's
+ * real size), and hands the open handle and header to `use`; the handle is closed afterwards.
+ */
+async function withValidatedHeader<T>(
+  path: string,
+  chunk: number,
+  use: (fh: FileHandle, header: SafetensorsHeader) => Promise<T>,
+): Promise<T> {
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');
@@ -60,7 +67,21 @@ export async function readSafetensorsFile(path: string, opts: SafetensorsIoOptio
     const n = readHeaderLength(prefix, size, path);
     const json = new Uint8Array(n);
     await readFully(fh, json, HEADER_LENGTH_BYTES, path, chunk);
-    const { dataStart, entries } = parseHeaderJson(json, size, path);
+    return await use(fh, parseHeaderJson(json, size, path));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Validates a safetensors file's header without reading any tensor data (cheap even for multi-GB files). */
+export async function readSafetensorsFileHeader(path: string, opts: SafetensorsIoOptions = {}): Promise<SafetensorsHeader> {
+  return withValidatedHeader(path, opts.chunkBytes ?? IO_CHUNK_BYTES, async (_fh, header) => header);
+}
+
+/** Reads and validates a safetensors file; each tensor gets its own (aligned) buffer. */
+export async function readSafetensorsFile(path: string, opts: SafetensorsIoOptions = {}): Promise<StoredTensor[]> {
+  const chunk = opts.chunkBytes ?? IO_CHUNK_BYTES;
+  return withValidatedHeader(path, chunk, async (fh, { dataStart, entries }) => {
     const tensors: StoredTensor[] = [];
     for (const { name, dtype, shape, begin, end } of entries) {
       const data = new Uint8Array(end - begin);
@@ -68,9 +89,7 @@ export async function readSafetensorsFile(path: string, opts: SafetensorsIoOptio
       tensors.push({ name, dtype, shape, data });
     }
     return tensors;
-  } finally {
-    await fh.close();
-  }
+  });
 }
 
 /** Writes tensors as one safetensors file (same bytes as serializeSafetensors) and fsyncs it. */

@@ -1,13 +1,13 @@
 // Tests for loading (single-file and sharded) and atomically writing Hugging Face model directories.
 
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ModelFileError } from '../../src/util/errors.js';
-import { loadCheckpoint, writeCheckpoint, writeFileAtomic } from '../../src/model/checkpoint.js';
+import { inspectCheckpoint, loadCheckpoint, writeCheckpoint, writeFileAtomic, type Checkpoint } from '../../src/model/checkpoint.js';
 import { expectedTensors, parseConfig, type ModelConfig } from '../../src/model/config.js';
 import { fromFloat32, numel, serializeSafetensors, type StoredTensor } from '../../src/model/safetensors.js';
-import { useTempDirs } from './helpers.js';
+import { MALFORMED_SAFETENSORS, rawSafetensors, useTempDirs } from './helpers.js';
 
 const tempDir = useTempDirs();
 
@@ -42,22 +42,55 @@ async function writeModelDir(dir: string, raw: Record<string, unknown>, tensors:
   await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
 }
 
+/** Loads `dir` with loadCheckpoint and checks that inspectCheckpoint accepts it and describes the same tensors. */
+async function loadOk(dir: string): Promise<Checkpoint> {
+  const ckpt = await loadCheckpoint(dir);
+  const info = await inspectCheckpoint(dir);
+  expect(info.config).toEqual(ckpt.config);
+  expect(info.files).toEqual(ckpt.files);
+  expect([...info.tensors]).toEqual([...ckpt.tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape }]));
+  return ckpt;
+}
+
+/** Both loadCheckpoint and inspectCheckpoint reject `dir` with a ModelFileError, and with the same message. */
 async function loadError(dir: string): Promise<Error> {
-  const e = await loadCheckpoint(dir).then(
-    () => null,
-    (err: unknown) => err,
-  );
+  const settle = (p: Promise<unknown>): Promise<unknown> =>
+    p.then(
+      () => null,
+      (err: unknown) => err,
+    );
+  const e = await settle(loadCheckpoint(dir));
   expect(e).toBeInstanceOf(ModelFileError);
+  const inspected = await settle(inspectCheckpoint(dir));
+  expect(inspected).toBeInstanceOf(ModelFileError);
+  expect((inspected as Error).message).toBe((e as Error).message);
   return e as Error;
 }
 
-describe('loadCheckpoint', () => {
+/** Writes a sharded checkpoint: each shard file holds the given tensors, and the index maps them accordingly. */
+async function writeShardedDir(dir: string, raw: Record<string, unknown>, shards: Record<string, StoredTensor[]>): Promise<Record<string, string>> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'config.json'), JSON.stringify(raw));
+  const weightMap: Record<string, string> = {};
+  for (const [file, ts] of Object.entries(shards)) {
+    await writeFile(join(dir, file), serializeSafetensors(ts));
+    for (const t of ts) weightMap[t.name] = file;
+  }
+  await writeIndex(dir, { metadata: { total_size: 0 }, weight_map: weightMap });
+  return weightMap;
+}
+
+async function writeIndex(dir: string, index: unknown): Promise<void> {
+  await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
+}
+
+describe('loadCheckpoint and inspectCheckpoint (same verdicts, same messages)', () => {
   it('loads a single-file checkpoint', async () => {
     const dir = await tempDir();
     const config = parseConfig(tinyRaw(), 'x');
     const tensors = tensorsFor(config);
     await writeModelDir(dir, tinyRaw(), tensors);
-    const ckpt = await loadCheckpoint(dir);
+    const ckpt = await loadOk(dir);
     expect(ckpt.dir).toBe(dir);
     expect(ckpt.config.arch).toBe('qwen2');
     expect(ckpt.files).toEqual([join(dir, 'model.safetensors')]);
@@ -73,31 +106,40 @@ describe('loadCheckpoint', () => {
     const tensors = tensorsFor(config);
     const half = Math.floor(tensors.length / 2);
     const shards = { 'model-00001-of-00002.safetensors': tensors.slice(0, half), 'model-00002-of-00002.safetensors': tensors.slice(half) };
-    await writeFile(join(dir, 'config.json'), JSON.stringify(tinyRaw()));
-    const weightMap: Record<string, string> = {};
-    for (const [file, ts] of Object.entries(shards)) {
-      await writeFile(join(dir, file), serializeSafetensors(ts));
-      for (const t of ts) weightMap[t.name] = file;
-    }
-    await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
-    const ckpt = await loadCheckpoint(dir);
+    const weightMap = await writeShardedDir(dir, tinyRaw(), shards);
+    const ckpt = await loadOk(dir);
     expect(ckpt.files.map((f) => basename(f))).toEqual(Object.keys(shards));
     expect(ckpt.tensors.size).toBe(tensors.length);
     for (const t of tensors) expect([...ckpt.tensors.get(t.name)!.data]).toEqual([...t.data]);
 
     // The index says a tensor lives elsewhere than it does.
     const moved = tensors[0].name;
-    await writeFile(
-      join(dir, 'model.safetensors.index.json'),
-      JSON.stringify({ weight_map: { ...weightMap, [moved]: 'model-00002-of-00002.safetensors' } }),
-    );
+    await writeIndex(dir, { weight_map: { ...weightMap, [moved]: 'model-00002-of-00002.safetensors' } });
     expect((await loadError(dir)).message).toMatch(
       new RegExp(`model-00001-of-00002.safetensors: contains tensor "${moved}", but model.safetensors.index.json says it is in "model-00002-of-00002.safetensors"`),
     );
 
     // The index refers to a shard that does not exist.
-    await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { ...weightMap, extra: 'model-00003.safetensors' } }));
+    await writeIndex(dir, { weight_map: { ...weightMap, extra: 'model-00003.safetensors' } });
     expect((await loadError(dir)).message).toMatch(/missing from .*: model-00003.safetensors/);
+
+    // The index lists a tensor that its shard does not contain.
+    await writeIndex(dir, { weight_map: { ...weightMap, ghost: 'model-00001-of-00002.safetensors' } });
+    expect((await loadError(dir)).message).toMatch(/index.json: lists tensor\(s\) that are not in their shard: ghost/);
+
+    // A shard holds a tensor the index does not list.
+    const { [moved]: _unlisted, ...partial } = weightMap;
+    await writeIndex(dir, { weight_map: partial });
+    expect((await loadError(dir)).message).toMatch(new RegExp(`contains tensor "${moved}", which model.safetensors.index.json does not list`));
+
+    await writeIndex(dir, { weight_map: { ...weightMap, [moved]: '../elsewhere.safetensors' } });
+    expect((await loadError(dir)).message).toMatch(/must name a file inside the model directory/);
+    await writeIndex(dir, { weight_map: {} });
+    expect((await loadError(dir)).message).toMatch(/weight_map is empty/);
+    await writeIndex(dir, { metadata: {} });
+    expect((await loadError(dir)).message).toMatch(/has no "weight_map" object/);
+    await writeFile(join(dir, 'model.safetensors.index.json'), '{');
+    expect((await loadError(dir)).message).toMatch(/index.json: is not valid JSON/);
   });
 
   it('lists missing tensors (at most 10, then "and N more") and shape mismatches', async () => {
@@ -125,7 +167,7 @@ describe('loadCheckpoint', () => {
     const extra: StoredTensor = { name: 'visual.patch_embed.proj.weight', dtype: 'BF16', shape: [2], data: fromFloat32(Float32Array.of(1, 2), 'BF16') };
     const lmHead: StoredTensor = { name: 'lm_head.weight', dtype: 'F32', shape: [24, 16], data: new Uint8Array(24 * 16 * 4) };
     await writeModelDir(dir, raw, [...tensorsFor(config), extra, lmHead]);
-    const ckpt = await loadCheckpoint(dir);
+    const ckpt = await loadOk(dir);
     expect(ckpt.tensors.has('lm_head.weight')).toBe(false);
     expect(ckpt.tensors.get('visual.patch_embed.proj.weight')?.dtype).toBe('BF16');
   });
@@ -133,17 +175,80 @@ describe('loadCheckpoint', () => {
   it('explains missing directories, configs and weights', async () => {
     const root = await tempDir();
     expect((await loadError(join(root, 'nope'))).message).toMatch(/nope: model directory does not exist/);
+    await writeFile(join(root, 'file'), 'x');
+    expect((await loadError(join(root, 'file'))).message).toMatch(/file: is not a directory/);
     const dir = join(root, 'm');
     await mkdir(dir);
     expect((await loadError(dir)).message).toMatch(/config.json: file not found/);
     await writeFile(join(dir, 'config.json'), '{ not json');
     expect((await loadError(dir)).message).toMatch(/config.json: is not valid JSON/);
+    await writeFile(join(dir, 'config.json'), JSON.stringify(tinyRaw({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' })));
+    expect((await loadError(dir)).message).toMatch(/config.json: /);
     await writeFile(join(dir, 'config.json'), JSON.stringify(tinyRaw()));
     expect((await loadError(dir)).message).toMatch(/no model weights: neither model.safetensors nor model.safetensors.index.json/);
     await writeFile(join(dir, 'pytorch_model.bin'), 'x');
     expect((await loadError(dir)).message).toMatch(/pytorch_model.bin is not supported/);
     await writeFile(join(dir, 'model.safetensors'), new Uint8Array(3));
     expect((await loadError(dir)).message).toMatch(/model.safetensors: not a valid safetensors file/);
+  });
+  it('rejects every malformed safetensors file, single or as a shard', async () => {
+    const root = await tempDir();
+    const config = parseConfig(tinyRaw(), 'x');
+    const single = join(root, 'single');
+    const sharded = join(root, 'sharded');
+    const shard = 'model-00002-of-00002.safetensors';
+    const weightMap = await writeShardedDir(sharded, tinyRaw(), { 'model-00001-of-00002.safetensors': tensorsFor(config), [shard]: [] });
+    await writeIndex(sharded, { weight_map: { ...weightMap, a: shard } });
+    for (const { what, bytes, problem } of MALFORMED_SAFETENSORS) {
+      await writeModelDir(single, tinyRaw(), []);
+      await writeFile(join(single, 'model.safetensors'), bytes);
+      const e = await loadError(single);
+      expect(e.message, what).toContain(join(single, 'model.safetensors'));
+      expect(e.message, what).toMatch(problem);
+      await writeFile(join(sharded, shard), bytes);
+      expect((await loadError(sharded)).message, what).toMatch(problem);
+    }
+  });
+});
+
+describe('inspectCheckpoint', () => {
+  it('reads only each file\'s prefix and header, never tensor data, even of a huge sparse checkpoint', async () => {
+    const dir = await tempDir();
+    // A tied model with a stale lm_head: ~8 GiB of (sparse, never written) tensor data behind a valid header.
+    const raw = tinyRaw({ vocab_size: 1 << 26, tie_word_embeddings: true });
+    const config = parseConfig(raw, 'x');
+    const entries: Record<string, unknown> = {};
+    let offset = 0;
+    for (const [name, shape] of [...expectedTensors(config), ['lm_head.weight', [1 << 26, 16]] as const]) {
+      const bytes = numel(shape) * 4;
+      entries[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
+      offset += bytes;
+    }
+    expect(offset).toBeGreaterThan(2 ** 33);
+    const header = rawSafetensors(entries);
+    const path = join(dir, 'model.safetensors');
+    await writeFile(path, header);
+    const fh = await open(path, 'r+');
+    await fh.truncate(header.length + offset);
+    const fileHandleProto = Object.getPrototypeOf(fh) as { read: (...args: unknown[]) => unknown };
+    await fh.close();
+    await writeFile(join(dir, 'config.json'), JSON.stringify(raw));
+
+    const read = vi.spyOn(fileHandleProto, 'read');
+    try {
+      const info = await inspectCheckpoint(dir);
+      expect(info.files).toEqual([path]);
+      expect(info.tensors.has('lm_head.weight')).toBe(false);
+      expect(info.tensors.get('model.embed_tokens.weight')).toEqual({ dtype: 'F32', shape: [1 << 26, 16] });
+      expect(info.tensors.size).toBe(expectedTensors(config).size);
+      // Every read lies within the length prefix and JSON header.
+      const calls = read.mock.calls as unknown as [Uint8Array, number, number, number][];
+      expect(calls.length).toBeGreaterThan(0);
+      for (const [, , length, position] of calls) expect(position + length).toBeLessThanOrEqual(header.length);
+      expect(calls.reduce((sum, [, , length]) => sum + length, 0)).toBe(header.length);
+    } finally {
+      read.mockRestore();
+    }
   });
 });
 

@@ -4,9 +4,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModelFileError } from '../../src/util/errors.js';
-import { readSafetensorsFile, writeSafetensorsFile } from '../../src/model/safetensors-file.js';
+import { readSafetensorsFile, readSafetensorsFileHeader, writeSafetensorsFile } from '../../src/model/safetensors-file.js';
 import { fromFloat32, serializeSafetensors, toFloat32, type StoredTensor } from '../../src/model/safetensors.js';
-import { rawSafetensors, useTempDirs } from './helpers.js';
+import { MALFORMED_SAFETENSORS, rawSafetensors, useTempDirs } from './helpers.js';
 
 const tempDir = useTempDirs();
 
@@ -54,5 +54,32 @@ describe('writeSafetensorsFile / readSafetensorsFile', () => {
     const lying = join(dir, 'lying.safetensors');
     await writeFile(lying, rawSafetensors({ x: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4), 10_000n));
     expect((await readError(lying)).message).toMatch(/header length 10000 runs past the end/);
+  });
+});
+
+describe('readSafetensorsFileHeader', () => {
+  it('describes the same tensors as readSafetensorsFile', async () => {
+    const path = join(await tempDir(), 'm.safetensors');
+    await writeSafetensorsFile(path, tensors);
+    const header = await readSafetensorsFileHeader(path, { chunkBytes: 3 });
+    const full = await readSafetensorsFile(path);
+    expect(header.entries.map(({ name, dtype, shape }) => ({ name, dtype, shape }))).toEqual(
+      full.map(({ name, dtype, shape }) => ({ name, dtype, shape })),
+    );
+    expect(header.metadata).toEqual({ format: 'pt' });
+  });
+
+  it('rejects every malformed file with the same error as readSafetensorsFile', async () => {
+    const dir = await tempDir();
+    const cases = [{ what: 'missing', bytes: null, problem: /file not found/ }, ...MALFORMED_SAFETENSORS];
+    for (const [i, { what, bytes, problem }] of cases.entries()) {
+      const path = join(dir, `bad-${i}.safetensors`);
+      if (bytes) await writeFile(path, bytes);
+      const full = await readError(path);
+      expect(full.message, what).toMatch(problem);
+      const header = await readSafetensorsFileHeader(path).catch((err: unknown) => err);
+      expect(header, what).toBeInstanceOf(ModelFileError);
+      expect((header as Error).message, what).toBe(full.message);
+    }
   });
 });

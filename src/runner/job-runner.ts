@@ -1,0 +1,180 @@
+// Schedules stored jobs onto trainer processes: at most N at once, the rest in FIFO order; relays each
+// process's events into the store; recovers jobs that were running when the server died.
+import { join } from 'node:path';
+import type { JobRecord, JobStore } from '../store/job-store.js';
+import type { TuneOptions } from '../trainer/options.js';
+import { tuneInProcess, type TuneProcess } from '../trainer/run-in-process.js';
+import { TrainingStopped, type TrainEvent, type TuneResult } from '../trainer/trainer.js';
+import { NarrowtuneError, serializeError } from '../util/errors.js';
+
+/** What StartTune stores: trainer options without the paths the runner derives from the job id. */
+export interface JobSpec {
+  options: Omit<TuneOptions, 'out' | 'checkpointDir' | 'resume'>;
+  /** The accepted request, echoed back in the job resource. */
+  request: unknown;
+}
+
+export interface JobRunnerOptions {
+  store: JobStore;
+  dataDir: string;
+  maxConcurrentJobs: number;
+  /** Seconds a cancelled or shut-down trainer gets to checkpoint before it is killed. */
+  stopGraceSeconds?: number;
+  /** Injected in tests; defaults to a child process per job. */
+  startProcess?: (options: TuneOptions, onEvent: (e: TrainEvent) => void) => TuneProcess;
+}
+
+const DEFAULT_STOP_GRACE_SECONDS = 30;
+
+export function jobDir(dataDir: string, id: string): string {
+  return join(dataDir, 'jobs', id);
+}
+
+export class JobRunner {
+  private running = new Map<string, { proc: TuneProcess; unsubscribe: () => void; stopping: 'cancel' | 'shutdown' | null }>();
+  private closed = false;
+  private readonly start: NonNullable<JobRunnerOptions['startProcess']>;
+
+  constructor(private readonly o: JobRunnerOptions) {
+    this.start = o.startProcess ?? tuneInProcess;
+  }
+
+  /** Requeues jobs a dead server left RUNNING (they resume from their last checkpoint), then starts work. */
+  recover(): void {
+    for (const job of this.o.store.jobsInStates(['RUNNING'])) {
+      if (job.cancelRequested) this.finishCancelled(job.id, 'cancelled while the server was down');
+      else this.o.store.requeue(job.id);
+    }
+    this.pump();
+  }
+
+  get activeCount(): number {
+    return this.running.size;
+  }
+
+  /** Starts queued jobs while there is capacity; called after every change that may free or add work. */
+  pump(): void {
+    if (this.closed) return;
+    for (const job of this.o.store.jobsInStates(['PENDING'])) {
+      if (this.running.size >= this.o.maxConcurrentJobs) return;
+      if (!this.running.has(job.id)) this.launch(job);
+    }
+  }
+
+  private launch(job: JobRecord): void {
+    const { store } = this.o;
+    const spec = job.spec as JobSpec;
+    const dir = jobDir(this.o.dataDir, job.id);
+    const options: TuneOptions = { ...spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: true };
+    store.markRunning(job.id);
+    const proc = this.start(options, (e) => this.record(job.id, e));
+    const unsubscribe = store.subscribe(job.id, (n) => {
+      if (n.kind === 'state' && n.job.cancelRequested) this.stop(job.id, 'cancel');
+    });
+    this.running.set(job.id, { proc, unsubscribe, stopping: null });
+    proc.done.then(
+      (result) => this.succeeded(job.id, result),
+      (error: unknown) => this.ended(job.id, error),
+    );
+  }
+
+  /** Relays one trainer event into the store; a store error must never take the server down. */
+  private record(id: string, e: TrainEvent): void {
+    const { store } = this.o;
+    try {
+      if (e.type === 'start') {
+        store.updateProgress(id, { step: e.resumedFromStep, totalSteps: e.totalSteps, trainable: e.trainable });
+        store.appendEvent(id, 'started', {
+          totalSteps: e.totalSteps,
+          trainableTensors: e.trainable,
+          trainableParameters: e.trainableParameters,
+          provider: e.provider,
+          resumedFromStep: e.resumedFromStep,
+        });
+      } else if (e.type === 'step') {
+        store.updateProgress(id, { step: e.step });
+        store.appendEvent(id, 'step', {
+          step: e.step,
+          totalSteps: e.totalSteps,
+          loss: e.loss,
+          learningRate: e.lr,
+          gradNorm: e.gradNorm,
+          tokensPerSecond: e.tokensPerSec,
+          elapsedSeconds: e.elapsedSec,
+        });
+      } else if (e.type === 'checkpoint') {
+        store.addCheckpoint(id, { step: e.step, path: e.path, final: false });
+        store.appendEvent(id, 'checkpoint', { step: e.step, path: e.path });
+      }
+    } catch (err) {
+      process.emitWarning(`job ${id}: could not record ${e.type} event: ${(err as Error).message}`);
+    }
+  }
+
+  private release(id: string): void {
+    this.running.get(id)?.unsubscribe();
+    this.running.delete(id);
+    this.pump();
+  }
+
+  private succeeded(id: string, result: TuneResult): void {
+    const { store } = this.o;
+    const steps = result.receipt.steps.length;
+    store.addCheckpoint(id, { step: steps, path: result.out, final: true });
+    store.appendEvent(id, 'finished', { state: 'SUCCEEDED', outputPath: result.out });
+    store.finish(id, 'SUCCEEDED', { outputPath: result.out });
+    this.release(id);
+  }
+
+  private ended(id: string, error: unknown): void {
+    const entry = this.running.get(id);
+    if (error instanceof TrainingStopped && error.reason === 'shutdown') {
+      // Left RUNNING on purpose: the next server start requeues it and it resumes from its checkpoint.
+      this.release(id);
+      return;
+    }
+    if ((error instanceof TrainingStopped && error.reason === 'cancel') || entry?.stopping === 'cancel') {
+      this.finishCancelled(id, null);
+    } else if (entry?.stopping === 'shutdown') {
+      this.release(id);
+      return;
+    } else {
+      const e = serializeError(error);
+      const jobError = { kind: (error as NarrowtuneError).kind ?? 'internal', message: e.message, violations: (error as NarrowtuneError).violations ?? [] };
+      const { store } = this.o;
+      store.appendEvent(id, 'finished', { state: 'FAILED', error: jobError });
+      store.finish(id, 'FAILED', { error: jobError });
+    }
+    this.release(id);
+  }
+
+  private finishCancelled(id: string, note: string | null): void {
+    const { store } = this.o;
+    const job = store.getJob(id);
+    const last = job?.checkpoints.at(-1);
+    store.appendEvent(id, 'finished', { state: 'CANCELLED', outputPath: last?.path ?? '', note });
+    store.finish(id, 'CANCELLED', last ? { outputPath: last.path } : {});
+  }
+
+  /** Asks a running job's trainer to stop; kills it if it does not stop within the grace period. */
+  stop(id: string, reason: 'cancel' | 'shutdown'): void {
+    const entry = this.running.get(id);
+    if (!entry || entry.stopping) return;
+    entry.stopping = reason;
+    entry.proc.stop(reason);
+    const grace = (this.o.stopGraceSeconds ?? DEFAULT_STOP_GRACE_SECONDS) * 1000;
+    const timer = setTimeout(() => entry.proc.kill(), grace);
+    timer.unref();
+    entry.proc.done.finally(() => clearTimeout(timer)).catch(() => undefined);
+  }
+
+  /** Graceful shutdown: every running job checkpoints and stays RUNNING, to resume on the next start. */
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    const waits = [...this.running].map(([id, { proc }]) => {
+      this.stop(id, 'shutdown');
+      return proc.done.catch(() => undefined);
+    });
+    await Promise.all(waits);
+  }
+}

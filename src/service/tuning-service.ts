@@ -1,0 +1,256 @@
+// TuningService handlers: validate the request, call the store/runner/evaluator, map the result.
+// Every error leaves through toGrpcError; nothing a client sends can throw past a handler.
+import { access, constants } from 'node:fs/promises';
+import type * as grpc from '@grpc/grpc-js';
+import {
+  type EvaluateRequest,
+  type EvaluateResponse,
+  type ModelRef,
+  StartTuneRequest,
+  type StreamMetricsResponse,
+  type TuneJob,
+  type TuningServiceServer,
+} from '../gen/narrowtune/v1/tuning_service.js';
+import { evaluateInWorker } from '../eval/run-in-worker.js';
+import { EVAL_DEFAULTS } from '../eval/evaluate.js';
+import { inspectCheckpoint } from '../model/checkpoint.js';
+import { resolvePolicy } from '../policy/policy.js';
+import { DEVICES, type Device } from '../runtime/session.js';
+import type { JobRunner, JobSpec } from '../runner/job-runner.js';
+import { followEvents } from '../store/follow-events.js';
+import type { JobRecord, JobStore } from '../store/job-store.js';
+import { LIMITS, validateOptions } from '../trainer/options.js';
+import { type FieldViolation, NarrowtuneError } from '../util/errors.js';
+import { toGrpcError } from './grpc-errors.js';
+import { eventToProto, JOB_NAME, jobToProto, OPTION_FIELDS, optionsFromRequest, stateFromProto } from './messages.js';
+import { confinePath } from './paths.js';
+
+export interface ServiceContext {
+  store: JobStore;
+  runner: JobRunner;
+  /** Real paths of the directories requests may read models and data from. */
+  modelRoots: string[];
+  dataRoots: string[];
+  maxQueuedJobs: number;
+  checkpointEvery: number;
+  /** Aborted on shutdown: open streams end cleanly. */
+  shutdown: AbortSignal;
+}
+
+const MAX_REQUEST_ID = 128;
+const MAX_EVAL_DATASETS = 32;
+const MAX_PATTERNS = 64;
+
+class Violations {
+  readonly list: FieldViolation[] = [];
+  add(field: string, description: string): void {
+    this.list.push({ field, description });
+  }
+  /** Runs `fn`, turning a domain error into violations (renamed by `rename`) instead of throwing. */
+  collect<T>(fn: () => T, rename: (field: string) => string = (f) => f): T | undefined {
+    try {
+      return fn();
+    } catch (e) {
+      if (!(e instanceof NarrowtuneError) || e.kind !== 'invalid_argument') throw e;
+      for (const v of e.violations) this.add(rename(v.field), v.description);
+      return undefined;
+    }
+  }
+  async collectAsync<T>(fn: () => Promise<T>, field: string): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(e instanceof NarrowtuneError) || e.kind !== 'invalid_argument') throw e;
+      this.add(field, e.message);
+      return undefined;
+    }
+  }
+  throwIfAny(): void {
+    if (this.list.length > 0) {
+      throw new NarrowtuneError('invalid_argument', this.list.map((v) => `${v.field}: ${v.description}`).join('\n'), this.list);
+    }
+  }
+}
+
+function parseJobName(name: string, field = 'name'): string {
+  const m = JOB_NAME.exec(name);
+  if (!m) throw new NarrowtuneError('invalid_argument', `${field}: "${name}" is not a job name (jobs/{id})`, [{ field, description: 'must be "jobs/{id}"' }]);
+  return m[1];
+}
+
+function getJob(store: JobStore, name: string, field = 'name'): JobRecord {
+  const job = store.getJob(parseJobName(name, field));
+  if (!job) throw new NarrowtuneError('not_found', `job ${name} not found`, [{ field, description: 'no such job' }]);
+  return job;
+}
+
+async function readable(path: string, field: string): Promise<string> {
+  try {
+    await access(path, constants.R_OK);
+    return path;
+  } catch {
+    throw new NarrowtuneError('invalid_argument', `${field}: ${path} does not exist or is not readable`, [{ field, description: `${path} does not exist or is not readable` }]);
+  }
+}
+
+function drainOrAbort(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+export class TuningService {
+  constructor(private readonly ctx: ServiceContext) {}
+
+  /** A model reference → a directory: a path inside the model roots, or a SUCCEEDED job's output. */
+  private modelPath(ref: ModelRef | undefined, field: string): string {
+    const source = ref?.source;
+    if (!source) throw new NarrowtuneError('invalid_argument', `${field}: is required`, [{ field, description: 'is required (path or job)' }]);
+    if (source.$case === 'path') return confinePath(source.value, this.ctx.modelRoots, `${field}.path`);
+    const job = getJob(this.ctx.store, source.value, `${field}.job`);
+    if (job.state !== 'SUCCEEDED' || !job.outputPath) {
+      throw new NarrowtuneError('failed_precondition', `${field}.job: job ${source.value} is ${job.state}; only a SUCCEEDED job has a model`, [
+        { field: `${field}.job`, description: `job is ${job.state}, not SUCCEEDED` },
+      ]);
+    }
+    return job.outputPath;
+  }
+
+  async startTune(req: StartTuneRequest): Promise<TuneJob> {
+    const { store, runner } = this.ctx;
+    const v = new Violations();
+    if (req.requestId.length > MAX_REQUEST_ID) v.add('request_id', `must be at most ${MAX_REQUEST_ID} characters`);
+    if (req.validationData) v.add('validation_data', 'validation datasets are not supported by this server version yet');
+    if (req.probeData) v.add('probe_data', 'probe datasets (drift telemetry) are not supported by this server version yet');
+    const patterns = (req.policy?.include.length ?? 0) + (req.policy?.exclude.length ?? 0);
+    if (patterns > MAX_PATTERNS) v.add('policy', `at most ${MAX_PATTERNS} include/exclude patterns`);
+
+    const model = v.collect(() => this.modelPath(req.baseModel, 'base_model'));
+    let data = v.collect(() => (req.trainingData ? confinePath(req.trainingData, this.ctx.dataRoots, 'training_data') : undefined));
+    if (!req.trainingData) v.add('training_data', 'is required');
+    if (data) data = await v.collectAsync(() => readable(data!, 'training_data'), 'training_data');
+    const inspected = model ? await v.collectAsync(() => inspectCheckpoint(model), 'base_model') : undefined;
+
+    const options = optionsFromRequest(req, { model: model ?? '', data: data ?? '' }, this.ctx.checkpointEvery);
+    if (inspected) {
+      v.collect(() => resolvePolicy(options.policy, [...inspected.tensors.keys()].filter((n) => n !== 'lm_head.weight' || !inspected.config.tieWordEmbeddings)));
+    }
+    v.collect(
+      () => validateOptions({ ...options, model: options.model || '-', data: options.data || '-', out: '-', checkpointDir: '-', resume: true }),
+      (f) => OPTION_FIELDS[f] ?? f,
+    );
+    if (req.hyperparameters?.steps !== undefined && req.hyperparameters.epochs !== undefined) {
+      v.add('hyperparameters.steps', 'give steps or epochs, not both');
+    }
+    v.throwIfAny();
+
+    if (store.countInStates(['PENDING']) >= this.ctx.maxQueuedJobs) {
+      throw new NarrowtuneError('resource_exhausted', `the queue is full (${this.ctx.maxQueuedJobs} pending jobs); retry later`);
+    }
+    const spec: JobSpec = { options, request: StartTuneRequest.toJSON(req) };
+    const { job } = store.createJob({ requestId: req.requestId || null, spec });
+    runner.pump();
+    return jobToProto(store.getJob(job.id) ?? job);
+  }
+
+  getTuneJob(name: string): TuneJob {
+    return jobToProto(getJob(this.ctx.store, name));
+  }
+
+  listTuneJobs(pageSize: number, pageToken: string, states: number[]): { jobs: TuneJob[]; nextPageToken: string } {
+    const v = new Violations();
+    if (pageSize < 0) v.add('page_size', 'must not be negative');
+    const mapped = states.map((s, i) => {
+      const state = stateFromProto(s);
+      if (!state) v.add(`states[${i}]`, `${s} is not a job state`);
+      return state!;
+    });
+    v.throwIfAny();
+    const page = this.ctx.store.listJobs({ pageSize, pageToken: pageToken || undefined, states: mapped });
+    return { jobs: page.jobs.map(jobToProto), nextPageToken: page.nextPageToken };
+  }
+
+  cancelTuneJob(name: string): TuneJob {
+    const { store } = this.ctx;
+    const job = getJob(store, name);
+    // A pending job never reaches a trainer: its stream gets its closing event here.
+    if (job.state === 'PENDING') store.appendEvent(job.id, 'finished', { state: 'CANCELLED', outputPath: '' });
+    return jobToProto(store.requestCancel(job.id));
+  }
+
+  async *streamMetrics(name: string, fromSequence: number, signal: AbortSignal): AsyncGenerator<StreamMetricsResponse> {
+    if (fromSequence < 0) throw new NarrowtuneError('invalid_argument', 'from_sequence: must not be negative', [{ field: 'from_sequence', description: 'must not be negative' }]);
+    const job = getJob(this.ctx.store, name);
+    for await (const e of followEvents(this.ctx.store, job.id, fromSequence, signal)) yield eventToProto(e);
+  }
+
+  async evaluate(req: EvaluateRequest): Promise<EvaluateResponse> {
+    const v = new Violations();
+    const model = v.collect(() => this.modelPath(req.model, 'model'));
+    if (req.datasets.length === 0) v.add('datasets', 'at least one dataset is required');
+    if (req.datasets.length > MAX_EVAL_DATASETS) v.add('datasets', `at most ${MAX_EVAL_DATASETS} datasets`);
+    const datasets = req.datasets.slice(0, MAX_EVAL_DATASETS).map((d, i) => {
+      const path = v.collect(() => confinePath(d.path, this.ctx.dataRoots, `datasets[${i}].path`));
+      return { name: d.name || d.path, path: path ?? '' };
+    });
+    for (const [i, d] of datasets.entries()) if (d.path) await v.collectAsync(() => readable(d.path, `datasets[${i}].path`), `datasets[${i}].path`);
+    const batchSize = req.batchSize ?? EVAL_DEFAULTS.batchSize;
+    const seqLen = req.seqLen ?? EVAL_DEFAULTS.seqLen;
+    const device = (req.device || EVAL_DEFAULTS.device) as Device;
+    if (!Number.isInteger(batchSize) || batchSize < LIMITS.batchSize[0] || batchSize > LIMITS.batchSize[1]) v.add('batch_size', `must be in [1, ${LIMITS.batchSize[1]}]`);
+    if (!Number.isInteger(seqLen) || seqLen < LIMITS.seqLen[0] || seqLen > LIMITS.seqLen[1]) v.add('seq_len', `must be in [${LIMITS.seqLen[0]}, ${LIMITS.seqLen[1]}]`);
+    if (!DEVICES.includes(device)) v.add('device', `must be one of ${DEVICES.join(', ')}`);
+    if (model) await v.collectAsync(() => inspectCheckpoint(model), 'model');
+    v.throwIfAny();
+    const scores = await evaluateInWorker({ model: model!, datasets, batchSize, seqLen, device });
+    return { results: scores.map((s) => ({ name: s.name, loss: s.loss, tokenAccuracy: s.tokenAccuracy, tokens: s.tokens, examples: s.examples })) };
+  }
+
+  /** The grpc-js implementation: thin adapters that only move values and errors. */
+  handlers(): TuningServiceServer {
+    const unary =
+      <Req, Res>(fn: (req: Req) => Res | Promise<Res>) =>
+      (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+        Promise.resolve()
+          .then(() => fn(call.request))
+          .then(
+            (res) => callback(null, res),
+            (e: unknown) => callback(toGrpcError(e)),
+          );
+      };
+    return {
+      startTune: unary(async (r) => ({ job: await this.startTune(r) })),
+      getTuneJob: unary((r) => ({ job: this.getTuneJob(r.name) })),
+      listTuneJobs: unary((r) => this.listTuneJobs(r.pageSize, r.pageToken, r.states)),
+      cancelTuneJob: unary((r) => ({ job: this.cancelTuneJob(r.name) })),
+      evaluate: unary((r) => this.evaluate(r)),
+      streamMetrics: (call) => {
+        const controller = new AbortController();
+        const abort = () => controller.abort();
+        call.on('cancelled', abort);
+        call.on('close', abort);
+        this.ctx.shutdown.addEventListener('abort', abort, { once: true });
+        void (async () => {
+          try {
+            for await (const msg of this.streamMetrics(call.request.name, call.request.fromSequence, controller.signal)) {
+              if (controller.signal.aborted) break;
+              // Respect back-pressure: a slow dashboard pauses reading from the store, not memory growth.
+              if (!call.write(msg)) await drainOrAbort(call, controller.signal);
+            }
+            call.end();
+          } catch (e) {
+            call.emit('error', toGrpcError(e));
+          } finally {
+            this.ctx.shutdown.removeEventListener('abort', abort);
+          }
+        })();
+      },
+    };
+  }
+}

@@ -3,7 +3,7 @@ import { PRESET_NAMES } from '../policy/policy.js';
 import { DEVICES } from '../runtime/session.js';
 import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
 import { tuneInWorker } from '../trainer/run-in-worker.js';
-import { int, list, num, oneOf, parseFlags, required, str } from './args.js';
+import { type Flags, int, list, num, oneOf, parseFlags, required, str } from './args.js';
 import { progressReporter } from './progress.js';
 
 export const TUNE_HELP = `Usage: narrowtune tune --model DIR --data FILE --out DIR [options]
@@ -39,35 +39,35 @@ Optimisation:
   --precision P          float32 | float64 compute (default ${DEFAULTS.precision}; float64 for exactness checks)
 `;
 
-export function parseTuneArgs(argv: string[]): TuneOptions {
-  const f = parseFlags(argv, {
-    model: { type: 'string' },
-    data: { type: 'string' },
-    out: { type: 'string' },
-    policy: { type: 'string' },
-    include: { type: 'string', multiple: true },
-    exclude: { type: 'string', multiple: true },
-    optimizer: { type: 'string' },
-    lr: { type: 'string' },
-    'weight-decay': { type: 'string' },
-    steps: { type: 'string' },
-    epochs: { type: 'string' },
-    'batch-size': { type: 'string' },
-    'grad-accum': { type: 'string' },
-    'seq-len': { type: 'string' },
-    schedule: { type: 'string' },
-    'warmup-steps': { type: 'string' },
-    'clip-norm': { type: 'string' },
-    seed: { type: 'string' },
-    device: { type: 'string' },
-    precision: { type: 'string' },
-  });
+/** Flags shared by `tune` and `jobs start`. */
+export const TRAINING_FLAGS = {
+  model: { type: 'string' },
+  data: { type: 'string' },
+  policy: { type: 'string' },
+  include: { type: 'string', multiple: true },
+  exclude: { type: 'string', multiple: true },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  steps: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'grad-accum': { type: 'string' },
+  'seq-len': { type: 'string' },
+  schedule: { type: 'string' },
+  'warmup-steps': { type: 'string' },
+  'clip-norm': { type: 'string' },
+  seed: { type: 'string' },
+  device: { type: 'string' },
+} as const;
+
+/** Trainer options from parsed flags (paths are left as given). */
+export function optionsFromFlags(f: Flags): Omit<TuneOptions, 'out'> {
   const clip = num(f, 'clip-norm');
   return {
     ...DEFAULTS,
     model: required(f, 'model'),
     data: required(f, 'data'),
-    out: required(f, 'out'),
     policy: { preset: str(f, 'policy'), include: list(f, 'include'), exclude: list(f, 'exclude') },
     optimizer: oneOf(f, 'optimizer', ['adamw', 'sgd'] as const) ?? DEFAULTS.optimizer,
     lr: num(f, 'lr') ?? DEFAULTS.lr,
@@ -84,6 +84,11 @@ export function parseTuneArgs(argv: string[]): TuneOptions {
     device: oneOf(f, 'device', DEVICES) ?? DEFAULTS.device,
     precision: oneOf(f, 'precision', ['float32', 'float64'] as const) ?? DEFAULTS.precision,
   };
+}
+
+export function parseTuneArgs(argv: string[]): TuneOptions {
+  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, precision: { type: 'string' } });
+  return { ...optionsFromFlags(f), out: required(f, 'out') };
 }
 
 export async function tuneCommand(argv: string[]): Promise<void> {

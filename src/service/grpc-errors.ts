@@ -48,7 +48,10 @@ export function statusFromError(e: unknown): Status {
   return statusFromJobError({ message: e instanceof Error ? e.message : String(e) });
 }
 
-/** A grpc-js ServiceError for `callback(err)` or a stream's `destroy(err)`, carrying the full Status in its trailers. */
+/**
+ * A grpc-js ServiceError for `callback(err)` or, on a server stream, `call.emit('error', err)`, carrying the full
+ * Status in its trailers. Not `call.destroy(err)`: grpc-js 1.14 then never sends a status and the client hangs.
+ */
 export function toGrpcError(e: unknown): grpc.ServiceError {
   const status = statusFromError(e);
   const metadata = new grpc.Metadata();

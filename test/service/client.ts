@@ -1,6 +1,7 @@
 // Promise wrappers over the generated grpc-js client, for tests.
 import * as grpc from '@grpc/grpc-js';
 import {
+  type DeepPartial,
   type EvaluateRequest,
   type EvaluateResponse,
   type ListTuneJobsResponse,
@@ -29,7 +30,7 @@ function unary<T>(fn: (cb: (e: grpc.ServiceError | null, r: T) => void) => void)
 export class TestClient {
   constructor(readonly raw: TuningServiceClient) {}
 
-  startTune(r: Partial<StartTuneRequest>): Promise<TuneJob> {
+  startTune(r: DeepPartial<StartTuneRequest>): Promise<TuneJob> {
     return unary<{ job?: TuneJob }>((cb) => this.raw.startTune(StartTuneRequestMsg.fromPartial(r), cb)).then((x) => x.job!);
   }
   getJob(name: string): Promise<TuneJob> {

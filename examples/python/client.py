@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Example narrowtune client: start a fine-tune, print its loss per step, then evaluate the tuned model.
+
+Run ./generate.sh first (stubs go to gen/). Exits 0 when the job succeeded and was evaluated, 1 on an RPC
+error or a job that did not succeed; errors print their status code and any BadRequest field violations.
+"""
+
+import argparse
+import os
+import sys
+import uuid
+
+# The stubs are generated next to this file rather than installed.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
+
+import grpc  # noqa: E402
+from google.rpc import error_details_pb2, status_pb2  # noqa: E402
+from narrowtune.v1 import tuning_service_pb2 as pb  # noqa: E402
+from narrowtune.v1 import tuning_service_pb2_grpc as pb_grpc  # noqa: E402
+
+# gRPC's rich error model: a serialized google.rpc.Status in this trailer (binary, hence -bin).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_POLICY = "mlp_gate_up"
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", default=DEFAULT_TARGET, help="server host:port (default %(default)s)")
+    p.add_argument("--model", required=True, help="base model directory, inside the server's model roots")
+    p.add_argument("--data", required=True, help="JSONL training data, inside the server's data roots; also evaluated")
+    p.add_argument("--policy", default=DEFAULT_POLICY, help="policy preset (default %(default)s)")
+    p.add_argument("--include", action="append", default=[], metavar="REGEX",
+                   help="trainable tensor pattern, repeatable; replaces --policy")
+    p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="tensor pattern kept frozen, repeatable")
+    p.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--request-id", default=None, help="idempotency key (default: a fresh UUID)")
+    return p.parse_args(argv)
+
+
+def start_request(args):
+    # Include patterns replace the preset; the server rejects a request naming both.
+    policy = pb.Policy(include=args.include, exclude=args.exclude) if args.include else pb.Policy(
+        preset=args.policy, exclude=args.exclude)
+    hp = pb.Hyperparameters()
+    if args.steps is not None:
+        hp.steps = args.steps
+    if args.lr is not None:
+        hp.learning_rate = args.lr
+    if args.batch_size is not None:
+        hp.batch_size = args.batch_size
+    if args.seq_len is not None:
+        hp.seq_len = args.seq_len
+    return pb.StartTuneRequest(
+        request_id=args.request_id or str(uuid.uuid4()),
+        base_model=pb.ModelRef(path=args.model),
+        training_data=args.data,
+        policy=policy,
+        hyperparameters=hp,
+    )
+
+
+def field_violations(status):
+    """Field violations from the BadRequest details of a google.rpc.Status, if any."""
+    out = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            out.extend(bad_request.field_violations)
+    return out
+
+
+def code_name(code):
+    """The name of a numeric status code, as in a google.rpc.Status."""
+    return next((c.name for c in grpc.StatusCode if c.value[0] == code), str(code))
+
+
+def print_status(prefix, code, message, status):
+    print(f"{prefix}: {code}: {message}", file=sys.stderr)
+    for v in field_violations(status) if status is not None else []:
+        print(f"  {v.field}: {v.description}", file=sys.stderr)
+
+
+def print_rpc_error(err):
+    status = None
+    for key, value in err.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY:
+            status = status_pb2.Status.FromString(value)
+    print_status("rpc error", err.code().name, err.details(), status)
+
+
+def follow(stub, name):
+    """Prints each step's loss until the job rests; returns its JobFinished event (None if the stream had none)."""
+    finished = None
+    for event in stub.StreamMetrics(pb.StreamMetricsRequest(name=name)):
+        kind = event.WhichOneof("event")
+        if kind == "step":
+            print(f"step {event.step.step}/{event.step.total_steps} loss {event.step.loss:.4f}", flush=True)
+        elif kind == "finished":
+            finished = event.finished
+    return finished
+
+
+def run(args):
+    with grpc.insecure_channel(args.target) as channel:
+        stub = pb_grpc.TuningServiceStub(channel)
+        job = stub.StartTune(start_request(args)).job
+        print(f"started {job.name}", flush=True)
+
+        finished = follow(stub, job.name)
+        # A stream cut short still leaves the job's state on the server.
+        state = finished.state if finished is not None else stub.GetTuneJob(pb.GetTuneJobRequest(name=job.name)).job.state
+        state_name = pb.TuneJob.State.Name(state)
+        if state != pb.TuneJob.SUCCEEDED:
+            error = finished.error if finished is not None else status_pb2.Status()
+            print_status(f"job {job.name} {state_name}", code_name(error.code), error.message, error)
+            return EXIT_FAILED
+        print(f"{job.name} {state_name}: {finished.output_path if finished else ''}", flush=True)
+
+        request = pb.EvaluateRequest(model=pb.ModelRef(job=job.name), datasets=[pb.EvalDataset(name="training", path=args.data)])
+        if args.batch_size is not None:
+            request.batch_size = args.batch_size
+        if args.seq_len is not None:
+            request.seq_len = args.seq_len
+        evaluation = stub.Evaluate(request)
+        for r in evaluation.results:
+            print(f"eval {r.name}: loss {r.loss:.4f} token_accuracy {r.token_accuracy:.4f} "
+                  f"({r.tokens} tokens, {r.examples} examples)")
+        return EXIT_OK
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except grpc.RpcError as err:
+        print_rpc_error(err)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { NarrowtuneError } from '../util/errors.js';
 import { INIT_MODEL_HELP, initModelCommand } from './init-model-command.js';
+import { HEALTH_HELP, healthCommand } from './health-command.js';
 import { JOBS_HELP, jobsCommand } from './jobs-command.js';
 import { SERVE_HELP, serveCommand } from './serve-command.js';
 import { TUNE_HELP, tuneCommand } from './tune-command.js';
@@ -18,6 +19,7 @@ Commands:
   init-model    write a random-initialised Hugging Face model (tests, demos, benchmarks)
   serve         run the gRPC service (StartTune, StreamMetrics, Evaluate, …)
   jobs          start, get, list, cancel and watch jobs on a running server
+  health        check a server's grpc.health.v1 status (exit 0 when SERVING)
 
 Run \`narrowtune <command> --help\` for a command's options.
 `;
@@ -27,6 +29,7 @@ const COMMANDS: Record<string, { help: string; run: (argv: string[]) => Promise<
   'init-model': { help: INIT_MODEL_HELP, run: initModelCommand },
   serve: { help: SERVE_HELP, run: serveCommand },
   jobs: { help: JOBS_HELP, run: jobsCommand },
+  health: { help: HEALTH_HELP, run: healthCommand },
 };
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage (arguments, files, patterns). */

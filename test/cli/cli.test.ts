@@ -35,7 +35,7 @@ describe('narrowtune CLI', () => {
   it('prints help for itself and every command', () => {
     const top = run(['--help']);
     expect(top.code).toBe(0);
-    for (const cmd of ['tune', 'init-model', 'serve', 'jobs']) {
+    for (const cmd of ['tune', 'init-model', 'serve', 'jobs', 'health']) {
       expect(top.stdout).toContain(cmd);
       const help = run([cmd, '--help']);
       expect(help.code).toBe(0);
@@ -97,6 +97,8 @@ describe('narrowtune CLI', () => {
       const cancel = await runAsync(['jobs', 'cancel', name, ...target]);
       expect(cancel.code).toBe(1);
       expect(cancel.stderr).toMatch(/FAILED_PRECONDITION: job .* is already SUCCEEDED/);
+      const health = await runAsync(['health', ...target]);
+      expect(health).toMatchObject({ code: 0, stdout: 'SERVING\n' });
       const bad = await runAsync(['jobs', 'start', '--model', join(dir, 'base'), '--data', join(dir, 'train.jsonl'), '--include', 'nope', ...target]);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toMatch(/INVALID_ARGUMENT[\s\S]*policy\.include\[0\]: "nope" matches no tensor/);

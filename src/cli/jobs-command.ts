@@ -111,6 +111,8 @@ async function startJob(client: TuningServiceClient, f: Flags): Promise<TuneJob>
           checkpointEvery: int(f, 'checkpoint-every'),
         },
         device: o.device,
+        tokenClasses: [],
+        driftBudget: undefined,
       },
       cb,
     ),

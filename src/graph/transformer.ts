@@ -16,12 +16,12 @@ export interface TokenBatch {
   seq: number;
 }
 
-interface Rope {
-  cos: Value; // [T, hd]
-  sin: Value; // [T, hd]
+export interface Rope {
+  cos: Value; // [T, hd] (or anything broadcasting against [B, heads, T, hd], e.g. [B, 1, T, hd])
+  sin: Value; // [T, hd] (likewise)
 }
 
-function ropeTables(t: Tape, c: ModelConfig, seq: number): Rope {
+export function ropeTables(t: Tape, c: ModelConfig, seq: number): Rope {
   const invFreq = ropeInvFreq(c);
   const hd = c.headDim;
   const cos = new Float64Array(seq * hd);
@@ -36,12 +36,12 @@ function ropeTables(t: Tape, c: ModelConfig, seq: number): Rope {
   return { cos: t.g.constant(cos, [seq, hd]), sin: t.g.constant(sin, [seq, hd]) };
 }
 
-function linear(t: Tape, x: Value, w: ParamLookup, prefix: string, bias: boolean): Value {
+export function linear(t: Tape, x: Value, w: ParamLookup, prefix: string, bias: boolean): Value {
   return t.apply('linear', [x, w(`${prefix}.weight`), bias ? w(`${prefix}.bias`) : undefined]);
 }
 
 /** [N, heads·hd] → [B, heads, T, hd], with Qwen3's per-head RMSNorm before RoPE. */
-function splitHeads(t: Tape, c: ModelConfig, x: Value, heads: number, b: number, s: number, norm: Value | null, rope: Rope): Value {
+export function splitHeads(t: Tape, c: ModelConfig, x: Value, heads: number, b: number, s: number, norm: Value | null, rope: Rope): Value {
   let h = t.apply('reshape', [x], { shape: [b, s, heads, c.headDim] }); // [B, T, heads, hd]
   if (norm) h = t.apply('rmsnorm', [h, norm], { eps: c.rmsNormEps });
   h = t.apply('transpose', [h], { perm: [0, 2, 1, 3] }); // [B, heads, T, hd]
@@ -63,7 +63,7 @@ function attention(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: num
   return linear(t, y, w, `${p}.o_proj`, c.attentionBias.o); // [N, H]
 }
 
-function mlp(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: number): Value {
+export function mlp(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: number): Value {
   const p = `model.layers.${layer}.mlp`;
   const gate = linear(t, x, w, `${p}.gate_proj`, c.mlpBias); // [N, I]
   const up = linear(t, x, w, `${p}.up_proj`, c.mlpBias); // [N, I]

@@ -72,10 +72,17 @@ export class JobRunner {
       if (n.kind === 'state' && n.job.cancelRequested) this.stop(job.id, 'cancel');
     });
     this.running.set(job.id, { proc, unsubscribe, stopping: null });
-    proc.done.then(
-      (result) => this.succeeded(job.id, result),
-      (error: unknown) => this.ended(job.id, error),
-    );
+    // These handlers write to the store; whatever goes wrong there must not become an unhandled
+    // rejection that takes the server (and every other job) down.
+    proc.done
+      .then(
+        (result) => this.succeeded(job.id, result),
+        (error: unknown) => this.ended(job.id, error),
+      )
+      .catch((err: unknown) => {
+        process.emitWarning(`job ${job.id}: could not record its end: ${(err as Error).message}`);
+        this.release(job.id);
+      });
   }
 
   /** Relays one trainer event into the store; a store error must never take the server down. */
@@ -102,6 +109,13 @@ export class JobRunner {
           tokensPerSecond: e.tokensPerSec,
           elapsedSeconds: e.elapsedSec,
         });
+      } else if (e.type === 'validation') {
+        store.appendEvent(id, 'validation', { step: e.step, loss: e.loss, tokenAccuracy: e.tokenAccuracy });
+      } else if (e.type === 'probe') {
+        const { type: _, positions: __, tokenAccuracy: ___, ...figures } = e;
+        store.appendEvent(id, 'probe', figures);
+      } else if (e.type === 'budget_exceeded') {
+        store.appendEvent(id, 'budget_exceeded', { limit: e.limit, value: e.value, threshold: e.threshold, step: e.step, keptStep: e.keptStep });
       } else if (e.type === 'checkpoint') {
         store.addCheckpoint(id, { step: e.step, path: e.path, final: false });
         store.appendEvent(id, 'checkpoint', { step: e.step, path: e.path });
@@ -121,8 +135,11 @@ export class JobRunner {
     const { store } = this.o;
     const steps = result.receipt.steps.length;
     store.addCheckpoint(id, { step: steps, path: result.out, final: true });
-    store.appendEvent(id, 'finished', { state: 'SUCCEEDED', outputPath: result.out });
-    store.finish(id, 'SUCCEEDED', { outputPath: result.out });
+    const budgetStop = result.budgetStop
+      ? { limit: result.budgetStop.limit, value: result.budgetStop.value, threshold: result.budgetStop.threshold, step: result.budgetStop.step, keptStep: result.budgetStop.keptStep }
+      : undefined;
+    store.appendEvent(id, 'finished', { state: 'SUCCEEDED', outputPath: result.out, budgetStop });
+    store.finish(id, 'SUCCEEDED', { outputPath: result.out, result: budgetStop ? { budgetStop } : undefined });
     this.release(id);
   }
 

@@ -1,6 +1,7 @@
 // Maps between protobuf messages and domain objects: job records → TuneJob, stored events → stream
 // messages, StartTune hyper-parameters → trainer options. No I/O here.
 import {
+  type BudgetExceeded,
   StartTuneRequest,
   type StreamMetricsResponse,
   type TuneJob,
@@ -52,6 +53,7 @@ export function jobToProto(job: JobRecord): TuneJob {
     checkpoints: job.checkpoints.map((c) => ({ step: c.step, path: c.path, final: c.final })),
     outputPath: job.state === 'SUCCEEDED' ? (job.outputPath ?? '') : '',
     request: spec.request === undefined ? undefined : StartTuneRequest.fromJSON(spec.request),
+    budgetStop: (job.result as { budgetStop?: BudgetExceeded } | null)?.budgetStop,
   };
 }
 
@@ -93,6 +95,27 @@ export function eventToProto(e: MetricEvent): StreamMetricsResponse {
       };
     case 'validation':
       return { ...base, event: { $case: 'validation', value: { step: p.step as number, loss: p.loss as number, tokenAccuracy: p.tokenAccuracy as number } } };
+    case 'probe':
+      return {
+        ...base,
+        event: {
+          $case: 'probe',
+          value: {
+            step: p.step as number,
+            numberMass: p.numberMass as number,
+            numberMassBase: p.numberMassBase as number,
+            numberMassDelta: p.numberMassDelta as number,
+            klToBase: p.klToBase as number,
+            top1Agreement: p.top1Agreement as number,
+            heldoutLoss: p.heldoutLoss as number,
+            heldoutLossBase: p.heldoutLossBase as number,
+            heldoutLossDelta: p.heldoutLossDelta as number,
+            classes: (p.classes as { name: string; mass: number; massBase: number; delta: number }[]).map((c) => ({ ...c })),
+          },
+        },
+      };
+    case 'budget_exceeded':
+      return { ...base, event: { $case: 'budgetExceeded', value: p as unknown as BudgetExceeded } };
     case 'checkpoint':
       return { ...base, event: { $case: 'checkpoint', value: { step: p.step as number, path: p.path as string } } };
     case 'finished':
@@ -129,13 +152,15 @@ export const OPTION_FIELDS: Record<string, string> = {
   clip_norm: 'hyperparameters.clip_norm',
   seed: 'hyperparameters.seed',
   checkpoint_every: 'hyperparameters.checkpoint_every',
+  eval_every: 'hyperparameters.eval_every',
+  probe_every: 'hyperparameters.probe_every',
   device: 'device',
 };
 
 /** Trainer options from a request; unset fields take the trainer's defaults. Validation is separate. */
 export function optionsFromRequest(
   r: StartTuneRequest,
-  paths: { model: string; data: string },
+  paths: { model: string; data: string; validation: string | null; probe: string | null },
   checkpointEvery: number,
 ): Omit<TuneOptions, 'out' | 'checkpointDir' | 'resume'> {
   const h = r.hyperparameters;
@@ -159,5 +184,15 @@ export function optionsFromRequest(
     seed: h?.seed ?? DEFAULTS.seed,
     device: (r.device || DEFAULTS.device) as Device,
     checkpointEvery: h?.checkpointEvery ?? checkpointEvery,
+    validationData: paths.validation,
+    evalEvery: h?.evalEvery ?? null,
+    probeData: paths.probe,
+    probeEvery: h?.probeEvery ?? null,
+    tokenClasses: r.tokenClasses.map((c) => ({ name: c.name, pattern: c.pattern })),
+    driftBudget: {
+      maxKlToBase: r.driftBudget?.maxKlToBase ?? null,
+      maxNumberMassDelta: r.driftBudget?.maxNumberMassDelta ?? null,
+      maxHeldoutLossDelta: r.driftBudget?.maxHeldoutLossDelta ?? null,
+    },
   };
 }

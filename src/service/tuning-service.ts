@@ -15,6 +15,7 @@ import { evaluateInWorker } from '../eval/run-in-worker.js';
 import { EVAL_DEFAULTS } from '../eval/evaluate.js';
 import { inspectCheckpoint } from '../model/checkpoint.js';
 import { resolvePolicy } from '../policy/policy.js';
+import { NUMBER_CLASS } from '../telemetry/token-classes.js';
 import { DEVICES, type Device } from '../runtime/session.js';
 import type { JobRunner, JobSpec } from '../runner/job-runner.js';
 import { followEvents } from '../store/follow-events.js';
@@ -40,6 +41,9 @@ export interface ServiceContext {
 const MAX_REQUEST_ID = 128;
 const MAX_EVAL_DATASETS = 32;
 const MAX_PATTERNS = 64;
+const MAX_TOKEN_CLASSES = 32;
+const MAX_PATTERN_CHARS = 512;
+const TOKEN_CLASS_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
 class Violations {
   readonly list: FieldViolation[] = [];
@@ -126,8 +130,16 @@ export class TuningService {
     const { store, runner } = this.ctx;
     const v = new Violations();
     if (req.requestId.length > MAX_REQUEST_ID) v.add('request_id', `must be at most ${MAX_REQUEST_ID} characters`);
-    if (req.validationData) v.add('validation_data', 'validation datasets are not supported by this server version yet');
-    if (req.probeData) v.add('probe_data', 'probe datasets (drift telemetry) are not supported by this server version yet');
+    if (req.tokenClasses.length > MAX_TOKEN_CLASSES) v.add('token_classes', `at most ${MAX_TOKEN_CLASSES} classes`);
+    req.tokenClasses.forEach((c, i) => {
+      if (!TOKEN_CLASS_NAME.test(c.name) || c.name === NUMBER_CLASS) v.add(`token_classes[${i}].name`, `must match ${TOKEN_CLASS_NAME} and not be "${NUMBER_CLASS}"`);
+      try {
+        if (c.pattern.length === 0 || c.pattern.length > MAX_PATTERN_CHARS) throw new Error(`must be 1 to ${MAX_PATTERN_CHARS} characters`);
+        new RegExp(c.pattern, 'u');
+      } catch (e) {
+        v.add(`token_classes[${i}].pattern`, (e as Error).message);
+      }
+    });
     const patterns = (req.policy?.include.length ?? 0) + (req.policy?.exclude.length ?? 0);
     if (patterns > MAX_PATTERNS) v.add('policy', `at most ${MAX_PATTERNS} include/exclude patterns`);
 
@@ -135,14 +147,32 @@ export class TuningService {
     let data = v.collect(() => (req.trainingData ? confinePath(req.trainingData, this.ctx.dataRoots, 'training_data') : undefined));
     if (!req.trainingData) v.add('training_data', 'is required');
     if (data) data = await v.collectAsync(() => readable(data!, 'training_data'), 'training_data');
+    const optionalData = async (path: string, field: string) => {
+      if (!path) return null;
+      const confined = v.collect(() => confinePath(path, this.ctx.dataRoots, field));
+      return confined ? ((await v.collectAsync(() => readable(confined, field), field)) ?? null) : null;
+    };
+    const validation = await optionalData(req.validationData, 'validation_data');
+    const probe = await optionalData(req.probeData, 'probe_data');
     const inspected = model ? await v.collectAsync(() => inspectCheckpoint(model), 'base_model') : undefined;
 
-    const options = optionsFromRequest(req, { model: model ?? '', data: data ?? '' }, this.ctx.checkpointEvery);
+    const options = optionsFromRequest(req, { model: model ?? '', data: data ?? '', validation, probe }, this.ctx.checkpointEvery);
     if (inspected) {
       v.collect(() => resolvePolicy(options.policy, [...inspected.tensors.keys()].filter((n) => n !== 'lm_head.weight' || !inspected.config.tieWordEmbeddings)));
     }
     v.collect(
-      () => validateOptions({ ...options, model: options.model || '-', data: options.data || '-', out: '-', checkpointDir: '-', resume: true }),
+      () =>
+        validateOptions({
+          ...options,
+          model: options.model || '-',
+          data: options.data || '-',
+          // A path that failed its own check above must not also read as "missing" here.
+          validationData: options.validationData ?? (req.validationData ? '-' : null),
+          probeData: options.probeData ?? (req.probeData ? '-' : null),
+          out: '-',
+          checkpointDir: '-',
+          resume: true,
+        }),
       (f) => OPTION_FIELDS[f] ?? f,
     );
     if (req.hyperparameters?.steps !== undefined && req.hyperparameters.epochs !== undefined) {

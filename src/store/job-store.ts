@@ -39,6 +39,8 @@ export interface JobRecord {
   cancelRequested: boolean;
   checkpoints: CheckpointRecord[];
   outputPath: string | null;
+  /** Extra facts about how the job ended (JSON), e.g. { budgetStop: {...} }. */
+  result: unknown;
   queueOrder: number;
 }
 
@@ -80,6 +82,7 @@ interface JobRow {
   error: string | null;
   cancel_requested: number;
   output_path: string | null;
+  result: string | null;
 }
 
 interface CheckpointRow {
@@ -283,15 +286,16 @@ export class JobStore {
     });
   }
 
-  finish(id: string, state: 'SUCCEEDED' | 'FAILED' | 'CANCELLED', extra: { error?: JobError; outputPath?: string } = {}): JobRecord {
+  finish(id: string, state: 'SUCCEEDED' | 'FAILED' | 'CANCELLED', extra: { error?: JobError; outputPath?: string; result?: unknown } = {}): JobRecord {
     if (!isResting(state)) throw invalidArgument('state', `finish needs a resting state, got ${state}`);
     return this.transition(id, (r) => {
       if (isResting(r.state)) throw alreadyResting(r);
-      this.stmt(`UPDATE jobs SET state = ?, end_time = ?, error = ?, output_path = coalesce(?, output_path) WHERE id = ?`).run(
+      this.stmt(`UPDATE jobs SET state = ?, end_time = ?, error = ?, output_path = coalesce(?, output_path), result = ? WHERE id = ?`).run(
         state,
         this.now(),
         extra.error ? JSON.stringify(extra.error) : null,
         extra.outputPath ?? null,
+        extra.result === undefined ? null : JSON.stringify(extra.result),
         id,
       );
     });
@@ -450,6 +454,7 @@ export class JobStore {
       cancelRequested: r.cancel_requested === 1,
       checkpoints: byJob.get(r.id) ?? [],
       outputPath: r.output_path,
+      result: r.result === null ? null : (JSON.parse(r.result) as unknown),
       queueOrder: r.queue_order,
     }));
   }

@@ -43,6 +43,10 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (job_id, sequence)
   ) WITHOUT ROWID;
   `,
+  `
+  -- What a finished job reports besides its output (e.g. the drift budget that stopped it), as JSON.
+  ALTER TABLE jobs ADD COLUMN result TEXT;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

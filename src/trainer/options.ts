@@ -5,6 +5,13 @@ import { DEVICES } from '../runtime/session.js';
 import { NarrowtuneError, type FieldViolation } from '../util/errors.js';
 import type { ScheduleKind } from './schedule.js';
 
+/** Limits on drift from the base model, checked at every probe; null means no limit. */
+export interface DriftBudget {
+  maxKlToBase: number | null;
+  maxNumberMassDelta: number | null;
+  maxHeldoutLossDelta: number | null;
+}
+
 export interface TuneOptions {
   model: string; // Hugging Face model directory
   data: string; // JSONL training data
@@ -33,6 +40,15 @@ export interface TuneOptions {
   checkpointDir: string | null;
   /** Continue from the newest step checkpoint in checkpointDir written by this same run, if any. */
   resume: boolean;
+  /** JSONL scored every evalEvery steps (validation loss, token accuracy); null: none. */
+  validationData: string | null;
+  evalEvery: number | null; // null: about ten times per job
+  /** Held-out JSONL probed every probeEvery steps for drift from the base model; null: none. */
+  probeData: string | null;
+  probeEvery: number | null; // null: about ten times per job
+  /** Extra token classes whose probability mass the probes report, as regexes over token text. */
+  tokenClasses: { name: string; pattern: string }[];
+  driftBudget: DriftBudget;
 }
 
 /** The paper's recipe (AdamW, lr 5e-6, cosine with 3% warm-up, no weight decay) with HF's other defaults. */
@@ -58,6 +74,12 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   checkpointEvery: null,
   checkpointDir: null,
   resume: false,
+  validationData: null,
+  evalEvery: null,
+  probeData: null,
+  probeEvery: null,
+  tokenClasses: [],
+  driftBudget: { maxKlToBase: null, maxNumberMassDelta: null, maxHeldoutLossDelta: null },
 };
 
 export const WARMUP_FRACTION = 0.03;
@@ -104,6 +126,22 @@ export function validateOptions(o: TuneOptions): void {
   need(['float32', 'float64'].includes(o.precision), 'precision', `must be float32 or float64, got "${o.precision}"`);
   if (o.checkpointEvery !== null) int(o.checkpointEvery, 'checkpoint_every', LIMITS.steps);
   need(o.checkpointEvery === null || o.checkpointDir !== null, 'checkpoint_dir', 'is required with checkpoint_every');
+  if (o.evalEvery !== null) int(o.evalEvery, 'eval_every', LIMITS.steps);
+  if (o.probeEvery !== null) int(o.probeEvery, 'probe_every', LIMITS.steps);
+  need(o.evalEvery === null || o.validationData !== null, 'eval_every', 'needs validation data');
+  need(o.tokenClasses.length === 0 || o.probeData !== null, 'token_classes', 'need probe data');
+  const b = o.driftBudget;
+  const limits: [keyof DriftBudget, string][] = [
+    ['maxKlToBase', 'drift_budget.max_kl_to_base'],
+    ['maxNumberMassDelta', 'drift_budget.max_number_mass_delta'],
+    ['maxHeldoutLossDelta', 'drift_budget.max_heldout_loss_delta'],
+  ];
+  for (const [key, field] of limits) {
+    const x = b[key];
+    if (x === null) continue;
+    need(Number.isFinite(x), field, `must be a finite number, got ${x}`);
+    need(o.probeData !== null, field, 'a drift budget needs probe data to measure drift on');
+  }
   need(DEVICES.includes(o.device), 'device', `must be one of ${DEVICES.join(', ')}, got "${o.device}"`);
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);

@@ -37,6 +37,11 @@ export interface Receipt {
   frozen_unchanged: boolean;
   /** Trainable tensors whose bytes differ from the input's. */
   trainable_changed: string[];
+  validation: { step: number; loss: number; token_accuracy: number }[];
+  /** Drift figures at every probe (see README: each is a mean over the probe's label positions). */
+  probes: ({ step: number } & Record<string, unknown>)[];
+  /** Set when a drift budget stopped training: which limit, and which step's weights were kept. */
+  drift_budget_stop: { limit: string; value: number; threshold: number; step: number; kept_step: number } | null;
 }
 
 /** Hashes `after` tensors (as read back from disk) against `before` ones. */

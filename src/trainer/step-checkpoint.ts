@@ -21,6 +21,8 @@ export interface TrainState {
   m: Map<string, FloatArray>;
   v: Map<string, FloatArray>;
   history: StepRecord[];
+  /** Weights at the last probe within the drift budget (step 0: the base weights themselves). */
+  kept: { step: number; params: Map<string, FloatArray> } | null;
 }
 
 export function stepDir(root: string, step: number): string {
@@ -40,11 +42,12 @@ export async function saveStepCheckpoint(root: string, s: TrainState, shapes: Re
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   const tensors: StoredTensor[] = [];
-  for (const [prefix, map] of [['param', s.params], ['adam_m', s.m], ['adam_v', s.v]] as const) {
+  const kept = s.kept && s.kept.step > 0 ? s.kept.params : new Map<string, FloatArray>();
+  for (const [prefix, map] of [['param', s.params], ['adam_m', s.m], ['adam_v', s.v], ['kept', kept]] as const) {
     for (const [name, data] of map) tensors.push({ name: `${prefix}/${name}`, dtype: 'F32', shape: shapes.get(name)!, data: bytes(data) });
   }
   await writeSafetensorsFile(join(tmp, STATE_FILE), tensors);
-  await writeFileAtomic(join(tmp, META_FILE), JSON.stringify({ step: s.step, fingerprint, history: s.history }));
+  await writeFileAtomic(join(tmp, META_FILE), JSON.stringify({ step: s.step, fingerprint, history: s.history, keptStep: s.kept?.step ?? null }));
   await rm(dir, { recursive: true, force: true });
   await rename(tmp, dir);
   const steps = await listSteps(root);
@@ -64,23 +67,30 @@ async function listSteps(root: string): Promise<number[]> {
  * The newest step checkpoint under `root` written for this same run (same fingerprint), or null.
  * A checkpoint of a different run (other data, policy or hyper-parameters) is ignored, never mixed in.
  */
-export async function loadLatestStepCheckpoint(root: string, fingerprint: string, f64: boolean): Promise<TrainState | null> {
+export async function loadLatestStepCheckpoint(
+  root: string,
+  fingerprint: string,
+  f64: boolean,
+  base: ReadonlyMap<string, FloatArray>,
+): Promise<TrainState | null> {
   for (const step of (await listSteps(root)).reverse()) {
     const dir = stepDir(root, step);
-    let meta: { step: number; fingerprint: string; history: StepRecord[] };
+    let meta: { step: number; fingerprint: string; history: StepRecord[]; keptStep: number | null };
     try {
       meta = JSON.parse(await readFile(join(dir, META_FILE), 'utf8'));
     } catch {
       continue; // incomplete or foreign directory
     }
     if (meta.fingerprint !== fingerprint) continue;
-    const state: TrainState = { step: meta.step, params: new Map(), m: new Map(), v: new Map(), history: meta.history };
+    const kept = new Map<string, FloatArray>();
+    const state: TrainState = { step: meta.step, params: new Map(), m: new Map(), v: new Map(), history: meta.history, kept: null };
     for (const t of await readSafetensorsFile(join(dir, STATE_FILE))) {
       const [prefix, ...rest] = t.name.split('/');
       const f32 = new Float32Array(new Uint8Array(t.data).buffer);
       const data = f64 ? Float64Array.from(f32) : f32;
-      ({ param: state.params, adam_m: state.m, adam_v: state.v })[prefix as 'param']?.set(rest.join('/'), data);
+      ({ param: state.params, adam_m: state.m, adam_v: state.v, kept })[prefix as 'param']?.set(rest.join('/'), data);
     }
+    if (meta.keptStep !== null) state.kept = { step: meta.keptStep, params: meta.keptStep === 0 ? new Map(base) : kept };
     return state;
   }
   return null;

@@ -19,6 +19,8 @@ import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js
 import { proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt, type StepRecord } from './receipt.js';
 import { learningRate, type Schedule } from './schedule.js';
 import { loadLatestStepCheckpoint, saveStepCheckpoint, type TrainState } from './step-checkpoint.js';
+import { checkBudget, createMonitors, due, type BudgetBreach } from './monitors.js';
+import type { DriftFigures } from '../eval/scorer.js';
 
 export type TrainEvent =
   | {
@@ -37,6 +39,9 @@ export type TrainEvent =
       resumedFromStep: number;
     }
   | { type: 'checkpoint'; step: number; path: string }
+  | { type: 'validation'; step: number; loss: number; tokenAccuracy: number }
+  | ({ type: 'probe'; step: number } & DriftFigures)
+  | ({ type: 'budget_exceeded'; keptStep: number } & BudgetBreach)
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; tokensPerSec: number; elapsedSec: number }
   | { type: 'done'; out: string; finalLoss: number; frozenUnchanged: boolean };
 
@@ -54,6 +59,8 @@ export class TrainingStopped extends NarrowtuneError {
 export interface TuneResult {
   out: string;
   receipt: Receipt;
+  /** Set when the drift budget stopped training; the output holds the weights of `keptStep`. */
+  budgetStop: (BudgetBreach & { keptStep: number }) | null;
 }
 
 /** One process-wide cache: repeated jobs on the same base model, policy and shapes reuse their sessions. */
@@ -134,14 +141,20 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
   const fingerprint = createHash('sha256')
     .update(JSON.stringify([frozenKey, policy.trainable.map((n) => sha256(ckpt.tensors.get(n)!)), hyperparameters(o, schedule, seq), dataset.examples]))
     .digest('hex');
-  const resumed = o.resume && o.checkpointDir ? await loadLatestStepCheckpoint(o.checkpointDir, fingerprint, f64) : null;
+  const baseParams = new Map<string, FloatArray>(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data]));
+  const resumed = o.resume && o.checkpointDir ? await loadLatestStepCheckpoint(o.checkpointDir, fingerprint, f64, baseParams) : null;
   const state: TrainState = resumed ?? {
     step: 0,
-    params: new Map(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data])),
+    params: new Map(baseParams),
     m: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
     v: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
     history: [],
+    kept: { step: 0, params: baseParams },
   };
+  const monitors = await createMonitors(o, c, tokenizer, params, policy.trainable, steps);
+  const validationHistory: Receipt['validation'] = [];
+  const probeHistory: Receipt['probes'] = [];
+  let budgetStop: TuneResult['budgetStop'] = null;
   onEvent({
     type: 'start',
     totalSteps: steps,
@@ -220,14 +233,35 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
     state.step = step + 1;
     state.history.push({ step: state.step, loss, lr, grad_norm: gradNorm });
     onEvent({ type: 'step', step: state.step, totalSteps: steps, loss, lr, gradNorm, tokens, tokensPerSec: tokens / seconds, elapsedSec: (performance.now() - started) / 1000 });
+
+    if (monitors.validation && due(state.step, monitors.validation.every, steps)) {
+      const v = await monitors.validation.run(state.params);
+      validationHistory.push({ step: state.step, loss: v.loss, token_accuracy: v.tokenAccuracy });
+      onEvent({ type: 'validation', step: state.step, ...v });
+    }
+    if (monitors.probe && due(state.step, monitors.probe.every, steps)) {
+      const figures = await monitors.probe.run(state.params);
+      probeHistory.push({ step: state.step, ...figures });
+      onEvent({ type: 'probe', step: state.step, ...figures });
+      const breach = checkBudget(o.driftBudget, figures, state.step);
+      if (breach) {
+        // Stop here and keep the last weights that were within budget as the result.
+        budgetStop = { ...breach, keptStep: state.kept!.step };
+        onEvent({ type: 'budget_exceeded', ...budgetStop });
+        break;
+      }
+      state.kept = { step: state.step, params: new Map([...state.params].map(([n, a]) => [n, a.slice()])) };
+    }
     if (o.checkpointEvery && state.step % o.checkpointEvery === 0 && state.step < steps) await checkpoint();
   }
+  await monitors.release();
   const history = state.history;
+  const result = budgetStop ? state.kept!.params : state.params;
 
   // 5. checkpoint: trainable tensors in the input's dtype, every other tensor byte-for-byte from the input
   const out = resolve(o.out);
   const tensors: StoredTensor[] = [...ckpt.tensors.values()].map((t) => {
-    const trained = state.params.get(t.name);
+    const trained = result.get(t.name);
     return trained ? { ...t, data: fromFloat32(Float32Array.from(trained), t.dtype) } : t;
   });
   const receipt: Receipt = {
@@ -243,13 +277,16 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
     frozen: {},
     frozen_unchanged: false,
     trainable_changed: [],
+    validation: validationHistory,
+    probes: probeHistory,
+    drift_budget_stop: budgetStop && { limit: budgetStop.limit, value: budgetStop.value, threshold: budgetStop.threshold, step: budgetStop.step, kept_step: budgetStop.keptStep },
   };
   await writeCheckpoint(out, { config: c, tensors, copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
   // The receipt written with the weights says frozen_unchanged: false until the read-back proves otherwise.
   await verifyReceipt(out, receipt, frozenBefore, ckpt.tensors, policy);
   await writeFileAtomic(join(out, RECEIPT_FILE), `${JSON.stringify(receipt, null, 2)}\n`);
   onEvent({ type: 'done', out, finalLoss: history[history.length - 1]?.loss ?? NaN, frozenUnchanged: receipt.frozen_unchanged });
-  return { out, receipt };
+  return { out, receipt, budgetStop };
 }
 
 /** Reads the written weights back from disk and fills in the proof; fails loudly if a frozen tensor moved. */

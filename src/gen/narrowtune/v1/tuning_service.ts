@@ -78,7 +78,33 @@ export interface Hyperparameters {
     | number
     | undefined;
   /** Write a resumable checkpoint every this many steps (default: the server's --checkpoint-every). */
-  checkpointEvery?: number | undefined;
+  checkpointEvery?:
+    | number
+    | undefined;
+  /** Score validation_data every this many steps (default: about ten times per job, and the last step). */
+  evalEvery?:
+    | number
+    | undefined;
+  /** Probe probe_data for drift every this many steps (default: about ten times per job, and the last step). */
+  probeEvery?: number | undefined;
+}
+
+/** A named set of vocabulary entries, selected by a regular expression over each token's decoded text. */
+export interface TokenClass {
+  /** Lower-case identifier, e.g. "yes_no". */
+  name: string;
+  /** JavaScript regular expression, e.g. "^\\s*(yes|no|Yes|No)$". */
+  pattern: string;
+}
+
+/**
+ * Limits on drift from the base model, checked at every probe. When one is exceeded the job stops and
+ * keeps the last checkpoint that was within budget as its result.
+ */
+export interface DriftBudget {
+  maxKlToBase?: number | undefined;
+  maxNumberMassDelta?: number | undefined;
+  maxHeldoutLossDelta?: number | undefined;
 }
 
 export interface StartTuneRequest {
@@ -99,6 +125,9 @@ export interface StartTuneRequest {
     | undefined;
   /** cpu (default) | cuda | webgpu | auto */
   device: string;
+  /** Extra token classes whose probability mass the probes report (number tokens are always reported). */
+  tokenClasses: TokenClass[];
+  driftBudget: DriftBudget | undefined;
 }
 
 export interface StartTuneResponse {
@@ -124,7 +153,11 @@ export interface TuneJob {
   /** Final model directory (a Hugging Face checkpoint with narrowtune.json) once SUCCEEDED. */
   outputPath: string;
   /** The request as accepted. */
-  request: StartTuneRequest | undefined;
+  request:
+    | StartTuneRequest
+    | undefined;
+  /** Set when the drift budget stopped the job; output_path then holds the weights of kept_step. */
+  budgetStop: BudgetExceeded | undefined;
 }
 
 /** Lifecycle of a job; SUCCEEDED, FAILED and CANCELLED are resting states. */
@@ -245,7 +278,48 @@ export interface StreamMetricsResponse {
     | { $case: "validation"; value: ValidationMetrics }
     | { $case: "checkpoint"; value: CheckpointSaved }
     | { $case: "finished"; value: JobFinished }
+    | { $case: "probe"; value: ProbeMetrics }
+    | { $case: "budgetExceeded"; value: BudgetExceeded }
     | undefined;
+}
+
+/**
+ * Drift of the current weights from the base model on the probe data. Every figure is a mean over the
+ * probe's label positions (teacher-forced next-token distributions); see the README for definitions.
+ */
+export interface ProbeMetrics {
+  step: number;
+  /** Total probability of number tokens (digits, grouped and decimal numbers, ordinals, number words). */
+  numberMass: number;
+  numberMassBase: number;
+  numberMassDelta: number;
+  /** KL(p_base || p_current) in nats. */
+  klToBase: number;
+  /** Fraction of positions where the current and the base model's most likely token agree. */
+  top1Agreement: number;
+  /** Cross-entropy of the probe labels. */
+  heldoutLoss: number;
+  heldoutLossBase: number;
+  heldoutLossDelta: number;
+  classes: ClassMass[];
+}
+
+export interface ClassMass {
+  name: string;
+  mass: number;
+  massBase: number;
+  delta: number;
+}
+
+export interface BudgetExceeded {
+  /** max_kl_to_base | max_number_mass_delta | max_heldout_loss_delta */
+  limit: string;
+  value: number;
+  threshold: number;
+  /** The probe step that exceeded the limit. */
+  step: number;
+  /** The step whose weights were kept as the job's result (0: the base weights). */
+  keptStep: number;
 }
 
 export interface JobStarted {
@@ -532,6 +606,8 @@ function createBaseHyperparameters(): Hyperparameters {
     clipNorm: undefined,
     seed: undefined,
     checkpointEvery: undefined,
+    evalEvery: undefined,
+    probeEvery: undefined,
   };
 }
 
@@ -575,6 +651,12 @@ export const Hyperparameters: MessageFns<Hyperparameters> = {
     }
     if (message.checkpointEvery !== undefined) {
       writer.uint32(104).int32(message.checkpointEvery);
+    }
+    if (message.evalEvery !== undefined) {
+      writer.uint32(112).int32(message.evalEvery);
+    }
+    if (message.probeEvery !== undefined) {
+      writer.uint32(120).int32(message.probeEvery);
     }
     return writer;
   },
@@ -696,6 +778,22 @@ export const Hyperparameters: MessageFns<Hyperparameters> = {
             message.checkpointEvery = reader.int32();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.evalEvery = reader.int32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.probeEvery = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -755,6 +853,16 @@ export const Hyperparameters: MessageFns<Hyperparameters> = {
         : isSet(object.checkpoint_every)
         ? globalThis.Number(object.checkpoint_every)
         : undefined,
+      evalEvery: isSet(object.evalEvery)
+        ? globalThis.Number(object.evalEvery)
+        : isSet(object.eval_every)
+        ? globalThis.Number(object.eval_every)
+        : undefined,
+      probeEvery: isSet(object.probeEvery)
+        ? globalThis.Number(object.probeEvery)
+        : isSet(object.probe_every)
+        ? globalThis.Number(object.probe_every)
+        : undefined,
     };
   },
 
@@ -799,6 +907,12 @@ export const Hyperparameters: MessageFns<Hyperparameters> = {
     if (message.checkpointEvery !== undefined) {
       obj.checkpointEvery = Math.round(message.checkpointEvery);
     }
+    if (message.evalEvery !== undefined) {
+      obj.evalEvery = Math.round(message.evalEvery);
+    }
+    if (message.probeEvery !== undefined) {
+      obj.probeEvery = Math.round(message.probeEvery);
+    }
     return obj;
   },
 
@@ -820,6 +934,206 @@ export const Hyperparameters: MessageFns<Hyperparameters> = {
     message.clipNorm = object.clipNorm ?? undefined;
     message.seed = object.seed ?? undefined;
     message.checkpointEvery = object.checkpointEvery ?? undefined;
+    message.evalEvery = object.evalEvery ?? undefined;
+    message.probeEvery = object.probeEvery ?? undefined;
+    return message;
+  },
+};
+
+function createBaseTokenClass(): TokenClass {
+  return { name: "", pattern: "" };
+}
+
+export const TokenClass: MessageFns<TokenClass> = {
+  encode(message: TokenClass, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.pattern !== "") {
+      writer.uint32(18).string(message.pattern);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenClass {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenClass();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pattern = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenClass {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      pattern: isSet(object.pattern) ? globalThis.String(object.pattern) : "",
+    };
+  },
+
+  toJSON(message: TokenClass): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.pattern !== "") {
+      obj.pattern = message.pattern;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TokenClass>, I>>(base?: I): TokenClass {
+    return TokenClass.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TokenClass>, I>>(object: I): TokenClass {
+    const message = createBaseTokenClass();
+    message.name = object.name ?? "";
+    message.pattern = object.pattern ?? "";
+    return message;
+  },
+};
+
+function createBaseDriftBudget(): DriftBudget {
+  return { maxKlToBase: undefined, maxNumberMassDelta: undefined, maxHeldoutLossDelta: undefined };
+}
+
+export const DriftBudget: MessageFns<DriftBudget> = {
+  encode(message: DriftBudget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxKlToBase !== undefined) {
+      writer.uint32(9).double(message.maxKlToBase);
+    }
+    if (message.maxNumberMassDelta !== undefined) {
+      writer.uint32(17).double(message.maxNumberMassDelta);
+    }
+    if (message.maxHeldoutLossDelta !== undefined) {
+      writer.uint32(25).double(message.maxHeldoutLossDelta);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DriftBudget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDriftBudget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.maxKlToBase = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.maxNumberMassDelta = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.maxHeldoutLossDelta = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DriftBudget {
+    return {
+      maxKlToBase: isSet(object.maxKlToBase)
+        ? globalThis.Number(object.maxKlToBase)
+        : isSet(object.max_kl_to_base)
+        ? globalThis.Number(object.max_kl_to_base)
+        : undefined,
+      maxNumberMassDelta: isSet(object.maxNumberMassDelta)
+        ? globalThis.Number(object.maxNumberMassDelta)
+        : isSet(object.max_number_mass_delta)
+        ? globalThis.Number(object.max_number_mass_delta)
+        : undefined,
+      maxHeldoutLossDelta: isSet(object.maxHeldoutLossDelta)
+        ? globalThis.Number(object.maxHeldoutLossDelta)
+        : isSet(object.max_heldout_loss_delta)
+        ? globalThis.Number(object.max_heldout_loss_delta)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DriftBudget): unknown {
+    const obj: any = {};
+    if (message.maxKlToBase !== undefined) {
+      obj.maxKlToBase = floatToJson(message.maxKlToBase);
+    }
+    if (message.maxNumberMassDelta !== undefined) {
+      obj.maxNumberMassDelta = floatToJson(message.maxNumberMassDelta);
+    }
+    if (message.maxHeldoutLossDelta !== undefined) {
+      obj.maxHeldoutLossDelta = floatToJson(message.maxHeldoutLossDelta);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DriftBudget>, I>>(base?: I): DriftBudget {
+    return DriftBudget.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DriftBudget>, I>>(object: I): DriftBudget {
+    const message = createBaseDriftBudget();
+    message.maxKlToBase = object.maxKlToBase ?? undefined;
+    message.maxNumberMassDelta = object.maxNumberMassDelta ?? undefined;
+    message.maxHeldoutLossDelta = object.maxHeldoutLossDelta ?? undefined;
     return message;
   },
 };
@@ -834,6 +1148,8 @@ function createBaseStartTuneRequest(): StartTuneRequest {
     policy: undefined,
     hyperparameters: undefined,
     device: "",
+    tokenClasses: [],
+    driftBudget: undefined,
   };
 }
 
@@ -862,6 +1178,12 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
     }
     if (message.device !== "") {
       writer.uint32(66).string(message.device);
+    }
+    for (const v of message.tokenClasses) {
+      TokenClass.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.driftBudget !== undefined) {
+      DriftBudget.encode(message.driftBudget, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -943,6 +1265,22 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
             message.device = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.tokenClasses.push(TokenClass.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.driftBudget = DriftBudget.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -985,6 +1323,16 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
       policy: isSet(object.policy) ? Policy.fromJSON(object.policy) : undefined,
       hyperparameters: isSet(object.hyperparameters) ? Hyperparameters.fromJSON(object.hyperparameters) : undefined,
       device: isSet(object.device) ? globalThis.String(object.device) : "",
+      tokenClasses: globalThis.Array.isArray(object?.tokenClasses)
+        ? object.tokenClasses.map((e: any) => TokenClass.fromJSON(e))
+        : globalThis.Array.isArray(object?.token_classes)
+        ? object.token_classes.map((e: any) => TokenClass.fromJSON(e))
+        : [],
+      driftBudget: isSet(object.driftBudget)
+        ? DriftBudget.fromJSON(object.driftBudget)
+        : isSet(object.drift_budget)
+        ? DriftBudget.fromJSON(object.drift_budget)
+        : undefined,
     };
   },
 
@@ -1014,6 +1362,12 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
     if (message.device !== "") {
       obj.device = message.device;
     }
+    if (message.tokenClasses?.length) {
+      obj.tokenClasses = message.tokenClasses.map((e) => TokenClass.toJSON(e));
+    }
+    if (message.driftBudget !== undefined) {
+      obj.driftBudget = DriftBudget.toJSON(message.driftBudget);
+    }
     return obj;
   },
 
@@ -1036,6 +1390,10 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
       ? Hyperparameters.fromPartial(object.hyperparameters)
       : undefined;
     message.device = object.device ?? "";
+    message.tokenClasses = object.tokenClasses?.map((e) => TokenClass.fromPartial(e)) || [];
+    message.driftBudget = (object.driftBudget !== undefined && object.driftBudget !== null)
+      ? DriftBudget.fromPartial(object.driftBudget)
+      : undefined;
     return message;
   },
 };
@@ -1120,6 +1478,7 @@ function createBaseTuneJob(): TuneJob {
     checkpoints: [],
     outputPath: "",
     request: undefined,
+    budgetStop: undefined,
   };
 }
 
@@ -1157,6 +1516,9 @@ export const TuneJob: MessageFns<TuneJob> = {
     }
     if (message.request !== undefined) {
       StartTuneRequest.encode(message.request, writer.uint32(90).fork()).join();
+    }
+    if (message.budgetStop !== undefined) {
+      BudgetExceeded.encode(message.budgetStop, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1262,6 +1624,14 @@ export const TuneJob: MessageFns<TuneJob> = {
             message.request = StartTuneRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.budgetStop = BudgetExceeded.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1309,6 +1679,11 @@ export const TuneJob: MessageFns<TuneJob> = {
         ? globalThis.String(object.output_path)
         : "",
       request: isSet(object.request) ? StartTuneRequest.fromJSON(object.request) : undefined,
+      budgetStop: isSet(object.budgetStop)
+        ? BudgetExceeded.fromJSON(object.budgetStop)
+        : isSet(object.budget_stop)
+        ? BudgetExceeded.fromJSON(object.budget_stop)
+        : undefined,
     };
   },
 
@@ -1347,6 +1722,9 @@ export const TuneJob: MessageFns<TuneJob> = {
     if (message.request !== undefined) {
       obj.request = StartTuneRequest.toJSON(message.request);
     }
+    if (message.budgetStop !== undefined) {
+      obj.budgetStop = BudgetExceeded.toJSON(message.budgetStop);
+    }
     return obj;
   },
 
@@ -1371,6 +1749,9 @@ export const TuneJob: MessageFns<TuneJob> = {
     message.outputPath = object.outputPath ?? "";
     message.request = (object.request !== undefined && object.request !== null)
       ? StartTuneRequest.fromPartial(object.request)
+      : undefined;
+    message.budgetStop = (object.budgetStop !== undefined && object.budgetStop !== null)
+      ? BudgetExceeded.fromPartial(object.budgetStop)
       : undefined;
     return message;
   },
@@ -2163,6 +2544,12 @@ export const StreamMetricsResponse: MessageFns<StreamMetricsResponse> = {
       case "finished":
         JobFinished.encode(message.event.value, writer.uint32(58).fork()).join();
         break;
+      case "probe":
+        ProbeMetrics.encode(message.event.value, writer.uint32(66).fork()).join();
+        break;
+      case "budgetExceeded":
+        BudgetExceeded.encode(message.event.value, writer.uint32(74).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2236,6 +2623,22 @@ export const StreamMetricsResponse: MessageFns<StreamMetricsResponse> = {
             message.event = { $case: "finished", value: JobFinished.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.event = { $case: "probe", value: ProbeMetrics.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.event = { $case: "budgetExceeded", value: BudgetExceeded.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2262,6 +2665,12 @@ export const StreamMetricsResponse: MessageFns<StreamMetricsResponse> = {
         ? { $case: "checkpoint", value: CheckpointSaved.fromJSON(object.checkpoint) }
         : isSet(object.finished)
         ? { $case: "finished", value: JobFinished.fromJSON(object.finished) }
+        : isSet(object.probe)
+        ? { $case: "probe", value: ProbeMetrics.fromJSON(object.probe) }
+        : isSet(object.budgetExceeded)
+        ? { $case: "budgetExceeded", value: BudgetExceeded.fromJSON(object.budgetExceeded) }
+        : isSet(object.budget_exceeded)
+        ? { $case: "budgetExceeded", value: BudgetExceeded.fromJSON(object.budget_exceeded) }
         : undefined,
     };
   },
@@ -2284,6 +2693,10 @@ export const StreamMetricsResponse: MessageFns<StreamMetricsResponse> = {
       obj.checkpoint = CheckpointSaved.toJSON(message.event.value);
     } else if (message.event?.$case === "finished") {
       obj.finished = JobFinished.toJSON(message.event.value);
+    } else if (message.event?.$case === "probe") {
+      obj.probe = ProbeMetrics.toJSON(message.event.value);
+    } else if (message.event?.$case === "budgetExceeded") {
+      obj.budgetExceeded = BudgetExceeded.toJSON(message.event.value);
     }
     return obj;
   },
@@ -2326,7 +2739,535 @@ export const StreamMetricsResponse: MessageFns<StreamMetricsResponse> = {
         }
         break;
       }
+      case "probe": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "probe", value: ProbeMetrics.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "budgetExceeded": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "budgetExceeded", value: BudgetExceeded.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseProbeMetrics(): ProbeMetrics {
+  return {
+    step: 0,
+    numberMass: 0,
+    numberMassBase: 0,
+    numberMassDelta: 0,
+    klToBase: 0,
+    top1Agreement: 0,
+    heldoutLoss: 0,
+    heldoutLossBase: 0,
+    heldoutLossDelta: 0,
+    classes: [],
+  };
+}
+
+export const ProbeMetrics: MessageFns<ProbeMetrics> = {
+  encode(message: ProbeMetrics, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== 0) {
+      writer.uint32(8).int32(message.step);
+    }
+    if (message.numberMass !== 0) {
+      writer.uint32(17).double(message.numberMass);
+    }
+    if (message.numberMassBase !== 0) {
+      writer.uint32(25).double(message.numberMassBase);
+    }
+    if (message.numberMassDelta !== 0) {
+      writer.uint32(33).double(message.numberMassDelta);
+    }
+    if (message.klToBase !== 0) {
+      writer.uint32(41).double(message.klToBase);
+    }
+    if (message.top1Agreement !== 0) {
+      writer.uint32(49).double(message.top1Agreement);
+    }
+    if (message.heldoutLoss !== 0) {
+      writer.uint32(57).double(message.heldoutLoss);
+    }
+    if (message.heldoutLossBase !== 0) {
+      writer.uint32(65).double(message.heldoutLossBase);
+    }
+    if (message.heldoutLossDelta !== 0) {
+      writer.uint32(73).double(message.heldoutLossDelta);
+    }
+    for (const v of message.classes) {
+      ClassMass.encode(v!, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProbeMetrics {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProbeMetrics();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.step = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.numberMass = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.numberMassBase = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.numberMassDelta = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.klToBase = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.top1Agreement = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.heldoutLoss = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.heldoutLossBase = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.heldoutLossDelta = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.classes.push(ClassMass.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProbeMetrics {
+    return {
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+      numberMass: isSet(object.numberMass)
+        ? globalThis.Number(object.numberMass)
+        : isSet(object.number_mass)
+        ? globalThis.Number(object.number_mass)
+        : 0,
+      numberMassBase: isSet(object.numberMassBase)
+        ? globalThis.Number(object.numberMassBase)
+        : isSet(object.number_mass_base)
+        ? globalThis.Number(object.number_mass_base)
+        : 0,
+      numberMassDelta: isSet(object.numberMassDelta)
+        ? globalThis.Number(object.numberMassDelta)
+        : isSet(object.number_mass_delta)
+        ? globalThis.Number(object.number_mass_delta)
+        : 0,
+      klToBase: isSet(object.klToBase)
+        ? globalThis.Number(object.klToBase)
+        : isSet(object.kl_to_base)
+        ? globalThis.Number(object.kl_to_base)
+        : 0,
+      top1Agreement: isSet(object.top1Agreement)
+        ? globalThis.Number(object.top1Agreement)
+        : isSet(object.top1_agreement)
+        ? globalThis.Number(object.top1_agreement)
+        : 0,
+      heldoutLoss: isSet(object.heldoutLoss)
+        ? globalThis.Number(object.heldoutLoss)
+        : isSet(object.heldout_loss)
+        ? globalThis.Number(object.heldout_loss)
+        : 0,
+      heldoutLossBase: isSet(object.heldoutLossBase)
+        ? globalThis.Number(object.heldoutLossBase)
+        : isSet(object.heldout_loss_base)
+        ? globalThis.Number(object.heldout_loss_base)
+        : 0,
+      heldoutLossDelta: isSet(object.heldoutLossDelta)
+        ? globalThis.Number(object.heldoutLossDelta)
+        : isSet(object.heldout_loss_delta)
+        ? globalThis.Number(object.heldout_loss_delta)
+        : 0,
+      classes: globalThis.Array.isArray(object?.classes)
+        ? object.classes.map((e: any) => ClassMass.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ProbeMetrics): unknown {
+    const obj: any = {};
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    if (message.numberMass !== 0) {
+      obj.numberMass = floatToJson(message.numberMass);
+    }
+    if (message.numberMassBase !== 0) {
+      obj.numberMassBase = floatToJson(message.numberMassBase);
+    }
+    if (message.numberMassDelta !== 0) {
+      obj.numberMassDelta = floatToJson(message.numberMassDelta);
+    }
+    if (message.klToBase !== 0) {
+      obj.klToBase = floatToJson(message.klToBase);
+    }
+    if (message.top1Agreement !== 0) {
+      obj.top1Agreement = floatToJson(message.top1Agreement);
+    }
+    if (message.heldoutLoss !== 0) {
+      obj.heldoutLoss = floatToJson(message.heldoutLoss);
+    }
+    if (message.heldoutLossBase !== 0) {
+      obj.heldoutLossBase = floatToJson(message.heldoutLossBase);
+    }
+    if (message.heldoutLossDelta !== 0) {
+      obj.heldoutLossDelta = floatToJson(message.heldoutLossDelta);
+    }
+    if (message.classes?.length) {
+      obj.classes = message.classes.map((e) => ClassMass.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProbeMetrics>, I>>(base?: I): ProbeMetrics {
+    return ProbeMetrics.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProbeMetrics>, I>>(object: I): ProbeMetrics {
+    const message = createBaseProbeMetrics();
+    message.step = object.step ?? 0;
+    message.numberMass = object.numberMass ?? 0;
+    message.numberMassBase = object.numberMassBase ?? 0;
+    message.numberMassDelta = object.numberMassDelta ?? 0;
+    message.klToBase = object.klToBase ?? 0;
+    message.top1Agreement = object.top1Agreement ?? 0;
+    message.heldoutLoss = object.heldoutLoss ?? 0;
+    message.heldoutLossBase = object.heldoutLossBase ?? 0;
+    message.heldoutLossDelta = object.heldoutLossDelta ?? 0;
+    message.classes = object.classes?.map((e) => ClassMass.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseClassMass(): ClassMass {
+  return { name: "", mass: 0, massBase: 0, delta: 0 };
+}
+
+export const ClassMass: MessageFns<ClassMass> = {
+  encode(message: ClassMass, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.mass !== 0) {
+      writer.uint32(17).double(message.mass);
+    }
+    if (message.massBase !== 0) {
+      writer.uint32(25).double(message.massBase);
+    }
+    if (message.delta !== 0) {
+      writer.uint32(33).double(message.delta);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassMass {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassMass();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.mass = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.massBase = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.delta = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassMass {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      mass: isSet(object.mass) ? globalThis.Number(object.mass) : 0,
+      massBase: isSet(object.massBase)
+        ? globalThis.Number(object.massBase)
+        : isSet(object.mass_base)
+        ? globalThis.Number(object.mass_base)
+        : 0,
+      delta: isSet(object.delta) ? globalThis.Number(object.delta) : 0,
+    };
+  },
+
+  toJSON(message: ClassMass): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.mass !== 0) {
+      obj.mass = floatToJson(message.mass);
+    }
+    if (message.massBase !== 0) {
+      obj.massBase = floatToJson(message.massBase);
+    }
+    if (message.delta !== 0) {
+      obj.delta = floatToJson(message.delta);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClassMass>, I>>(base?: I): ClassMass {
+    return ClassMass.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClassMass>, I>>(object: I): ClassMass {
+    const message = createBaseClassMass();
+    message.name = object.name ?? "";
+    message.mass = object.mass ?? 0;
+    message.massBase = object.massBase ?? 0;
+    message.delta = object.delta ?? 0;
+    return message;
+  },
+};
+
+function createBaseBudgetExceeded(): BudgetExceeded {
+  return { limit: "", value: 0, threshold: 0, step: 0, keptStep: 0 };
+}
+
+export const BudgetExceeded: MessageFns<BudgetExceeded> = {
+  encode(message: BudgetExceeded, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== "") {
+      writer.uint32(10).string(message.limit);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    if (message.threshold !== 0) {
+      writer.uint32(25).double(message.threshold);
+    }
+    if (message.step !== 0) {
+      writer.uint32(32).int32(message.step);
+    }
+    if (message.keptStep !== 0) {
+      writer.uint32(40).int32(message.keptStep);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BudgetExceeded {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBudgetExceeded();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.limit = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.threshold = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.step = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.keptStep = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BudgetExceeded {
+    return {
+      limit: isSet(object.limit) ? globalThis.String(object.limit) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      threshold: isSet(object.threshold) ? globalThis.Number(object.threshold) : 0,
+      step: isSet(object.step) ? globalThis.Number(object.step) : 0,
+      keptStep: isSet(object.keptStep)
+        ? globalThis.Number(object.keptStep)
+        : isSet(object.kept_step)
+        ? globalThis.Number(object.kept_step)
+        : 0,
+    };
+  },
+
+  toJSON(message: BudgetExceeded): unknown {
+    const obj: any = {};
+    if (message.limit !== "") {
+      obj.limit = message.limit;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    if (message.threshold !== 0) {
+      obj.threshold = floatToJson(message.threshold);
+    }
+    if (message.step !== 0) {
+      obj.step = Math.round(message.step);
+    }
+    if (message.keptStep !== 0) {
+      obj.keptStep = Math.round(message.keptStep);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BudgetExceeded>, I>>(base?: I): BudgetExceeded {
+    return BudgetExceeded.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BudgetExceeded>, I>>(object: I): BudgetExceeded {
+    const message = createBaseBudgetExceeded();
+    message.limit = object.limit ?? "";
+    message.value = object.value ?? 0;
+    message.threshold = object.threshold ?? 0;
+    message.step = object.step ?? 0;
+    message.keptStep = object.keptStep ?? 0;
     return message;
   },
 };

@@ -1,0 +1,102 @@
+// Compiles a forward-only scoring graph over label positions (targets ≠ -100): loss, next-token accuracy,
+// probability mass per token class, and — against a second ("base") parameter set in the same graph —
+// KL(p_base ‖ p), top-1 agreement and the base's own loss and class mass. Every output is a sum over
+// the batch's label positions, so callers add batches up and divide by `positions` once.
+import type { ModelConfig } from '../model/config.js';
+import { Tape } from './autodiff.js';
+import { GraphBuilder, type Value } from './graph-builder.js';
+import type { ParamTensor } from './train-step.js';
+import { logits } from './transformer.js';
+
+export const SCORE_IO = {
+  ids: 'ids',
+  targets: 'targets',
+  positions: 'positions',
+  lossSum: 'loss_sum',
+  correct: 'correct',
+  classMass: 'class_mass',
+  baseLossSum: 'base_loss_sum',
+  baseCorrect: 'base_correct',
+  baseClassMass: 'base_class_mass',
+  klSum: 'kl_sum',
+  agree: 'top1_agree',
+  /** Trainable tensors fed as inputs are named as in the model, prefixed so they cannot clash. */
+  param: (name: string) => `param/${name}`,
+};
+
+/** One model's weights: tensors listed in `inputs` are fed per run (the weights being trained). */
+export interface ParamSource {
+  params: ReadonlyMap<string, ParamTensor>;
+  inputs?: ReadonlySet<string>;
+}
+
+export interface ScoreStepSpec {
+  config: ModelConfig;
+  current: ParamSource;
+  /** The reference model. Tensors given by the same ParamTensor object as `current` are stored once. */
+  base?: ParamSource;
+  /** [V, C] 0/1 indicator of C token classes, row-major. */
+  classes?: { matrix: Float32Array; count: number };
+  batch: number;
+  seq: number;
+}
+
+export function compileScoreStep(spec: ScoreStepSpec): Uint8Array {
+  const g = new GraphBuilder('narrowtune_score_step');
+  const tape = new Tape(g);
+  const n = spec.batch * spec.seq;
+  const v = spec.config.vocabSize;
+  const ids = g.input(SCORE_IO.ids, 'int64', [n]);
+  const targets = g.input(SCORE_IO.targets, 'int64', [n]);
+
+  const shared = new Map<ParamTensor, Value>();
+  const inputs = new Map<string, Value>();
+  const lookupFor = (src: ParamSource) => (name: string): Value => {
+    if (src.inputs?.has(name)) {
+      let input = inputs.get(name);
+      if (!input) {
+        input = g.input(SCORE_IO.param(name), 'float32', src.params.get(name)!.shape);
+        inputs.set(name, input);
+      }
+      return input;
+    }
+    const p = src.params.get(name);
+    if (!p) throw new Error(`the model has no tensor ${name}`);
+    let init = shared.get(p);
+    if (!init) {
+      init = g.initializer(name, 'float32', p.shape, p.data);
+      shared.set(p, init);
+    }
+    return init;
+  };
+
+  const valid = g.cast(g.not(g.equal(targets, g.constant([-100], [], 'int64'))), 'float32'); // [N]
+  const validColumn = g.reshape(valid, [n, 1]);
+  g.output(g.reduceSum(valid, [0]), SCORE_IO.positions);
+  const masked = (perPosition: Value) => g.reduceSum(g.mul(perPosition, valid), [0]);
+
+  const classMatrix = spec.classes ? g.initializer('token_classes', 'float32', [v, spec.classes.count], spec.classes.matrix) : null;
+  const score = (src: ParamSource, prefix: '' | 'base_') => {
+    const z = logits(tape, spec.config, lookupFor(src), ids, spec.batch, spec.seq); // [N, V]
+    const [lossSum] = g.emit('SoftmaxCrossEntropyLoss', [z, targets], { reduction: 'sum', ignore_index: -100 }, [{ dtype: 'float32', shape: [] }]);
+    g.output(lossSum, prefix ? SCORE_IO.baseLossSum : SCORE_IO.lossSum);
+    const [argmax] = g.emit('ArgMax', [z], { axis: 1, keepdims: 0 }, [{ dtype: 'int64', shape: [n] }]);
+    g.output(masked(g.cast(g.equal(argmax, targets), 'float32')), prefix ? SCORE_IO.baseCorrect : SCORE_IO.correct);
+    const [logp] = g.emit('LogSoftmax', [z], { axis: 1 }, [{ dtype: 'float32', shape: [n, v] }]);
+    if (classMatrix) {
+      const mass = g.matmul(g.exp(logp), classMatrix); // [N, C]
+      g.output(g.reduceSum(g.mul(mass, validColumn), [0]), prefix ? SCORE_IO.baseClassMass : SCORE_IO.classMass);
+    }
+    return { logp, argmax };
+  };
+
+  const cur = score(spec.current, '');
+  if (spec.base) {
+    const base = score(spec.base, 'base_');
+    // KL(p_base ‖ p) = Σ_v p_base (log p_base − log p), per position.
+    const kl = g.reduceSum(g.mul(g.exp(base.logp), g.sub(base.logp, cur.logp)), [1]); // [N]
+    g.output(masked(kl), SCORE_IO.klSum);
+    g.output(masked(g.cast(g.equal(base.argmax, cur.argmax), 'float32')), SCORE_IO.agree);
+  }
+  return g.toModel();
+}

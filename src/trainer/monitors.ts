@@ -1,0 +1,109 @@
+// What the trainer watches while it trains: validation loss, and drift probes against the base model
+// (number_mass, kl_to_base, top1_agreement, heldout_loss, user token classes) with an optional budget.
+import { padLength } from '../data/batches.js';
+import { loadDataset, type Example } from '../data/dataset.js';
+import type { TextTokenizer } from '../data/tokenizer.js';
+import { driftFigures, Scorer, type DriftFigures } from '../eval/scorer.js';
+import type { ParamTensor } from '../graph/train-step.js';
+import type { ModelConfig } from '../model/config.js';
+import type { FloatArray } from '../runtime/session.js';
+import { compileTokenClasses } from '../telemetry/token-classes.js';
+import type { DriftBudget, TuneOptions } from './options.js';
+
+/** Without an explicit interval, monitors run about this many times per job (and at the last step). */
+const DEFAULT_EVALUATIONS_PER_JOB = 10;
+
+export interface BudgetBreach {
+  limit: 'max_kl_to_base' | 'max_number_mass_delta' | 'max_heldout_loss_delta';
+  value: number;
+  threshold: number;
+  step: number;
+}
+
+export function defaultInterval(totalSteps: number): number {
+  return Math.max(1, Math.round(totalSteps / DEFAULT_EVALUATIONS_PER_JOB));
+}
+
+/** Whether a monitor runs after optimizer step `step` (1-based). */
+export function due(step: number, every: number, totalSteps: number): boolean {
+  return step % every === 0 || step === totalSteps;
+}
+
+/** The first budget limit the figures exceed, or null. */
+export function checkBudget(budget: DriftBudget, f: DriftFigures, step: number): BudgetBreach | null {
+  const checks: [BudgetBreach['limit'], number | null, number][] = [
+    ['max_kl_to_base', budget.maxKlToBase, f.klToBase],
+    ['max_number_mass_delta', budget.maxNumberMassDelta, f.numberMassDelta],
+    ['max_heldout_loss_delta', budget.maxHeldoutLossDelta, f.heldoutLossDelta],
+  ];
+  for (const [limit, threshold, value] of checks) {
+    if (threshold !== null && value > threshold) return { limit, value, threshold, step };
+  }
+  return null;
+}
+
+export interface Monitors {
+  validation: { every: number; run(params: ReadonlyMap<string, FloatArray>): Promise<{ loss: number; tokenAccuracy: number }> } | null;
+  probe: { every: number; classNames: string[]; run(params: ReadonlyMap<string, FloatArray>): Promise<DriftFigures> } | null;
+  release(): Promise<void>;
+}
+
+/**
+ * Loads the validation and probe datasets and compiles their scoring graphs. The probe graph holds the
+ * base model's trainable tensors as constants beside the current ones (fed per run), so KL to the base
+ * is exact without storing a vocabulary-sized distribution per probe position.
+ */
+export async function createMonitors(
+  o: TuneOptions,
+  c: ModelConfig,
+  tokenizer: TextTokenizer,
+  params: ReadonlyMap<string, ParamTensor>,
+  trainable: readonly string[],
+  totalSteps: number,
+): Promise<Monitors> {
+  const inputs = new Set(trainable);
+  const scorers: Scorer[] = [];
+  const load = async (file: string, field: string): Promise<{ examples: Example[]; seq: number }> => {
+    const { examples } = await loadDataset(file, tokenizer, { seqLen: o.seqLen, field });
+    return { examples, seq: padLength(examples, o.seqLen) };
+  };
+
+  let validation: Monitors['validation'] = null;
+  if (o.validationData) {
+    const { examples, seq } = await load(o.validationData, 'validation_data');
+    const scorer = await Scorer.create({ config: c, current: { params, inputs }, batch: o.batchSize, seq }, o.device);
+    scorers.push(scorer);
+    validation = {
+      every: o.evalEvery ?? defaultInterval(totalSteps),
+      run: async (current) => {
+        const s = await scorer.score(examples, tokenizer.padId, current);
+        const n = Math.max(1, s.positions);
+        return { loss: s.lossSum / n, tokenAccuracy: s.correct / n };
+      },
+    };
+  }
+
+  let probe: Monitors['probe'] = null;
+  if (o.probeData) {
+    const { examples, seq } = await load(o.probeData, 'probe_data');
+    const classes = compileTokenClasses(tokenizer, c.vocabSize, o.tokenClasses);
+    const scorer = await Scorer.create(
+      { config: c, current: { params, inputs }, base: { params }, classes: { matrix: classes.matrix, count: classes.names.length }, batch: o.batchSize, seq },
+      o.device,
+    );
+    scorers.push(scorer);
+    probe = {
+      every: o.probeEvery ?? defaultInterval(totalSteps),
+      classNames: classes.names,
+      run: async (current) => driftFigures(await scorer.score(examples, tokenizer.padId, current), classes.names),
+    };
+  }
+
+  return {
+    validation,
+    probe,
+    release: async () => {
+      await Promise.all(scorers.map((s) => s.release()));
+    },
+  };
+}

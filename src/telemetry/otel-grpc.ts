@@ -30,5 +30,5 @@ export function grpcInstrumentation(): GrpcInstrumentation {
 /** Call after the SDK has started: enables the hooks, then makes grpc-js pass through them. */
 export function patchGrpc(instrumentation: GrpcInstrumentation): void {
   instrumentation.enable();
-  void createRequire; void GRPC_MODULE;
+  createRequire(import.meta.url)(GRPC_MODULE);
 }

@@ -69,16 +69,16 @@ export async function initTelemetry(opts: TelemetryOptions = {}): Promise<Teleme
   if (active) throw new Error('telemetry is already running in this process; shut it down first');
   active = true;
   try {
-    return await startTelemetry(plan, { ...opts, prometheusPort, metricReaders: readers, spanProcessors: processors });
+    return await startTelemetry(plan, { prometheusPort, prometheusHost: opts.prometheusHost ?? DEFAULT_PROMETHEUS_HOST, metricReaders: readers, spanProcessors: processors });
   } catch (e) {
     active = false;
     throw e;
   }
 }
 
-async function startTelemetry(plan: OtelEnvPlan, opts: Required<Omit<TelemetryOptions, 'prometheusHost'>> & TelemetryOptions): Promise<Telemetry> {
+async function startTelemetry(plan: OtelEnvPlan, opts: Required<TelemetryOptions>): Promise<Telemetry> {
   // First, so a taken port fails initTelemetry before any global is touched.
-  const prometheus = opts.prometheusPort === null ? null : await servePrometheus(opts.prometheusHost ?? DEFAULT_PROMETHEUS_HOST, opts.prometheusPort);
+  const prometheus = opts.prometheusPort === null ? null : await servePrometheus(opts.prometheusHost, opts.prometheusPort);
   // NodeSDK builds the environment's metric readers only when given none, so ours get their own provider
   // and every instrument is recorded on both; otherwise an OTLP endpoint plus --metrics-port would lose one.
   const ownReaders: IMetricReader[] = [...opts.metricReaders, ...(prometheus ? [prometheus.reader] : [])];

@@ -72,6 +72,13 @@ async function watch(client: TuningServiceClient, name: string, from: number): P
       } else if (e?.$case === 'step') {
         const v = e.value;
         show({ type: 'step', step: v.step, totalSteps: v.totalSteps, loss: v.loss, lr: v.learningRate, gradNorm: v.gradNorm, tokens: 0, tokensPerSec: v.tokensPerSecond, elapsedSec: v.elapsedSeconds });
+      } else if (e?.$case === 'validation') {
+        show({ type: 'validation', step: e.value.step, loss: e.value.loss, tokenAccuracy: e.value.tokenAccuracy });
+      } else if (e?.$case === 'probe') {
+        show({ type: 'probe', positions: 0, tokenAccuracy: 0, ...e.value });
+      } else if (e?.$case === 'budgetExceeded') {
+        const v = e.value;
+        show({ type: 'budget_exceeded', limit: v.limit as 'max_kl_to_base', value: v.value, threshold: v.threshold, step: v.step, keptStep: v.keptStep });
       } else if (e?.$case === 'finished') {
         finalState = e.value.state;
         const err = e.value.error ? ` — ${e.value.error.message}` : '';
@@ -92,8 +99,8 @@ async function startJob(client: TuningServiceClient, f: Flags): Promise<TuneJob>
         requestId: str(f, 'request-id') ?? '',
         baseModel: { source: { $case: 'path', value: resolve(o.model) } },
         trainingData: resolve(o.data),
-        validationData: '',
-        probeData: '',
+        validationData: o.validationData ? resolve(o.validationData) : '',
+        probeData: o.probeData ? resolve(o.probeData) : '',
         policy: { preset: o.policy.preset ?? '', include: o.policy.include ?? [], exclude: o.policy.exclude ?? [] },
         hyperparameters: {
           optimizer: o.optimizer,
@@ -109,10 +116,16 @@ async function startJob(client: TuningServiceClient, f: Flags): Promise<TuneJob>
           clipNorm: o.clipNorm ?? 0,
           seed: o.seed,
           checkpointEvery: int(f, 'checkpoint-every'),
+          evalEvery: o.evalEvery ?? undefined,
+          probeEvery: o.probeEvery ?? undefined,
         },
         device: o.device,
-        tokenClasses: [],
-        driftBudget: undefined,
+        tokenClasses: o.tokenClasses,
+        driftBudget: {
+          maxKlToBase: o.driftBudget.maxKlToBase ?? undefined,
+          maxNumberMassDelta: o.driftBudget.maxNumberMassDelta ?? undefined,
+          maxHeldoutLossDelta: o.driftBudget.maxHeldoutLossDelta ?? undefined,
+        },
       },
       cb,
     ),

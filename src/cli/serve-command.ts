@@ -1,5 +1,6 @@
 // `narrowtune serve`: the gRPC service, until SIGTERM or SIGINT (then a graceful shutdown).
 import { SERVER_DEFAULTS, startServer } from '../service/server.js';
+import { DEFAULT_PROMETHEUS_HOST, initTelemetry } from '../telemetry/otel.js';
 import { int, list, parseFlags, str } from './args.js';
 
 export const SERVE_HELP = `Usage: narrowtune serve [options]
@@ -17,6 +18,13 @@ the server stopped resume from their last checkpoint on the next start.
   --model-root DIR         directory requests may read models from (repeatable; default the data dir
                            and the working directory)
   --data-root DIR          directory requests may read datasets from (repeatable; same default)
+  --prometheus-port P      serve OpenTelemetry metrics for Prometheus at http://HOST:P/metrics
+  --prometheus-host H      address of the metrics endpoint (default ${DEFAULT_PROMETHEUS_HOST})
+
+OpenTelemetry is off unless configured: the standard OTEL_* variables (e.g. OTEL_EXPORTER_OTLP_ENDPOINT,
+OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_SERVICE_NAME) or --prometheus-port turn it on.
+Metrics are named narrowtune.* (loss, learning rate, grad norm, tokens/s, drift figures, jobs finished)
+with the base model and policy as attributes; RPCs and job phases are traced.
 `;
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -29,7 +37,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
     'checkpoint-every': { type: 'string' },
     'model-root': { type: 'string', multiple: true },
     'data-root': { type: 'string', multiple: true },
+    'prometheus-port': { type: 'string' },
+    'prometheus-host': { type: 'string' },
   });
+  // Before startServer: telemetry patches grpc-js so the server's RPCs are traced.
+  const telemetry = await initTelemetry({ prometheusPort: int(f, 'prometheus-port') ?? null, prometheusHost: str(f, 'prometheus-host') });
+  if (telemetry.prometheusPort !== null) process.stderr.write(`metrics on http://${str(f, 'prometheus-host') ?? DEFAULT_PROMETHEUS_HOST}:${telemetry.prometheusPort}/metrics\n`);
   const dataDir = str(f, 'data-dir') ?? 'narrowtune-data';
   const roots = (name: string) => (list(f, name).length > 0 ? list(f, name) : undefined);
   const server = await startServer({
@@ -41,12 +54,16 @@ export async function serveCommand(argv: string[]): Promise<void> {
     checkpointEvery: int(f, 'checkpoint-every'),
     modelRoots: roots('model-root'),
     dataRoots: roots('data-root'),
+    telemetry,
   });
   process.stderr.write(`narrowtune serving on ${str(f, 'host') ?? SERVER_DEFAULTS.host}:${server.port} (data ${server.dataDir})\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.stderr.write(`${signal}: shutting down (running jobs checkpoint and resume on the next start)\n`);
-      void server.shutdown().then(resolve);
+      void server
+        .shutdown()
+        .then(() => telemetry.shutdown())
+        .then(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

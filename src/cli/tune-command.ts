@@ -3,6 +3,7 @@ import { PRESET_NAMES } from '../policy/policy.js';
 import { DEVICES } from '../runtime/session.js';
 import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
 import { tuneInWorker } from '../trainer/run-in-worker.js';
+import { invalidArgument } from '../util/errors.js';
 import { type Flags, int, list, num, oneOf, parseFlags, required, str } from './args.js';
 import { progressReporter } from './progress.js';
 
@@ -37,6 +38,17 @@ Optimisation:
   --seed S               data order seed (default ${DEFAULTS.seed})
   --device D             ${DEVICES.join(' | ')} (default ${DEFAULTS.device})
   --precision P          float32 | float64 compute (default ${DEFAULTS.precision}; float64 for exactness checks)
+
+Validation and drift telemetry:
+  --validation-data FILE validation JSONL: loss and token accuracy every --eval-every steps
+  --eval-every N         (default: about ten times per run, and the last step)
+  --probe-data FILE      held-out JSONL: drift from the base model every --probe-every steps
+                         (number_mass, kl_to_base, top1_agreement, heldout_loss, token classes)
+  --probe-every N        (default: about ten times per run, and the last step)
+  --token-class NAME=RE  report the probability mass of tokens whose text matches RE (repeatable)
+  --max-kl-to-base X     drift budget: stop when a probe exceeds it and keep the last checkpoint
+  --max-number-mass-delta X        that was within budget as the result
+  --max-heldout-loss-delta X
 `;
 
 /** Flags shared by `tune` and `jobs start`. */
@@ -59,7 +71,24 @@ export const TRAINING_FLAGS = {
   'clip-norm': { type: 'string' },
   seed: { type: 'string' },
   device: { type: 'string' },
+  'validation-data': { type: 'string' },
+  'eval-every': { type: 'string' },
+  'probe-data': { type: 'string' },
+  'probe-every': { type: 'string' },
+  'token-class': { type: 'string', multiple: true },
+  'max-kl-to-base': { type: 'string' },
+  'max-number-mass-delta': { type: 'string' },
+  'max-heldout-loss-delta': { type: 'string' },
 } as const;
+
+/** `--token-class NAME=REGEX` → a class; the regex may itself contain '='. */
+function tokenClasses(f: Flags): { name: string; pattern: string }[] {
+  return list(f, 'token-class').map((spec) => {
+    const at = spec.indexOf('=');
+    if (at <= 0) throw invalidArgument('--token-class', `expected NAME=REGEX, got "${spec}"`);
+    return { name: spec.slice(0, at), pattern: spec.slice(at + 1) };
+  });
+}
 
 /** Trainer options from parsed flags (paths are left as given). */
 export function optionsFromFlags(f: Flags): Omit<TuneOptions, 'out'> {
@@ -83,6 +112,16 @@ export function optionsFromFlags(f: Flags): Omit<TuneOptions, 'out'> {
     seed: int(f, 'seed') ?? DEFAULTS.seed,
     device: oneOf(f, 'device', DEVICES) ?? DEFAULTS.device,
     precision: oneOf(f, 'precision', ['float32', 'float64'] as const) ?? DEFAULTS.precision,
+    validationData: str(f, 'validation-data') ?? null,
+    evalEvery: int(f, 'eval-every') ?? null,
+    probeData: str(f, 'probe-data') ?? null,
+    probeEvery: int(f, 'probe-every') ?? null,
+    tokenClasses: tokenClasses(f),
+    driftBudget: {
+      maxKlToBase: num(f, 'max-kl-to-base') ?? null,
+      maxNumberMassDelta: num(f, 'max-number-mass-delta') ?? null,
+      maxHeldoutLossDelta: num(f, 'max-heldout-loss-delta') ?? null,
+    },
   };
 }
 

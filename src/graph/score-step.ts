@@ -1,7 +1,8 @@
 // Compiles a forward-only scoring graph over label positions (targets ≠ -100): loss, next-token accuracy,
 // probability mass per token class, and — against a second ("base") parameter set in the same graph —
 // KL(p_base ‖ p), top-1 agreement and the base's own loss and class mass. Every output is a sum over
-// the batch's label positions, so callers add batches up and divide by `positions` once.
+// the batch's label positions, so callers add batches up and divide by `positions` once. Optionally also each
+// row's summed cross-entropy (−log-likelihood of its labels), for multiple-choice scoring.
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
 import { GraphBuilder, type Value } from './graph-builder.js';
@@ -20,6 +21,9 @@ export const SCORE_IO = {
   baseClassMass: 'base_class_mass',
   klSum: 'kl_sum',
   agree: 'top1_agree',
+  /** float32 [B] (with `rowLoss`): Σ_t −log p(target_t) over each row's label positions. */
+  rowLoss: 'row_loss',
+  baseRowLoss: 'base_row_loss',
   /** Trainable tensors fed as inputs are named as in the model, prefixed so they cannot clash. */
   param: (name: string) => `param/${name}`,
 };
@@ -39,6 +43,8 @@ export interface ScoreStepSpec {
   classes?: { matrix: Float32Array; count: number };
   batch: number;
   seq: number;
+  /** Also output each row's summed loss (row_loss, and base_row_loss with a base). */
+  rowLoss?: boolean;
 }
 
 export function compileScoreStep(spec: ScoreStepSpec): Uint8Array {
@@ -83,6 +89,13 @@ export function compileScoreStep(spec: ScoreStepSpec): Uint8Array {
     const [argmax] = g.emit('ArgMax', [z], { axis: 1, keepdims: 0 }, [{ dtype: 'int64', shape: [n] }]);
     g.output(masked(g.cast(g.equal(argmax, targets), 'float32')), prefix ? SCORE_IO.baseCorrect : SCORE_IO.correct);
     const [logp] = g.emit('LogSoftmax', [z], { axis: 1 }, [{ dtype: 'float32', shape: [n, v] }]);
+    if (spec.rowLoss) {
+      // −log p(target) per position from the log-probabilities above: ignored targets gather id 0 and are zeroed.
+      const safe = g.reshape(g.where(g.cast(valid, 'bool'), targets, g.constant([0], [], 'int64')), [n, 1]);
+      const [picked] = g.emit('GatherElements', [logp, safe], { axis: 1 }, [{ dtype: 'float32', shape: [n, 1] }]);
+      const perPosition = g.mul(g.neg(g.reshape(picked, [n])), valid); // [N]
+      g.output(g.reduceSum(g.reshape(perPosition, [spec.batch, spec.seq]), [1]), prefix ? SCORE_IO.baseRowLoss : SCORE_IO.rowLoss);
+    }
     if (classMatrix) {
       const mass = g.matmul(g.exp(logp), classMatrix); // [N, C]
       g.output(g.reduceSum(g.mul(mass, validColumn), [0]), prefix ? SCORE_IO.baseClassMass : SCORE_IO.classMass);

@@ -6,6 +6,8 @@ import type { TuneOptions } from '../trainer/options.js';
 import { tuneInProcess, type TuneProcess } from '../trainer/run-in-process.js';
 import { TrainingStopped, type TrainEvent, type TuneResult } from '../trainer/trainer.js';
 import { NarrowtuneError, serializeError } from '../util/errors.js';
+import { basename } from 'node:path';
+import { DISABLED, type JobAttrs, type Telemetry } from '../telemetry/otel.js';
 
 /** What StartTune stores: trainer options without the paths the runner derives from the job id. */
 export interface JobSpec {
@@ -20,6 +22,8 @@ export interface JobRunnerOptions {
   maxConcurrentJobs: number;
   /** Seconds a cancelled or shut-down trainer gets to checkpoint before it is killed. */
   stopGraceSeconds?: number;
+  /** Metrics and spans of each job; job ids go on spans only, never on metric attributes. */
+  telemetry?: Telemetry;
   /** Injected in tests; defaults to a child process per job. */
   startProcess?: (options: TuneOptions, onEvent: (e: TrainEvent) => void) => TuneProcess;
 }
@@ -34,9 +38,18 @@ export class JobRunner {
   private running = new Map<string, { proc: TuneProcess; unsubscribe: () => void; stopping: 'cancel' | 'shutdown' | null }>();
   private closed = false;
   private readonly start: NonNullable<JobRunnerOptions['startProcess']>;
+  private readonly telemetry: Telemetry;
 
   constructor(private readonly o: JobRunnerOptions) {
     this.start = o.startProcess ?? tuneInProcess;
+    this.telemetry = o.telemetry ?? DISABLED;
+  }
+
+  /** Low-cardinality attributes: the base model's directory name and the policy. */
+  private attrs(job: JobRecord): JobAttrs {
+    const o = (job.spec as JobSpec).options;
+    const policy = (o.policy.include?.length ?? 0) > 0 ? 'custom' : (o.policy.preset ?? 'mlp_gate_up');
+    return { baseModel: basename(o.model), policy };
   }
 
   /** Requeues jobs a dead server left RUNNING (they resume from their last checkpoint), then starts work. */
@@ -67,13 +80,15 @@ export class JobRunner {
     const dir = jobDir(this.o.dataDir, job.id);
     const options: TuneOptions = { ...spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: true };
     store.markRunning(job.id);
-    const proc = this.start(options, (e) => this.record(job.id, e));
+    const attrs = this.attrs(job);
+    const proc = this.start(options, (e) => this.record(job.id, e, attrs));
     const unsubscribe = store.subscribe(job.id, (n) => {
       if (n.kind === 'state' && n.job.cancelRequested) this.stop(job.id, 'cancel');
     });
     this.running.set(job.id, { proc, unsubscribe, stopping: null });
     // These handlers write to the store; whatever goes wrong there must not become an unhandled
     // rejection that takes the server (and every other job) down.
+    void this.telemetry.jobPhase('train', { ...attrs, jobId: job.id }, () => proc.done).catch(() => undefined);
     proc.done
       .then(
         (result) => this.succeeded(job.id, result),
@@ -86,8 +101,20 @@ export class JobRunner {
   }
 
   /** Relays one trainer event into the store; a store error must never take the server down. */
-  private record(id: string, e: TrainEvent): void {
+  private record(id: string, e: TrainEvent, attrs: JobAttrs): void {
     const { store } = this.o;
+    if (e.type === 'step') this.telemetry.recordStep(attrs, { loss: e.loss, learningRate: e.lr, gradNorm: e.gradNorm, tokensPerSecond: e.tokensPerSec });
+    if (e.type === 'probe') {
+      this.telemetry.recordProbe(attrs, {
+        numberMass: e.numberMass,
+        numberMassBase: e.numberMassBase,
+        klToBase: e.klToBase,
+        top1Agreement: e.top1Agreement,
+        heldoutLoss: e.heldoutLoss,
+        heldoutLossDelta: e.heldoutLossDelta,
+        classMass: Object.fromEntries(e.classes.map((c) => [c.name, c.mass])),
+      });
+    }
     try {
       if (e.type === 'start') {
         store.updateProgress(id, { step: e.resumedFromStep, totalSteps: e.totalSteps, trainable: e.trainable });
@@ -125,6 +152,11 @@ export class JobRunner {
     }
   }
 
+  private finished(id: string, state: string): void {
+    const job = this.o.store.getJob(id);
+    if (job) this.telemetry.recordJobState(this.attrs(job), state);
+  }
+
   private release(id: string): void {
     this.running.get(id)?.unsubscribe();
     this.running.delete(id);
@@ -140,6 +172,7 @@ export class JobRunner {
       : undefined;
     store.appendEvent(id, 'finished', { state: 'SUCCEEDED', outputPath: result.out, budgetStop });
     store.finish(id, 'SUCCEEDED', { outputPath: result.out, result: budgetStop ? { budgetStop } : undefined });
+    this.finished(id, 'SUCCEEDED');
     this.release(id);
   }
 
@@ -161,6 +194,7 @@ export class JobRunner {
       const { store } = this.o;
       store.appendEvent(id, 'finished', { state: 'FAILED', error: jobError });
       store.finish(id, 'FAILED', { error: jobError });
+      this.finished(id, 'FAILED');
     }
     this.release(id);
   }
@@ -171,6 +205,7 @@ export class JobRunner {
     const last = job?.checkpoints.at(-1);
     store.appendEvent(id, 'finished', { state: 'CANCELLED', outputPath: last?.path ?? '', note });
     store.finish(id, 'CANCELLED', last ? { outputPath: last.path } : {});
+    this.finished(id, 'CANCELLED');
   }
 
   /** Asks a running job's trainer to stop; kills it if it does not stop within the grace period. */

@@ -11,6 +11,7 @@ import { TuningServiceService } from '../gen/narrowtune/v1/tuning_service.js';
 import { JobRunner } from '../runner/job-runner.js';
 import { JobStore } from '../store/job-store.js';
 import { TuningService } from './tuning-service.js';
+import type { Telemetry } from '../telemetry/otel.js';
 import { realRoots } from './paths.js';
 
 export interface ServerOptions {
@@ -24,6 +25,8 @@ export interface ServerOptions {
   checkpointEvery?: number;
   /** Seconds a stopping trainer gets to write its checkpoint before it is killed. */
   stopGraceSeconds?: number;
+  /** From initTelemetry(), which must run before this (it patches grpc-js for RPC spans). */
+  telemetry?: Telemetry;
 }
 
 export const SERVER_DEFAULTS = {
@@ -56,6 +59,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dataDir,
     maxConcurrentJobs: opts.maxConcurrentJobs ?? SERVER_DEFAULTS.maxConcurrentJobs,
     stopGraceSeconds: opts.stopGraceSeconds,
+    telemetry: opts.telemetry,
   });
   const shutdownController = new AbortController();
   const service = new TuningService({

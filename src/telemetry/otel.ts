@@ -45,7 +45,8 @@ const SCOPE = 'narrowtune';
 const PHASE_SPAN_PREFIX = 'narrowtune.job.';
 const SPAN_ATTR = { phase: 'narrowtune.job.phase', jobId: 'narrowtune.job_id' } as const;
 
-const DISABLED: Telemetry = Object.freeze({
+/** The no-op telemetry of an unconfigured process. */
+export const DISABLED: Telemetry = Object.freeze({
   enabled: false,
   prometheusPort: null,
   recordStep: () => {},

@@ -360,11 +360,135 @@ export interface JobFinished {
   outputPath: string;
 }
 
-/** A dataset to score: JSONL in any of the trainer's forms; loss and accuracy are taken on label tokens. */
+/**
+ * A dataset to score, and how to score it. Every kind reports `loss` and `token_accuracy` (teacher-forced, over
+ * label tokens) and `accuracy` (what the kind measures); see DatasetResult.
+ */
 export interface EvalDataset {
   /** Name used in the results (default: the path). */
   name: string;
+  /** JSONL, inside the server's --data-root. */
   path: string;
+  kind: EvalDataset_Kind;
+  role: EvalDataset_Role;
+  /**
+   * GENERATE only: most tokens generated per prompt, 1 to 1024 (default 32); prompt plus this must fit the
+   * model's max_position_embeddings.
+   */
+  maxNewTokens?:
+    | number
+    | undefined;
+  /**
+   * GENERATE only: JavaScript regular expression (flag u, at most 512 characters) applied to the generated text;
+   * the extracted answer is its first capture group if it has one, else the whole match. No match counts as wrong.
+   * Empty: the whole generated text.
+   */
+  answerRegex: string;
+}
+
+/** How a dataset is scored. */
+export enum EvalDataset_Kind {
+  /** KIND_UNSPECIFIED - Same as LOSS. */
+  KIND_UNSPECIFIED = 0,
+  /**
+   * LOSS - Teacher-forced cross-entropy over label tokens. JSONL in any of the trainer's forms; accuracy is the
+   * next-token accuracy.
+   */
+  LOSS = 1,
+  /**
+   * GENERATE - Greedy decoding (KV cache, batched) of each prompt, up to max_new_tokens or the model's EOS, scored by exact
+   * match. JSONL: {"prompt", "completion"}: the expected answer is the completion; or {"messages": [...]}: the
+   * expected answer is the last assistant turn's content, and the prompt is the conversation before it rendered
+   * with the chat template and add_generation_prompt. Both answer and extracted output are trimmed of white space.
+   */
+  GENERATE = 2,
+  /**
+   * CHOICE - Multiple choice by log-likelihood. JSONL: {"prompt": str, "choices": [str, ...], "answer": index | choice text}.
+   * Each choice is appended to the prompt as is (like a completion, without EOS); its score is the summed
+   * log-probability of its tokens given the prompt. The prediction is the highest score, the first on ties.
+   */
+  CHOICE = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function evalDataset_KindFromJSON(object: any): EvalDataset_Kind {
+  switch (object) {
+    case 0:
+    case "KIND_UNSPECIFIED":
+      return EvalDataset_Kind.KIND_UNSPECIFIED;
+    case 1:
+    case "LOSS":
+      return EvalDataset_Kind.LOSS;
+    case 2:
+    case "GENERATE":
+      return EvalDataset_Kind.GENERATE;
+    case 3:
+    case "CHOICE":
+      return EvalDataset_Kind.CHOICE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return EvalDataset_Kind.UNRECOGNIZED;
+  }
+}
+
+export function evalDataset_KindToJSON(object: EvalDataset_Kind): string {
+  switch (object) {
+    case EvalDataset_Kind.KIND_UNSPECIFIED:
+      return "KIND_UNSPECIFIED";
+    case EvalDataset_Kind.LOSS:
+      return "LOSS";
+    case EvalDataset_Kind.GENERATE:
+      return "GENERATE";
+    case EvalDataset_Kind.CHOICE:
+      return "CHOICE";
+    case EvalDataset_Kind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What the dataset stands for in the response's summary. */
+export enum EvalDataset_Role {
+  /** ROLE_UNSPECIFIED - Reported, but in neither summary figure. */
+  ROLE_UNSPECIFIED = 0,
+  /** TARGET - A skill the model was tuned to learn: counts towards delta_learning. */
+  TARGET = 1,
+  /** HELD_OUT - A skill the model should keep: counts towards delta_forgetting. */
+  HELD_OUT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function evalDataset_RoleFromJSON(object: any): EvalDataset_Role {
+  switch (object) {
+    case 0:
+    case "ROLE_UNSPECIFIED":
+      return EvalDataset_Role.ROLE_UNSPECIFIED;
+    case 1:
+    case "TARGET":
+      return EvalDataset_Role.TARGET;
+    case 2:
+    case "HELD_OUT":
+      return EvalDataset_Role.HELD_OUT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return EvalDataset_Role.UNRECOGNIZED;
+  }
+}
+
+export function evalDataset_RoleToJSON(object: EvalDataset_Role): string {
+  switch (object) {
+    case EvalDataset_Role.ROLE_UNSPECIFIED:
+      return "ROLE_UNSPECIFIED";
+    case EvalDataset_Role.TARGET:
+      return "TARGET";
+    case EvalDataset_Role.HELD_OUT:
+      return "HELD_OUT";
+    case EvalDataset_Role.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
 }
 
 export interface EvaluateRequest {
@@ -373,20 +497,101 @@ export interface EvaluateRequest {
   batchSize?: number | undefined;
   seqLen?: number | undefined;
   device: string;
+  /**
+   * Optional model to compare against (typically the one `model` was tuned from). It must have the same
+   * architecture and vocabulary. Scoring then holds both parameter sets in one graph (tensors that are
+   * byte-identical in the two checkpoints are stored once), so memory grows by the tensors that differ.
+   */
+  baseModel:
+    | ModelRef
+    | undefined;
+  /** Extra token classes whose probability mass the drift figures report; needs base_model. */
+  tokenClasses: TokenClass[];
+}
+
+/**
+ * Drift of `model` from `base_model` on one dataset, defined exactly as the trainer's probes (ProbeMetrics): every
+ * figure is a mean over the dataset's label positions, teacher-forced (next-token distributions p of the model and
+ * p_base of the base given the true prefix). For CHOICE datasets the positions are those of the correct choices.
+ */
+export interface DriftFigures {
+  /** The label positions averaged over. */
+  positions: number;
+  /** Mean total probability of number tokens (digits, grouped and decimal numbers, ordinals, number words). */
+  numberMass: number;
+  numberMassBase: number;
+  /** number_mass − number_mass_base. */
+  numberMassDelta: number;
+  /** Mean KL(p_base ‖ p) in nats. */
+  klToBase: number;
+  /** Fraction of positions where argmax p = argmax p_base. */
+  top1Agreement: number;
+  /** Mean cross-entropy of the labels under the model (equals DatasetResult.loss) and under the base. */
+  heldoutLoss: number;
+  heldoutLossBase: number;
+  /** heldout_loss − heldout_loss_base. */
+  heldoutLossDelta: number;
+  /** The request's token classes, in its order: mean mass under each model, and mass − mass_base. */
+  classes: ClassMass[];
+}
+
+/** The base model's figures on a dataset, computed exactly as the model's, and the differences. */
+export interface BaseComparison {
+  loss: number;
+  tokenAccuracy: number;
+  accuracy: number;
+  /** DatasetResult.loss − loss. */
+  lossDelta: number;
+  /** DatasetResult.accuracy − accuracy (positive: the model is better than the base). */
+  accuracyDelta: number;
+  drift: DriftFigures | undefined;
 }
 
 export interface DatasetResult {
   name: string;
-  /** Mean cross-entropy over label tokens, in nats. */
+  /**
+   * Mean cross-entropy over label tokens, in nats, teacher-forced: LOSS and GENERATE: every label token of the
+   * trainer's encoding of the example (GENERATE: the completion plus EOS, or the assistant turns); CHOICE: the
+   * tokens of the correct choice.
+   */
   loss: number;
-  /** Fraction of label tokens that are the model's most likely next token. */
+  /** Fraction of those label tokens that are the model's most likely next token. */
   tokenAccuracy: number;
+  /** The label tokens `loss` and `token_accuracy` are taken over. */
   tokens: number;
+  /** Examples (lines) in the dataset. */
   examples: number;
+  /** The kind scored (KIND_UNSPECIFIED requests report LOSS) and the role, as requested. */
+  kind: EvalDataset_Kind;
+  role: EvalDataset_Role;
+  /**
+   * LOSS: token_accuracy. GENERATE: fraction of examples whose (extracted, trimmed) greedy output equals the
+   * trimmed expected answer. CHOICE: fraction of examples whose highest-scoring choice is the answer.
+   */
+  accuracy: number;
+  /** Set when the request has a base_model. */
+  base: BaseComparison | undefined;
 }
 
 export interface EvaluateResponse {
   results: DatasetResult[];
+  /**
+   * Mean of base.accuracy_delta over the TARGET datasets, as a fraction (×100 for the paper's points). Set only
+   * with a base_model and at least one TARGET dataset.
+   */
+  deltaLearning?:
+    | number
+    | undefined;
+  /**
+   * Mean of base.accuracy_delta over the HELD_OUT datasets: negative means the model forgot. Set only with a
+   * base_model and at least one HELD_OUT dataset.
+   */
+  deltaForgetting?:
+    | number
+    | undefined;
+  /** The datasets averaged into delta_learning and delta_forgetting (0 when the figure is unset). */
+  targetDatasets: number;
+  heldOutDatasets: number;
 }
 
 function createBaseModelRef(): ModelRef {
@@ -3904,7 +4109,7 @@ export const JobFinished: MessageFns<JobFinished> = {
 };
 
 function createBaseEvalDataset(): EvalDataset {
-  return { name: "", path: "" };
+  return { name: "", path: "", kind: 0, role: 0, maxNewTokens: undefined, answerRegex: "" };
 }
 
 export const EvalDataset: MessageFns<EvalDataset> = {
@@ -3914,6 +4119,18 @@ export const EvalDataset: MessageFns<EvalDataset> = {
     }
     if (message.path !== "") {
       writer.uint32(18).string(message.path);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.role !== 0) {
+      writer.uint32(32).int32(message.role);
+    }
+    if (message.maxNewTokens !== undefined) {
+      writer.uint32(40).int32(message.maxNewTokens);
+    }
+    if (message.answerRegex !== "") {
+      writer.uint32(50).string(message.answerRegex);
     }
     return writer;
   },
@@ -3947,6 +4164,38 @@ export const EvalDataset: MessageFns<EvalDataset> = {
             message.path = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxNewTokens = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.answerRegex = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3963,6 +4212,18 @@ export const EvalDataset: MessageFns<EvalDataset> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       path: isSet(object.path) ? globalThis.String(object.path) : "",
+      kind: isSet(object.kind) ? evalDataset_KindFromJSON(object.kind) : 0,
+      role: isSet(object.role) ? evalDataset_RoleFromJSON(object.role) : 0,
+      maxNewTokens: isSet(object.maxNewTokens)
+        ? globalThis.Number(object.maxNewTokens)
+        : isSet(object.max_new_tokens)
+        ? globalThis.Number(object.max_new_tokens)
+        : undefined,
+      answerRegex: isSet(object.answerRegex)
+        ? globalThis.String(object.answerRegex)
+        : isSet(object.answer_regex)
+        ? globalThis.String(object.answer_regex)
+        : "",
     };
   },
 
@@ -3974,6 +4235,18 @@ export const EvalDataset: MessageFns<EvalDataset> = {
     if (message.path !== "") {
       obj.path = message.path;
     }
+    if (message.kind !== 0) {
+      obj.kind = evalDataset_KindToJSON(message.kind);
+    }
+    if (message.role !== 0) {
+      obj.role = evalDataset_RoleToJSON(message.role);
+    }
+    if (message.maxNewTokens !== undefined) {
+      obj.maxNewTokens = Math.round(message.maxNewTokens);
+    }
+    if (message.answerRegex !== "") {
+      obj.answerRegex = message.answerRegex;
+    }
     return obj;
   },
 
@@ -3984,12 +4257,24 @@ export const EvalDataset: MessageFns<EvalDataset> = {
     const message = createBaseEvalDataset();
     message.name = object.name ?? "";
     message.path = object.path ?? "";
+    message.kind = object.kind ?? 0;
+    message.role = object.role ?? 0;
+    message.maxNewTokens = object.maxNewTokens ?? undefined;
+    message.answerRegex = object.answerRegex ?? "";
     return message;
   },
 };
 
 function createBaseEvaluateRequest(): EvaluateRequest {
-  return { model: undefined, datasets: [], batchSize: undefined, seqLen: undefined, device: "" };
+  return {
+    model: undefined,
+    datasets: [],
+    batchSize: undefined,
+    seqLen: undefined,
+    device: "",
+    baseModel: undefined,
+    tokenClasses: [],
+  };
 }
 
 export const EvaluateRequest: MessageFns<EvaluateRequest> = {
@@ -4008,6 +4293,12 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
     }
     if (message.device !== "") {
       writer.uint32(42).string(message.device);
+    }
+    if (message.baseModel !== undefined) {
+      ModelRef.encode(message.baseModel, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.tokenClasses) {
+      TokenClass.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -4065,6 +4356,22 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
             message.device = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.baseModel = ModelRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tokenClasses.push(TokenClass.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4094,6 +4401,16 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
         ? globalThis.Number(object.seq_len)
         : undefined,
       device: isSet(object.device) ? globalThis.String(object.device) : "",
+      baseModel: isSet(object.baseModel)
+        ? ModelRef.fromJSON(object.baseModel)
+        : isSet(object.base_model)
+        ? ModelRef.fromJSON(object.base_model)
+        : undefined,
+      tokenClasses: globalThis.Array.isArray(object?.tokenClasses)
+        ? object.tokenClasses.map((e: any) => TokenClass.fromJSON(e))
+        : globalThis.Array.isArray(object?.token_classes)
+        ? object.token_classes.map((e: any) => TokenClass.fromJSON(e))
+        : [],
     };
   },
 
@@ -4114,6 +4431,12 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
     if (message.device !== "") {
       obj.device = message.device;
     }
+    if (message.baseModel !== undefined) {
+      obj.baseModel = ModelRef.toJSON(message.baseModel);
+    }
+    if (message.tokenClasses?.length) {
+      obj.tokenClasses = message.tokenClasses.map((e) => TokenClass.toJSON(e));
+    }
     return obj;
   },
 
@@ -4129,12 +4452,447 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
     message.batchSize = object.batchSize ?? undefined;
     message.seqLen = object.seqLen ?? undefined;
     message.device = object.device ?? "";
+    message.baseModel = (object.baseModel !== undefined && object.baseModel !== null)
+      ? ModelRef.fromPartial(object.baseModel)
+      : undefined;
+    message.tokenClasses = object.tokenClasses?.map((e) => TokenClass.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDriftFigures(): DriftFigures {
+  return {
+    positions: 0,
+    numberMass: 0,
+    numberMassBase: 0,
+    numberMassDelta: 0,
+    klToBase: 0,
+    top1Agreement: 0,
+    heldoutLoss: 0,
+    heldoutLossBase: 0,
+    heldoutLossDelta: 0,
+    classes: [],
+  };
+}
+
+export const DriftFigures: MessageFns<DriftFigures> = {
+  encode(message: DriftFigures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.positions !== 0) {
+      writer.uint32(8).int64(message.positions);
+    }
+    if (message.numberMass !== 0) {
+      writer.uint32(17).double(message.numberMass);
+    }
+    if (message.numberMassBase !== 0) {
+      writer.uint32(25).double(message.numberMassBase);
+    }
+    if (message.numberMassDelta !== 0) {
+      writer.uint32(33).double(message.numberMassDelta);
+    }
+    if (message.klToBase !== 0) {
+      writer.uint32(41).double(message.klToBase);
+    }
+    if (message.top1Agreement !== 0) {
+      writer.uint32(49).double(message.top1Agreement);
+    }
+    if (message.heldoutLoss !== 0) {
+      writer.uint32(57).double(message.heldoutLoss);
+    }
+    if (message.heldoutLossBase !== 0) {
+      writer.uint32(65).double(message.heldoutLossBase);
+    }
+    if (message.heldoutLossDelta !== 0) {
+      writer.uint32(73).double(message.heldoutLossDelta);
+    }
+    for (const v of message.classes) {
+      ClassMass.encode(v!, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DriftFigures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDriftFigures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.positions = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.numberMass = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.numberMassBase = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.numberMassDelta = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.klToBase = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.top1Agreement = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.heldoutLoss = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.heldoutLossBase = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.heldoutLossDelta = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.classes.push(ClassMass.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DriftFigures {
+    return {
+      positions: isSet(object.positions) ? globalThis.Number(object.positions) : 0,
+      numberMass: isSet(object.numberMass)
+        ? globalThis.Number(object.numberMass)
+        : isSet(object.number_mass)
+        ? globalThis.Number(object.number_mass)
+        : 0,
+      numberMassBase: isSet(object.numberMassBase)
+        ? globalThis.Number(object.numberMassBase)
+        : isSet(object.number_mass_base)
+        ? globalThis.Number(object.number_mass_base)
+        : 0,
+      numberMassDelta: isSet(object.numberMassDelta)
+        ? globalThis.Number(object.numberMassDelta)
+        : isSet(object.number_mass_delta)
+        ? globalThis.Number(object.number_mass_delta)
+        : 0,
+      klToBase: isSet(object.klToBase)
+        ? globalThis.Number(object.klToBase)
+        : isSet(object.kl_to_base)
+        ? globalThis.Number(object.kl_to_base)
+        : 0,
+      top1Agreement: isSet(object.top1Agreement)
+        ? globalThis.Number(object.top1Agreement)
+        : isSet(object.top1_agreement)
+        ? globalThis.Number(object.top1_agreement)
+        : 0,
+      heldoutLoss: isSet(object.heldoutLoss)
+        ? globalThis.Number(object.heldoutLoss)
+        : isSet(object.heldout_loss)
+        ? globalThis.Number(object.heldout_loss)
+        : 0,
+      heldoutLossBase: isSet(object.heldoutLossBase)
+        ? globalThis.Number(object.heldoutLossBase)
+        : isSet(object.heldout_loss_base)
+        ? globalThis.Number(object.heldout_loss_base)
+        : 0,
+      heldoutLossDelta: isSet(object.heldoutLossDelta)
+        ? globalThis.Number(object.heldoutLossDelta)
+        : isSet(object.heldout_loss_delta)
+        ? globalThis.Number(object.heldout_loss_delta)
+        : 0,
+      classes: globalThis.Array.isArray(object?.classes)
+        ? object.classes.map((e: any) => ClassMass.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DriftFigures): unknown {
+    const obj: any = {};
+    if (message.positions !== 0) {
+      obj.positions = Math.round(message.positions);
+    }
+    if (message.numberMass !== 0) {
+      obj.numberMass = floatToJson(message.numberMass);
+    }
+    if (message.numberMassBase !== 0) {
+      obj.numberMassBase = floatToJson(message.numberMassBase);
+    }
+    if (message.numberMassDelta !== 0) {
+      obj.numberMassDelta = floatToJson(message.numberMassDelta);
+    }
+    if (message.klToBase !== 0) {
+      obj.klToBase = floatToJson(message.klToBase);
+    }
+    if (message.top1Agreement !== 0) {
+      obj.top1Agreement = floatToJson(message.top1Agreement);
+    }
+    if (message.heldoutLoss !== 0) {
+      obj.heldoutLoss = floatToJson(message.heldoutLoss);
+    }
+    if (message.heldoutLossBase !== 0) {
+      obj.heldoutLossBase = floatToJson(message.heldoutLossBase);
+    }
+    if (message.heldoutLossDelta !== 0) {
+      obj.heldoutLossDelta = floatToJson(message.heldoutLossDelta);
+    }
+    if (message.classes?.length) {
+      obj.classes = message.classes.map((e) => ClassMass.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DriftFigures>, I>>(base?: I): DriftFigures {
+    return DriftFigures.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DriftFigures>, I>>(object: I): DriftFigures {
+    const message = createBaseDriftFigures();
+    message.positions = object.positions ?? 0;
+    message.numberMass = object.numberMass ?? 0;
+    message.numberMassBase = object.numberMassBase ?? 0;
+    message.numberMassDelta = object.numberMassDelta ?? 0;
+    message.klToBase = object.klToBase ?? 0;
+    message.top1Agreement = object.top1Agreement ?? 0;
+    message.heldoutLoss = object.heldoutLoss ?? 0;
+    message.heldoutLossBase = object.heldoutLossBase ?? 0;
+    message.heldoutLossDelta = object.heldoutLossDelta ?? 0;
+    message.classes = object.classes?.map((e) => ClassMass.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBaseComparison(): BaseComparison {
+  return { loss: 0, tokenAccuracy: 0, accuracy: 0, lossDelta: 0, accuracyDelta: 0, drift: undefined };
+}
+
+export const BaseComparison: MessageFns<BaseComparison> = {
+  encode(message: BaseComparison, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.loss !== 0) {
+      writer.uint32(9).double(message.loss);
+    }
+    if (message.tokenAccuracy !== 0) {
+      writer.uint32(17).double(message.tokenAccuracy);
+    }
+    if (message.accuracy !== 0) {
+      writer.uint32(25).double(message.accuracy);
+    }
+    if (message.lossDelta !== 0) {
+      writer.uint32(33).double(message.lossDelta);
+    }
+    if (message.accuracyDelta !== 0) {
+      writer.uint32(41).double(message.accuracyDelta);
+    }
+    if (message.drift !== undefined) {
+      DriftFigures.encode(message.drift, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BaseComparison {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBaseComparison();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.loss = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.tokenAccuracy = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.accuracy = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.lossDelta = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.accuracyDelta = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.drift = DriftFigures.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BaseComparison {
+    return {
+      loss: isSet(object.loss) ? globalThis.Number(object.loss) : 0,
+      tokenAccuracy: isSet(object.tokenAccuracy)
+        ? globalThis.Number(object.tokenAccuracy)
+        : isSet(object.token_accuracy)
+        ? globalThis.Number(object.token_accuracy)
+        : 0,
+      accuracy: isSet(object.accuracy) ? globalThis.Number(object.accuracy) : 0,
+      lossDelta: isSet(object.lossDelta)
+        ? globalThis.Number(object.lossDelta)
+        : isSet(object.loss_delta)
+        ? globalThis.Number(object.loss_delta)
+        : 0,
+      accuracyDelta: isSet(object.accuracyDelta)
+        ? globalThis.Number(object.accuracyDelta)
+        : isSet(object.accuracy_delta)
+        ? globalThis.Number(object.accuracy_delta)
+        : 0,
+      drift: isSet(object.drift) ? DriftFigures.fromJSON(object.drift) : undefined,
+    };
+  },
+
+  toJSON(message: BaseComparison): unknown {
+    const obj: any = {};
+    if (message.loss !== 0) {
+      obj.loss = floatToJson(message.loss);
+    }
+    if (message.tokenAccuracy !== 0) {
+      obj.tokenAccuracy = floatToJson(message.tokenAccuracy);
+    }
+    if (message.accuracy !== 0) {
+      obj.accuracy = floatToJson(message.accuracy);
+    }
+    if (message.lossDelta !== 0) {
+      obj.lossDelta = floatToJson(message.lossDelta);
+    }
+    if (message.accuracyDelta !== 0) {
+      obj.accuracyDelta = floatToJson(message.accuracyDelta);
+    }
+    if (message.drift !== undefined) {
+      obj.drift = DriftFigures.toJSON(message.drift);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BaseComparison>, I>>(base?: I): BaseComparison {
+    return BaseComparison.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BaseComparison>, I>>(object: I): BaseComparison {
+    const message = createBaseBaseComparison();
+    message.loss = object.loss ?? 0;
+    message.tokenAccuracy = object.tokenAccuracy ?? 0;
+    message.accuracy = object.accuracy ?? 0;
+    message.lossDelta = object.lossDelta ?? 0;
+    message.accuracyDelta = object.accuracyDelta ?? 0;
+    message.drift = (object.drift !== undefined && object.drift !== null)
+      ? DriftFigures.fromPartial(object.drift)
+      : undefined;
     return message;
   },
 };
 
 function createBaseDatasetResult(): DatasetResult {
-  return { name: "", loss: 0, tokenAccuracy: 0, tokens: 0, examples: 0 };
+  return {
+    name: "",
+    loss: 0,
+    tokenAccuracy: 0,
+    tokens: 0,
+    examples: 0,
+    kind: 0,
+    role: 0,
+    accuracy: 0,
+    base: undefined,
+  };
 }
 
 export const DatasetResult: MessageFns<DatasetResult> = {
@@ -4153,6 +4911,18 @@ export const DatasetResult: MessageFns<DatasetResult> = {
     }
     if (message.examples !== 0) {
       writer.uint32(40).int32(message.examples);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(48).int32(message.kind);
+    }
+    if (message.role !== 0) {
+      writer.uint32(56).int32(message.role);
+    }
+    if (message.accuracy !== 0) {
+      writer.uint32(65).double(message.accuracy);
+    }
+    if (message.base !== undefined) {
+      BaseComparison.encode(message.base, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -4210,6 +4980,38 @@ export const DatasetResult: MessageFns<DatasetResult> = {
             message.examples = reader.int32();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.accuracy = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.base = BaseComparison.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4233,6 +5035,10 @@ export const DatasetResult: MessageFns<DatasetResult> = {
         : 0,
       tokens: isSet(object.tokens) ? globalThis.Number(object.tokens) : 0,
       examples: isSet(object.examples) ? globalThis.Number(object.examples) : 0,
+      kind: isSet(object.kind) ? evalDataset_KindFromJSON(object.kind) : 0,
+      role: isSet(object.role) ? evalDataset_RoleFromJSON(object.role) : 0,
+      accuracy: isSet(object.accuracy) ? globalThis.Number(object.accuracy) : 0,
+      base: isSet(object.base) ? BaseComparison.fromJSON(object.base) : undefined,
     };
   },
 
@@ -4253,6 +5059,18 @@ export const DatasetResult: MessageFns<DatasetResult> = {
     if (message.examples !== 0) {
       obj.examples = Math.round(message.examples);
     }
+    if (message.kind !== 0) {
+      obj.kind = evalDataset_KindToJSON(message.kind);
+    }
+    if (message.role !== 0) {
+      obj.role = evalDataset_RoleToJSON(message.role);
+    }
+    if (message.accuracy !== 0) {
+      obj.accuracy = floatToJson(message.accuracy);
+    }
+    if (message.base !== undefined) {
+      obj.base = BaseComparison.toJSON(message.base);
+    }
     return obj;
   },
 
@@ -4266,18 +5084,36 @@ export const DatasetResult: MessageFns<DatasetResult> = {
     message.tokenAccuracy = object.tokenAccuracy ?? 0;
     message.tokens = object.tokens ?? 0;
     message.examples = object.examples ?? 0;
+    message.kind = object.kind ?? 0;
+    message.role = object.role ?? 0;
+    message.accuracy = object.accuracy ?? 0;
+    message.base = (object.base !== undefined && object.base !== null)
+      ? BaseComparison.fromPartial(object.base)
+      : undefined;
     return message;
   },
 };
 
 function createBaseEvaluateResponse(): EvaluateResponse {
-  return { results: [] };
+  return { results: [], deltaLearning: undefined, deltaForgetting: undefined, targetDatasets: 0, heldOutDatasets: 0 };
 }
 
 export const EvaluateResponse: MessageFns<EvaluateResponse> = {
   encode(message: EvaluateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       DatasetResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.deltaLearning !== undefined) {
+      writer.uint32(17).double(message.deltaLearning);
+    }
+    if (message.deltaForgetting !== undefined) {
+      writer.uint32(25).double(message.deltaForgetting);
+    }
+    if (message.targetDatasets !== 0) {
+      writer.uint32(32).int32(message.targetDatasets);
+    }
+    if (message.heldOutDatasets !== 0) {
+      writer.uint32(40).int32(message.heldOutDatasets);
     }
     return writer;
   },
@@ -4303,6 +5139,38 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
             message.results.push(DatasetResult.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.deltaLearning = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.deltaForgetting = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.targetDatasets = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.heldOutDatasets = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4320,6 +5188,26 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
       results: globalThis.Array.isArray(object?.results)
         ? object.results.map((e: any) => DatasetResult.fromJSON(e))
         : [],
+      deltaLearning: isSet(object.deltaLearning)
+        ? globalThis.Number(object.deltaLearning)
+        : isSet(object.delta_learning)
+        ? globalThis.Number(object.delta_learning)
+        : undefined,
+      deltaForgetting: isSet(object.deltaForgetting)
+        ? globalThis.Number(object.deltaForgetting)
+        : isSet(object.delta_forgetting)
+        ? globalThis.Number(object.delta_forgetting)
+        : undefined,
+      targetDatasets: isSet(object.targetDatasets)
+        ? globalThis.Number(object.targetDatasets)
+        : isSet(object.target_datasets)
+        ? globalThis.Number(object.target_datasets)
+        : 0,
+      heldOutDatasets: isSet(object.heldOutDatasets)
+        ? globalThis.Number(object.heldOutDatasets)
+        : isSet(object.held_out_datasets)
+        ? globalThis.Number(object.held_out_datasets)
+        : 0,
     };
   },
 
@@ -4327,6 +5215,18 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
     const obj: any = {};
     if (message.results?.length) {
       obj.results = message.results.map((e) => DatasetResult.toJSON(e));
+    }
+    if (message.deltaLearning !== undefined) {
+      obj.deltaLearning = floatToJson(message.deltaLearning);
+    }
+    if (message.deltaForgetting !== undefined) {
+      obj.deltaForgetting = floatToJson(message.deltaForgetting);
+    }
+    if (message.targetDatasets !== 0) {
+      obj.targetDatasets = Math.round(message.targetDatasets);
+    }
+    if (message.heldOutDatasets !== 0) {
+      obj.heldOutDatasets = Math.round(message.heldOutDatasets);
     }
     return obj;
   },
@@ -4337,6 +5237,10 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
   fromPartial<I extends Exact<DeepPartial<EvaluateResponse>, I>>(object: I): EvaluateResponse {
     const message = createBaseEvaluateResponse();
     message.results = object.results?.map((e) => DatasetResult.fromPartial(e)) || [];
+    message.deltaLearning = object.deltaLearning ?? undefined;
+    message.deltaForgetting = object.deltaForgetting ?? undefined;
+    message.targetDatasets = object.targetDatasets ?? 0;
+    message.heldOutDatasets = object.heldOutDatasets ?? 0;
     return message;
   },
 };
@@ -4400,7 +5304,10 @@ export const TuningServiceService = {
       Buffer.from(StreamMetricsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamMetricsResponse => StreamMetricsResponse.decode(value),
   },
-  /** Scores a model on datasets: loss and next-token accuracy per dataset. */
+  /**
+   * Scores a model on datasets (loss, token accuracy, generation or multiple-choice accuracy) and, given a base
+   * model, compares the two: per-dataset deltas and drift figures, and the paper's learning/forgetting summary.
+   */
   evaluate: {
     path: "/narrowtune.v1.TuningService/Evaluate" as const,
     requestStream: false as const,
@@ -4426,7 +5333,10 @@ export interface TuningServiceServer extends UntypedServiceImplementation {
   cancelTuneJob: handleUnaryCall<CancelTuneJobRequest, CancelTuneJobResponse>;
   /** Streams a job's metric events after from_sequence, then live ones, until the job comes to rest. */
   streamMetrics: handleServerStreamingCall<StreamMetricsRequest, StreamMetricsResponse>;
-  /** Scores a model on datasets: loss and next-token accuracy per dataset. */
+  /**
+   * Scores a model on datasets (loss, token accuracy, generation or multiple-choice accuracy) and, given a base
+   * model, compares the two: per-dataset deltas and drift figures, and the paper's learning/forgetting summary.
+   */
   evaluate: handleUnaryCall<EvaluateRequest, EvaluateResponse>;
 }
 
@@ -4508,7 +5418,10 @@ export interface TuningServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StreamMetricsResponse>;
-  /** Scores a model on datasets: loss and next-token accuracy per dataset. */
+  /**
+   * Scores a model on datasets (loss, token accuracy, generation or multiple-choice accuracy) and, given a base
+   * model, compares the two: per-dataset deltas and drift figures, and the paper's learning/forgetting summary.
+   */
   evaluate(
     request: EvaluateRequest,
     callback: (error: ServiceError | null, response: EvaluateResponse) => void,

@@ -1,0 +1,15 @@
+// `npm run bench -- [flags]`: the same benchmark as `narrowtune bench` (src/cli/bench-command.ts), from the sources.
+import { BENCH_HELP, benchCommand } from '../src/cli/bench-command.js';
+import { NarrowtuneError } from '../src/util/errors.js';
+
+const argv = process.argv.slice(2);
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write(BENCH_HELP);
+} else {
+  try {
+    await benchCommand(argv);
+  } catch (e) {
+    process.stderr.write(`narrowtune bench: ${e instanceof NarrowtuneError ? e.message : ((e as Error).stack ?? String(e))}\n`);
+    process.exitCode = e instanceof NarrowtuneError && e.kind === 'invalid_argument' ? 2 : 1;
+  }
+}

@@ -2,13 +2,13 @@
 // predicts as its most likely next token. Every weight is an initializer (nothing is trained).
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
-import { GraphBuilder, type Value } from './graph-builder.js';
+import { type CompiledModel, GraphBuilder, type Value } from './graph-builder.js';
 import type { ParamTensor } from './train-step.js';
 import { logits } from './transformer.js';
 
 export const EVAL_IO = { ids: 'ids', targets: 'targets', lossSum: 'loss_sum', correct: 'correct' };
 
-export function compileEvalStep(spec: { config: ModelConfig; params: ReadonlyMap<string, ParamTensor>; batch: number; seq: number }): Uint8Array {
+export function compileEvalStep(spec: { config: ModelConfig; params: ReadonlyMap<string, ParamTensor>; batch: number; seq: number }): CompiledModel {
   const g = new GraphBuilder('narrowtune_eval_step');
   const tape = new Tape(g);
   const n = spec.batch * spec.seq;
@@ -28,5 +28,5 @@ export function compileEvalStep(spec: { config: ModelConfig; params: ReadonlyMap
   g.output(tape.apply('cross_entropy', [z, targets, g.scalar(1)]), EVAL_IO.lossSum);
   const [argmax] = g.emit('ArgMax', [z], { axis: 1, keepdims: 0 }, [{ dtype: 'int64', shape: [n] }]);
   g.output(g.reduceSum(g.cast(g.equal(argmax, targets), 'float32'), [0]), EVAL_IO.correct);
-  return g.toModel();
+  return g.compile();
 }

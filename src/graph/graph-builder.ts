@@ -24,6 +24,18 @@ const ELEM_TYPE: Record<DType, TensorDataType> = {
 
 export type TensorData = Float32Array | Float64Array | BigInt64Array | Uint8Array;
 
+/**
+ * A model whose large initializers travel beside the protobuf rather than inside it: no copy into the
+ * serialised bytes, and no 2 GiB protobuf limit (onnxruntime-node's `externalData` session option).
+ */
+export interface CompiledModel {
+  bytes: Uint8Array;
+  externalData: { path: string; data: Uint8Array }[];
+}
+
+/** Initializers at least this large go to external data; small ones stay inline. */
+export const EXTERNAL_DATA_MIN_BYTES = 64 * 1024;
+
 export function numel(shape: Shape): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -271,8 +283,24 @@ export class GraphBuilder {
   get graphOutputs(): readonly Value[] { return this.outputs; }
   get nodeCount(): number { return this.nodes.length; }
 
-  /** Serialised ONNX model bytes. */
+  /** Serialised ONNX model bytes, every initializer inline. */
   toModel(): Uint8Array {
+    return this.encode(this.initializers);
+  }
+
+  /** The model with large initializers as external data (what sessions are created from). */
+  compile(minExternalBytes = EXTERNAL_DATA_MIN_BYTES): CompiledModel {
+    const externalData: CompiledModel['externalData'] = [];
+    const initializers = this.initializers.map((t) => {
+      if (t.rawData.byteLength < minExternalBytes) return t;
+      const path = `w${externalData.length}.bin`;
+      externalData.push({ path, data: t.rawData });
+      return { ...t, external: path };
+    });
+    return { bytes: this.encode(initializers), externalData };
+  }
+
+  private encode(initializers: TensorProto[]): Uint8Array {
     const info = (v: Value) => ({ name: v.name, elemType: ELEM_TYPE[v.dtype], shape: [...v.shape] });
     return encodeModel({
       producerName: 'narrowtune',
@@ -281,7 +309,7 @@ export class GraphBuilder {
       graph: {
         name: this.name,
         nodes: this.nodes,
-        initializers: this.initializers,
+        initializers,
         inputs: this.inputs.map(info),
         outputs: this.outputs.map(info),
       },

@@ -31,7 +31,10 @@ export interface TensorProto {
   name: string;
   dataType: TensorDataType;
   dims: number[];
+  /** Inline bytes, or — with `external` — the bytes handed to onnxruntime beside the model. */
   rawData: Uint8Array;
+  /** Store the data outside the protobuf under this location name (see CompiledModel). */
+  external?: string;
 }
 
 export interface NodeProto {
@@ -143,11 +146,25 @@ class Writer {
   }
 }
 
+const DATA_LOCATION_EXTERNAL = 1;
+
 function writeTensor(w: Writer, t: TensorProto): void {
   for (const d of t.dims) w.int(1, d);
   w.int(2, t.dataType);
   w.string(8, t.name);
-  w.bytes(9, t.rawData);
+  if (t.external === undefined) {
+    w.bytes(9, t.rawData);
+    return;
+  }
+  const entry = (key: string, value: string) =>
+    w.message(13, (m) => {
+      m.string(1, key);
+      m.string(2, value);
+    });
+  entry('location', t.external);
+  entry('offset', '0');
+  entry('length', String(t.rawData.byteLength));
+  w.int(14, DATA_LOCATION_EXTERNAL);
 }
 
 function writeAttribute(w: Writer, name: string, value: AttributeValue): void {

@@ -2,7 +2,7 @@
 // forward, loss, backward (only towards trainable tensors), and optionally clipping + optimizer update.
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
-import { type FloatDType, GraphBuilder, type Value } from './graph-builder.js';
+import { type CompiledModel, type FloatDType, GraphBuilder, type Value } from './graph-builder.js';
 import { adamw, clipByGlobalNorm, type OptimizerSpec, sgd } from './optimizer.js';
 import { causalLmLoss } from './transformer.js';
 
@@ -26,6 +26,8 @@ export interface TrainStepSpec {
   update: boolean;
   /** float64 only in tests: the reference checks run the same graph in double precision. */
   dtype?: FloatDType;
+  /** Initializers from this size on travel as external data (default EXTERNAL_DATA_MIN_BYTES). */
+  minExternalBytes?: number;
 }
 
 /** Graph input and output names; parameters keep their Hugging Face names. */
@@ -49,7 +51,7 @@ export const IO = {
 };
 
 export interface CompiledTrainStep {
-  model: Uint8Array;
+  model: CompiledModel;
   nodeCount: number;
 }
 
@@ -117,5 +119,5 @@ export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
       }
     });
   }
-  return { model: g.toModel(), nodeCount: g.nodeCount };
+  return { model: g.compile(spec.minExternalBytes), nodeCount: g.nodeCount };
 }

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
+import type { CompiledModel } from '../graph/graph-builder.js';
 import { NarrowtuneError } from '../util/errors.js';
 
 export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
@@ -37,17 +38,21 @@ export interface SessionOptions {
   intraOpThreads?: number;
 }
 
-async function createWith(model: Uint8Array, provider: SessionHandle['provider'], opts: SessionOptions): Promise<SessionHandle> {
+export type ModelBytes = Uint8Array | CompiledModel;
+
+async function createWith(model: ModelBytes, provider: SessionHandle['provider'], opts: SessionOptions): Promise<SessionHandle> {
   const executionProviders = provider === 'cpu' ? ['cpu'] : [provider, 'cpu'];
   const options: ort.InferenceSession.SessionOptions = { executionProviders, graphOptimizationLevel: 'all' };
+  const bytes = model instanceof Uint8Array ? model : model.bytes;
+  if (!(model instanceof Uint8Array) && model.externalData.length > 0) options.externalData = model.externalData;
   if (opts.profile !== undefined) Object.assign(options, { enableProfiling: true, profileFilePrefix: opts.profile });
   if (opts.intraOpThreads !== undefined) options.intraOpNumThreads = opts.intraOpThreads;
-  const session = await ort.InferenceSession.create(model, options);
+  const session = await ort.InferenceSession.create(bytes, options);
   return { session, provider };
 }
 
 /** Creates a session on the requested device; `auto` tries cuda, then webgpu, then cpu. */
-export async function createSession(model: Uint8Array, device: Device, opts: SessionOptions = {}): Promise<SessionHandle> {
+export async function createSession(model: ModelBytes, device: Device, opts: SessionOptions = {}): Promise<SessionHandle> {
   if (device === 'cpu') return createWith(model, 'cpu', opts);
   if (device === 'auto') {
     for (const provider of ['cuda', 'webgpu'] as const) {

@@ -1,12 +1,13 @@
-// Runs `evaluate` in a worker thread and returns its scores.
+// Runs `evaluate` in a worker thread and returns its result: decoding and scoring call session.run, which blocks
+// its thread, and the caller's (the gRPC server's) event loop must keep serving.
 import { startWorker } from '../trainer/run-in-worker.js';
 import { deserializeError } from '../util/errors.js';
-import type { DatasetScore, EvaluateOptions } from './evaluate.js';
+import type { EvaluateOptions, EvaluateResult } from './evaluate.js';
 
-export function evaluateInWorker(options: EvaluateOptions): Promise<DatasetScore[]> {
+export function evaluateInWorker(options: EvaluateOptions): Promise<EvaluateResult> {
   const worker = startWorker('eval-worker', import.meta.url, { options });
   return new Promise((resolve, reject) => {
-    worker.once('message', (m: { type: string; result?: DatasetScore[]; error?: unknown }) => {
+    worker.once('message', (m: { type: string; result?: EvaluateResult; error?: unknown }) => {
       if (m.type === 'result') resolve(m.result!);
       else reject(deserializeError(m.error));
       void worker.terminate();

@@ -11,9 +11,11 @@ export interface ScoreSums {
   lossSum: number;
   correct: number;
   classMass: number[];
-  base?: { lossSum: number; correct: number; classMass: number[] };
+  base?: { lossSum: number; correct: number; classMass: number[]; rowLoss?: number[] };
   klSum?: number;
   agree?: number;
+  /** With a `rowLoss` spec: each example's summed cross-entropy over its label positions, in order. */
+  rowLoss?: number[];
 }
 
 export interface DriftFigures {
@@ -46,6 +48,10 @@ export class Scorer {
     const c = this.spec.classes?.count ?? 0;
     const sums: ScoreSums = { positions: 0, lossSum: 0, correct: 0, classMass: new Array(c).fill(0) };
     if (this.spec.base) Object.assign(sums, { base: { lossSum: 0, correct: 0, classMass: new Array(c).fill(0) }, klSum: 0, agree: 0 });
+    if (this.spec.rowLoss) {
+      sums.rowLoss = [];
+      if (sums.base) sums.base.rowLoss = [];
+    }
     const num = (out: ort.InferenceSession.OnnxValueMapType, k: string) => Number((out[k] as ort.Tensor).data[0]);
     const vec = (out: ort.InferenceSession.OnnxValueMapType, k: string) => Array.from((out[k] as ort.Tensor).data as Float32Array);
     for (let i = 0; i < examples.length; i += batch) {
@@ -56,6 +62,9 @@ export class Scorer {
       };
       for (const [name, data] of inputs) feeds[SCORE_IO.param(name)] = floatTensor(data, this.spec.current.params.get(name)!.shape);
       const out = await this.handle.session.run(feeds);
+      const rows = Math.min(batch, examples.length - i);
+      if (sums.rowLoss) sums.rowLoss.push(...vec(out, SCORE_IO.rowLoss).slice(0, rows));
+      if (sums.base?.rowLoss) sums.base.rowLoss.push(...vec(out, SCORE_IO.baseRowLoss).slice(0, rows));
       sums.positions += num(out, SCORE_IO.positions);
       sums.lossSum += num(out, SCORE_IO.lossSum);
       sums.correct += num(out, SCORE_IO.correct);

@@ -76,7 +76,8 @@ export function compileScoreStep(spec: ScoreStepSpec): Uint8Array {
     return init;
   };
 
-  const valid = g.cast(g.not(g.equal(targets, g.constant([-100], [], 'int64'))), 'float32'); // [N]
+  const isLabel = g.not(g.equal(targets, g.constant([-100], [], 'int64'))); // bool [N]
+  const valid = g.cast(isLabel, 'float32'); // [N]
   const validColumn = g.reshape(valid, [n, 1]);
   g.output(g.reduceSum(valid, [0]), SCORE_IO.positions);
   const masked = (perPosition: Value) => g.reduceSum(g.mul(perPosition, valid), [0]);
@@ -91,7 +92,7 @@ export function compileScoreStep(spec: ScoreStepSpec): Uint8Array {
     const [logp] = g.emit('LogSoftmax', [z], { axis: 1 }, [{ dtype: 'float32', shape: [n, v] }]);
     if (spec.rowLoss) {
       // −log p(target) per position from the log-probabilities above: ignored targets gather id 0 and are zeroed.
-      const safe = g.reshape(g.where(g.cast(valid, 'bool'), targets, g.constant([0], [], 'int64')), [n, 1]);
+      const safe = g.reshape(g.where(isLabel, targets, g.constant([0], [], 'int64')), [n, 1]);
       const [picked] = g.emit('GatherElements', [logp, safe], { axis: 1 }, [{ dtype: 'float32', shape: [n, 1] }]);
       const perPosition = g.mul(g.neg(g.reshape(picked, [n])), valid); // [N]
       g.output(g.reduceSum(g.reshape(perPosition, [spec.batch, spec.seq]), [1]), prefix ? SCORE_IO.baseRowLoss : SCORE_IO.rowLoss);

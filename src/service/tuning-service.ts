@@ -3,6 +3,8 @@
 import { access, constants } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import {
+  EvalDataset_Kind,
+  EvalDataset_Role,
   type EvaluateRequest,
   type EvaluateResponse,
   type ModelRef,
@@ -12,7 +14,7 @@ import {
   type TuningServiceServer,
 } from '../gen/narrowtune/v1/tuning_service.js';
 import { evaluateInWorker } from '../eval/run-in-worker.js';
-import { EVAL_DEFAULTS } from '../eval/evaluate.js';
+import { architectureDifference, compileAnswerRegex, EVAL_DEFAULTS, MAX_NEW_TOKENS, type EvalDatasetOptions, type EvalKind, type EvalRole } from '../eval/evaluate.js';
 import { inspectCheckpoint } from '../model/checkpoint.js';
 import { resolvePolicy } from '../policy/policy.js';
 import { NUMBER_CLASS } from '../telemetry/token-classes.js';
@@ -223,23 +225,93 @@ export class TuningService {
   async evaluate(req: EvaluateRequest): Promise<EvaluateResponse> {
     const v = new Violations();
     const model = v.collect(() => this.modelPath(req.model, 'model'));
+    const base = req.baseModel?.source ? v.collect(() => this.modelPath(req.baseModel, 'base_model')) : undefined;
     if (req.datasets.length === 0) v.add('datasets', 'at least one dataset is required');
     if (req.datasets.length > MAX_EVAL_DATASETS) v.add('datasets', `at most ${MAX_EVAL_DATASETS} datasets`);
-    const datasets = req.datasets.slice(0, MAX_EVAL_DATASETS).map((d, i) => {
-      const path = v.collect(() => confinePath(d.path, this.ctx.dataRoots, `datasets[${i}].path`));
-      return { name: d.name || d.path, path: path ?? '' };
+    const kinds: Record<number, EvalKind> = { [EvalDataset_Kind.KIND_UNSPECIFIED]: 'loss', [EvalDataset_Kind.LOSS]: 'loss', [EvalDataset_Kind.GENERATE]: 'generate', [EvalDataset_Kind.CHOICE]: 'choice' };
+    const roles: Record<number, EvalRole> = { [EvalDataset_Role.ROLE_UNSPECIFIED]: null, [EvalDataset_Role.TARGET]: 'target', [EvalDataset_Role.HELD_OUT]: 'held_out' };
+    const datasets: EvalDatasetOptions[] = req.datasets.slice(0, MAX_EVAL_DATASETS).map((d, i) => {
+      const at = `datasets[${i}]`;
+      const path = d.path ? v.collect(() => confinePath(d.path, this.ctx.dataRoots, `${at}.path`)) : (v.add(`${at}.path`, 'is required'), undefined);
+      const kind = kinds[d.kind];
+      if (!kind) v.add(`${at}.kind`, `${d.kind} is not a kind (LOSS = 1, GENERATE = 2, CHOICE = 3)`);
+      if (!(d.role in roles)) v.add(`${at}.role`, `${d.role} is not a role (TARGET = 1, HELD_OUT = 2)`);
+      const maxNewTokens = d.maxNewTokens ?? EVAL_DEFAULTS.maxNewTokens;
+      if (kind === 'generate') {
+        if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > MAX_NEW_TOKENS) v.add(`${at}.max_new_tokens`, `must be in [1, ${MAX_NEW_TOKENS}], got ${maxNewTokens}`);
+        v.collect(() => compileAnswerRegex(d.answerRegex, `${at}.answer_regex`));
+      } else if (kind) {
+        if (d.maxNewTokens !== undefined) v.add(`${at}.max_new_tokens`, 'applies only to GENERATE datasets');
+        if (d.answerRegex) v.add(`${at}.answer_regex`, 'applies only to GENERATE datasets');
+      }
+      return { name: d.name || d.path, path: path ?? '', kind: kind ?? 'loss', role: roles[d.role] ?? null, maxNewTokens, answerRegex: d.answerRegex };
     });
     for (const [i, d] of datasets.entries()) if (d.path) await v.collectAsync(() => readable(d.path, `datasets[${i}].path`), `datasets[${i}].path`);
+    if (req.tokenClasses.length > 0 && !req.baseModel?.source) v.add('token_classes', 'token classes are reported in the drift figures, which need base_model');
+    if (req.tokenClasses.length > MAX_TOKEN_CLASSES) v.add('token_classes', `at most ${MAX_TOKEN_CLASSES} classes`);
+    req.tokenClasses.forEach((c, i) => {
+      if (!TOKEN_CLASS_NAME.test(c.name) || c.name === NUMBER_CLASS) v.add(`token_classes[${i}].name`, `must match ${TOKEN_CLASS_NAME} and not be "${NUMBER_CLASS}"`);
+      try {
+        if (c.pattern.length === 0 || c.pattern.length > MAX_PATTERN_CHARS) throw new Error(`must be 1 to ${MAX_PATTERN_CHARS} characters`);
+        new RegExp(c.pattern, 'u');
+      } catch (e) {
+        v.add(`token_classes[${i}].pattern`, (e as Error).message);
+      }
+    });
     const batchSize = req.batchSize ?? EVAL_DEFAULTS.batchSize;
     const seqLen = req.seqLen ?? EVAL_DEFAULTS.seqLen;
     const device = (req.device || EVAL_DEFAULTS.device) as Device;
     if (!Number.isInteger(batchSize) || batchSize < LIMITS.batchSize[0] || batchSize > LIMITS.batchSize[1]) v.add('batch_size', `must be in [1, ${LIMITS.batchSize[1]}]`);
     if (!Number.isInteger(seqLen) || seqLen < LIMITS.seqLen[0] || seqLen > LIMITS.seqLen[1]) v.add('seq_len', `must be in [${LIMITS.seqLen[0]}, ${LIMITS.seqLen[1]}]`);
     if (!DEVICES.includes(device)) v.add('device', `must be one of ${DEVICES.join(', ')}`);
-    if (model) await v.collectAsync(() => inspectCheckpoint(model), 'model');
+    const modelInfo = model ? await v.collectAsync(() => inspectCheckpoint(model), 'model') : undefined;
+    const baseInfo = base ? await v.collectAsync(() => inspectCheckpoint(base), 'base_model') : undefined;
+    if (modelInfo && baseInfo) {
+      const diff = architectureDifference(modelInfo.config, baseInfo.config);
+      if (diff) v.add('base_model', diff);
+    }
     v.throwIfAny();
-    const scores = await evaluateInWorker({ model: model!, datasets, batchSize, seqLen, device });
-    return { results: scores.map((s) => ({ name: s.name, loss: s.loss, tokenAccuracy: s.tokenAccuracy, tokens: s.tokens, examples: s.examples })) };
+    // Data files are parsed in the worker; their problems come back as INVALID_ARGUMENT with the file and line.
+    const r = await evaluateInWorker({ model: model!, base: base ?? null, datasets, tokenClasses: req.tokenClasses, batchSize, seqLen, device });
+    const kindOut: Record<EvalKind, EvalDataset_Kind> = { loss: EvalDataset_Kind.LOSS, generate: EvalDataset_Kind.GENERATE, choice: EvalDataset_Kind.CHOICE };
+    const roleOut = (role: EvalRole) => (role === 'target' ? EvalDataset_Role.TARGET : role === 'held_out' ? EvalDataset_Role.HELD_OUT : EvalDataset_Role.ROLE_UNSPECIFIED);
+    return {
+      results: r.datasets.map((s) => ({
+        name: s.name,
+        loss: s.loss,
+        tokenAccuracy: s.tokenAccuracy,
+        tokens: s.tokens,
+        examples: s.examples,
+        kind: kindOut[s.kind],
+        role: roleOut(s.role),
+        accuracy: s.accuracy,
+        base: s.base
+          ? {
+              loss: s.base.loss,
+              tokenAccuracy: s.base.tokenAccuracy,
+              accuracy: s.base.accuracy,
+              lossDelta: s.base.lossDelta,
+              accuracyDelta: s.base.accuracyDelta,
+              drift: {
+                positions: s.base.drift.positions,
+                numberMass: s.base.drift.numberMass,
+                numberMassBase: s.base.drift.numberMassBase,
+                numberMassDelta: s.base.drift.numberMassDelta,
+                klToBase: s.base.drift.klToBase,
+                top1Agreement: s.base.drift.top1Agreement,
+                heldoutLoss: s.base.drift.heldoutLoss,
+                heldoutLossBase: s.base.drift.heldoutLossBase,
+                heldoutLossDelta: s.base.drift.heldoutLossDelta,
+                classes: s.base.drift.classes,
+              },
+            }
+          : undefined,
+      })),
+      deltaLearning: r.deltaLearning ?? undefined,
+      deltaForgetting: r.deltaForgetting ?? undefined,
+      targetDatasets: r.targetDatasets,
+      heldOutDatasets: r.heldOutDatasets,
+    };
   }
 
   /** The grpc-js implementation: thin adapters that only move values and errors. */

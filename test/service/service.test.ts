@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TuneJob_State } from '../../src/gen/narrowtune/v1/tuning_service.js';
+import { EvaluateRequest, TuneJob_State } from '../../src/gen/narrowtune/v1/tuning_service.js';
 import { startServer, type RunningServer } from '../../src/service/server.js';
 import { repeatData, tempDir, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
 import { connect, failure, type TestClient, waitFor } from './client.js';
@@ -174,13 +174,13 @@ describe('Evaluate, health and listing', () => {
     const job = await client.startTune({ baseModel: { source: { $case: 'path', value: base } }, trainingData: data, hyperparameters: hp(20), policy: { preset: '', include: ['.'], exclude: [] } });
     await client.stream(job.name);
     const ds = [{ name: 'train', path: data }];
-    const tuned = await client.evaluate({ model: { source: { $case: 'job', value: job.name } }, datasets: ds, device: '' });
-    const before = await client.evaluate({ model: { source: { $case: 'path', value: base } }, datasets: ds, device: '' });
+    const tuned = await client.evaluate(EvaluateRequest.fromPartial({ model: { source: { $case: 'job', value: job.name } }, datasets: ds, device: '' }));
+    const before = await client.evaluate(EvaluateRequest.fromPartial({ model: { source: { $case: 'path', value: base } }, datasets: ds, device: '' }));
     expect(tuned.results[0].name).toBe('train');
     expect(tuned.results[0].examples).toBe(16);
     expect(tuned.results[0].loss).toBeLessThan(before.results[0].loss);
     expect(tuned.results[0].tokenAccuracy).toBeGreaterThan(before.results[0].tokenAccuracy);
-    const notDone = await failure(client.evaluate({ model: { source: { $case: 'job', value: 'jobs/aaaaaaaaaaaa' } }, datasets: ds, device: '' }));
+    const notDone = await failure(client.evaluate(EvaluateRequest.fromPartial({ model: { source: { $case: 'job', value: 'jobs/aaaaaaaaaaaa' } }, datasets: ds, device: '' })));
     expect(notDone.code).toBe(grpc.status.NOT_FOUND);
   });
 

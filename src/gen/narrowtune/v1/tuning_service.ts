@@ -494,8 +494,18 @@ export function evalDataset_RoleToJSON(object: EvalDataset_Role): string {
 export interface EvaluateRequest {
   model: ModelRef | undefined;
   datasets: EvalDataset[];
-  batchSize?: number | undefined;
-  seqLen?: number | undefined;
+  /** Rows per scoring and generation batch (default 8). */
+  batchSize?:
+    | number
+    | undefined;
+  /**
+   * Longest teacher-forced example in tokens (default 1024); longer ones are cut, as the trainer cuts them.
+   * GENERATE prompts and CHOICE prompt + choice rows are never cut: a longer one is rejected with its line.
+   */
+  seqLen?:
+    | number
+    | undefined;
+  /** cpu (default) | cuda | webgpu | auto */
   device: string;
   /**
    * Optional model to compare against (typically the one `model` was tuned from). It must have the same

@@ -1,0 +1,214 @@
+// Evaluation datasets that need more than the trainer's examples:
+//   GENERATE: prompts to continue greedily and the expected answers (prompt/completion or messages JSONL);
+//   CHOICE:   {"prompt", "choices", "answer"} JSONL, each choice scored as a continuation of its prompt.
+// Errors are DataFileErrors naming the file and the 1-based line, as the trainer's loader reports them.
+import { readFile } from 'node:fs/promises';
+import { ChatTemplateError, chatSegments, renderChat, type ChatMessage } from '../data/chat.js';
+import { IGNORE_INDEX, leadingSpecialIds, loadDataset, type Example } from '../data/dataset.js';
+import type { TextTokenizer } from '../data/tokenizer.js';
+import { DataFileError } from '../util/errors.js';
+
+export interface EvalDataOptions {
+  /** Longest example, in tokens: prompt plus choice (CHOICE), prompt (GENERATE). */
+  seqLen: number;
+  /** Field named in errors, e.g. `datasets[2].path`. */
+  field: string;
+}
+
+export interface GenerateItem {
+  /** 1-based line in the file. */
+  line: number;
+  /** The prompt as the trainer encodes it (leading special tokens, chat template with the generation prompt). */
+  promptIds: number[];
+  /** The expected answer, trimmed. */
+  answer: string;
+}
+
+export interface GenerateSet {
+  items: GenerateItem[];
+  /** The trainer's teacher-forced encoding of each line (prompt + completion + EOS, or the whole conversation), cut to seqLen. */
+  examples: Example[];
+}
+
+export interface ChoiceItem {
+  line: number;
+  promptIds: number[];
+  /** Each choice's tokens, encoded on its own (as a completion is) and appended to the prompt. */
+  choiceIds: number[][];
+  /** Index of the correct choice. */
+  answer: number;
+}
+
+interface JsonlRecord {
+  line: number;
+  record: Record<string, unknown>;
+}
+
+const BYTE_ORDER_MARK = 0xfeff;
+const SHOWN_VALUE_CHARS = 40;
+// Without truncation: a GENERATE prompt must stay whole, so it is measured before anything is cut.
+const NO_TRUNCATION = Number.MAX_SAFE_INTEGER;
+
+async function readText(file: string, field: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new DataFileError(file, null, code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, field);
+  }
+  return text.charCodeAt(0) === BYTE_ORDER_MARK ? text.slice(1) : text;
+}
+
+/** The non-blank lines of a JSONL file as objects, with the line rules of the trainer's loader (CRLF, BOM, blank lines). */
+async function readJsonl(file: string, field: string): Promise<JsonlRecord[]> {
+  const lines = (await readText(file, field)).split('\n');
+  const out: JsonlRecord[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].endsWith('\r') ? lines[i].slice(0, -1) : lines[i];
+    if (line.trim() === '') continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (err) {
+      throw new DataFileError(file, i + 1, `invalid JSON: ${(err as Error).message}`, field);
+    }
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+      throw new DataFileError(file, i + 1, `expected a JSON object, got ${describe(record)}`, field);
+    }
+    out.push({ line: i + 1, record: record as Record<string, unknown> });
+  }
+  return out;
+}
+
+function promptIdsOf(tokenizer: TextTokenizer, leading: number[], prompt: string): number[] {
+  return [...leading, ...tokenizer.encode(prompt, { addSpecialTokens: false })];
+}
+
+/**
+ * A CHOICE file: `{"prompt": str, "choices": [str, ...], "answer": index | one of the choices}` per line (other keys
+ * are ignored). At least two distinct, non-empty choices; the prompt must encode to at least one token (something
+ * has to predict a choice's first token), and prompt plus each choice must fit seqLen.
+ */
+export async function loadChoiceSet(file: string, tokenizer: TextTokenizer, o: EvalDataOptions): Promise<ChoiceItem[]> {
+  const records = await readJsonl(file, o.field);
+  if (records.length === 0) throw new DataFileError(file, null, 'no examples (empty file); expected JSONL lines of {"prompt", "choices", "answer"}', o.field);
+  const leading = leadingSpecialIds(tokenizer);
+  return records.map(({ line, record }) => {
+    const fail: (problem: string) => never = (problem) => {
+      throw new DataFileError(file, line, problem, o.field);
+    };
+    const { prompt, choices, answer } = record;
+    if (prompt === undefined) fail('missing "prompt" (a CHOICE line is {"prompt", "choices", "answer"})');
+    if (typeof prompt !== 'string') fail(`"prompt" must be a string, got ${describe(prompt)}`);
+    if (choices === undefined) fail('missing "choices" (a CHOICE line is {"prompt", "choices", "answer"})');
+    if (!Array.isArray(choices)) fail(`"choices" must be an array of strings, got ${describe(choices)}`);
+    const list = choices as unknown[];
+    if (list.length < 2) fail(`"choices" needs at least 2 entries, got ${list.length}`);
+    list.forEach((c, k) => {
+      if (typeof c !== 'string') fail(`choices[${k}] must be a string, got ${describe(c)}`);
+      if (c === '') fail(`choices[${k}] is empty`);
+      const first = list.indexOf(c);
+      if (first < k) fail(`choices[${k}] repeats choices[${first}] (${JSON.stringify(c)})`);
+    });
+    const texts = list as string[];
+    let index: number;
+    if (answer === undefined) fail('missing "answer" (the index of the correct choice, or its text)');
+    if (typeof answer === 'number') {
+      if (!Number.isInteger(answer) || answer < 0 || answer >= texts.length) fail(`"answer" ${answer} is not a choice index in [0, ${texts.length})`);
+      index = answer as number;
+    } else if (typeof answer === 'string') {
+      index = texts.indexOf(answer);
+      if (index < 0) fail(`"answer" ${JSON.stringify(answer)} is not one of the choices`);
+    } else {
+      fail(`"answer" must be a choice index or a choice's text, got ${describe(answer)}`);
+    }
+    const promptIds = promptIdsOf(tokenizer, leading, prompt as string);
+    if (promptIds.length === 0) fail('"prompt" encodes to no tokens: nothing would predict the first token of a choice');
+    const choiceIds = texts.map((c, k) => {
+      const ids = tokenizer.encode(c, { addSpecialTokens: false });
+      if (ids.length === 0) fail(`choices[${k}] encodes to no tokens`);
+      if (promptIds.length + ids.length > o.seqLen) {
+        fail(`prompt + choices[${k}] is ${promptIds.length + ids.length} tokens, more than seq_len ${o.seqLen} (choices are never truncated)`);
+      }
+      return ids;
+    });
+    return { line, promptIds, choiceIds, answer: index! };
+  });
+}
+
+/** Prompt + one choice, with labels on the choice's tokens only: its summed loss is −log p(choice | prompt). */
+export function choiceExample(item: ChoiceItem, choice: number): Example {
+  const ids = item.choiceIds[choice];
+  return { inputIds: [...item.promptIds, ...ids], labels: [...item.promptIds.map(() => IGNORE_INDEX), ...ids] };
+}
+
+/**
+ * A GENERATE file: the trainer's prompt/completion or messages form. The expected answer is the completion, or the
+ * last assistant turn's content; the prompt is what precedes it, tokenized exactly as the trainer tokenizes it (for
+ * messages: the conversation before that turn rendered with add_generation_prompt, segment by segment).
+ */
+export async function loadGenerateSet(file: string, tokenizer: TextTokenizer, o: EvalDataOptions): Promise<GenerateSet> {
+  const data = await loadDataset(file, tokenizer, { seqLen: NO_TRUNCATION, field: o.field });
+  if (data.form === 'tokenized') {
+    throw new DataFileError(file, null, 'GENERATE datasets need the prompt/completion or messages form (the expected answer is text), not input_ids', o.field);
+  }
+  const records = await readJsonl(file, o.field);
+  if (records.length !== data.examples.length) throw new Error(`${file}: ${records.length} records but ${data.examples.length} examples`);
+  const leading = leadingSpecialIds(tokenizer);
+  const items = records.map(({ line, record }): GenerateItem => {
+    const fail: (problem: string) => never = (problem) => {
+      throw new DataFileError(file, line, problem, o.field);
+    };
+    let promptIds: number[];
+    let answer: string;
+    if (data.form === 'prompt_completion') {
+      promptIds = promptIdsOf(tokenizer, leading, record.prompt as string);
+      answer = (record.completion as string).trim();
+    } else {
+      const messages = record.messages as ChatMessage[];
+      let last = messages.length - 1;
+      while (messages[last].role !== 'assistant') last--;
+      try {
+        promptIds = chatPromptIds(tokenizer, leading, messages.slice(0, last + 1));
+      } catch (err) {
+        if (err instanceof ChatTemplateError) fail(err.message);
+        throw err;
+      }
+      answer = messages[last].content.trim();
+    }
+    if (promptIds.length === 0) fail('the prompt encodes to no tokens: there is nothing to continue');
+    if (promptIds.length > o.seqLen) fail(`the prompt is ${promptIds.length} tokens, more than seq_len ${o.seqLen} (prompts are never truncated)`);
+    return { line, promptIds, answer };
+  });
+  const examples = data.examples.map((e) =>
+    e.inputIds.length > o.seqLen ? { inputIds: e.inputIds.slice(0, o.seqLen), labels: e.labels.slice(0, o.seqLen) } : e,
+  );
+  return { items, examples };
+}
+
+/**
+ * Token ids of render(messages[:-1], add_generation_prompt) for a conversation ending in an assistant turn, split
+ * into the pieces the trainer encodes separately (its chat segments, cut where the last turn begins).
+ */
+function chatPromptIds(tokenizer: TextTokenizer, leading: number[], messages: ChatMessage[]): number[] {
+  const promptText = renderChat(tokenizer, messages.slice(0, -1), true);
+  const ids: number[] = [];
+  let pos = 0;
+  for (const [k, segment] of chatSegments(tokenizer, messages).entries()) {
+    if (pos >= promptText.length) break;
+    let piece = tokenizer.encode(segment.text.slice(0, promptText.length - pos), { addSpecialTokens: false });
+    if (k === 0 && !leading.every((id, j) => piece[j] === id)) piece = [...leading, ...piece];
+    ids.push(...piece);
+    pos += segment.text.length;
+  }
+  return ids;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  const shown = JSON.stringify(value) ?? String(value);
+  return `${typeof value} ${shown.length > SHOWN_VALUE_CHARS ? shown.slice(0, SHOWN_VALUE_CHARS) + '…' : shown}`;
+}

@@ -9,7 +9,7 @@
 // [B, 1, q, kv] (true = attend), so padding, future and not yet written slots are the caller's to hide.
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
-import { GraphBuilder, type Value } from './graph-builder.js';
+import { type CompiledModel, GraphBuilder, type Value } from './graph-builder.js';
 import type { ParamTensor } from './train-step.js';
 import { linear, lmHeadName, mlp, ropeTables, splitHeads, type ParamLookup, type Rope } from './transformer.js';
 
@@ -75,7 +75,7 @@ function attention(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: num
   return linear(t, flat, w, `${p}.o_proj`, c.attentionBias.o); // [N, H]
 }
 
-export function compileGenerateStep(spec: GenerateStepSpec): Uint8Array {
+export function compileGenerateStep(spec: GenerateStepSpec): CompiledModel {
   const c = spec.config;
   const { batch: b, promptLen: P, maxNewTokens: M } = spec;
   for (const [field, v] of [['batch', b], ['promptLen', P], ['maxNewTokens', M]] as const) {
@@ -156,5 +156,5 @@ export function compileGenerateStep(spec: GenerateStepSpec): Uint8Array {
   });
   g.output(next, GEN_IO.nextIds);
   if (spec.logits) g.output(z, GEN_IO.logits);
-  return g.toModel();
+  return g.compile();
 }

@@ -5,7 +5,7 @@
 // row's summed cross-entropy (−log-likelihood of its labels), for multiple-choice scoring.
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
-import { GraphBuilder, type Value } from './graph-builder.js';
+import { type CompiledModel, GraphBuilder, type Value } from './graph-builder.js';
 import type { ParamTensor } from './train-step.js';
 import { logits } from './transformer.js';
 
@@ -47,7 +47,7 @@ export interface ScoreStepSpec {
   rowLoss?: boolean;
 }
 
-export function compileScoreStep(spec: ScoreStepSpec): Uint8Array {
+export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
   const g = new GraphBuilder('narrowtune_score_step');
   const tape = new Tape(g);
   const n = spec.batch * spec.seq;
@@ -112,5 +112,5 @@ export function compileScoreStep(spec: ScoreStepSpec): Uint8Array {
     g.output(masked(kl), SCORE_IO.klSum);
     g.output(masked(g.cast(g.equal(base.argmax, cur.argmax), 'float32')), SCORE_IO.agree);
   }
-  return g.toModel();
+  return g.compile();
 }

@@ -112,29 +112,39 @@ function hashSplit(prompt: string): Split {
 
 const DIGIT = /[0-9]/;
 
-/** A skill over a fixed table asked in K phrasings: entry i is evaluated in phrasing i mod K and trained in the others. */
+/** Lead-ins that vary how a table question is put, so a fact is asked in many distinct prompts. */
+const LEADS = ['', 'q: ', 'quiz: ', 'say, ', 'now, ', 'tell me, '];
+
+/**
+ * A skill over a fixed table (recall): every entry is asked in every (lead-in, phrasing) combination; prompts split
+ * by hash, so an eval prompt is a combination never trained on, about a fact trained in the other combinations.
+ */
 function tableSkill(
   name: string,
   entries: readonly (readonly [string, string])[],
   phrasings: readonly ((key: string) => string)[],
 ): Skill {
-  const K = phrasings.length;
-  const splitByPrompt = new Map<string, Split>();
   const all: SkillExample[] = [];
-  entries.forEach(([key, answer], i) => {
-    phrasings.forEach((phrase, j) => {
-      const prompt = phrase(key);
-      if (splitByPrompt.has(prompt)) throw new Error(`${name}: duplicate prompt "${prompt}"`);
-      splitByPrompt.set(prompt, j === i % K ? 'eval' : 'train');
-      all.push({ prompt, completion: ` ${answer}` });
-    });
-  });
+  const seen = new Set<string>();
+  for (const [key, answer] of entries) {
+    let trained = 0;
+    for (const lead of LEADS) {
+      for (const phrase of phrasings) {
+        const prompt = `${lead}${phrase(key)}`;
+        if (seen.has(prompt)) throw new Error(`${name}: duplicate prompt "${prompt}"`);
+        seen.add(prompt);
+        if (hashSplit(prompt) === 'train') trained++;
+        all.push({ prompt, completion: ` ${answer}` });
+      }
+    }
+    if (trained === 0) throw new Error(`${name}: "${key}" has no training prompt`);
+  }
   return {
     name,
     kind: 'heldout',
     answerFormat: /^ [a-z]+$/,
     examples: (rng, n) => Array.from({ length: n }, () => pick(rng, all)),
-    splitOf: (prompt) => splitByPrompt.get(prompt) ?? 'train',
+    splitOf: hashSplit,
   };
 }
 
@@ -173,6 +183,8 @@ export const heldoutSkills: readonly Skill[] = [
     (c) => `${c}'s capital?`,
     (c) => `capital: ${c} =`,
     (c) => `name the capital of ${c}?`,
+    (c) => `the capital of ${c} is?`,
+    (c) => `${c}, capital city?`,
   ]),
   tableSkill(
     'antonym',
@@ -180,7 +192,12 @@ export const heldoutSkills: readonly Skill[] = [
       [a, b],
       [b, a],
     ]),
-    [(w) => `opposite of ${w}?`, (w) => `antonym: ${w} =`, (w) => `${w}, the opposite?`],
+    [
+      (w) => `opposite of ${w}?`,
+      (w) => `antonym: ${w} =`,
+      (w) => `${w}, the opposite?`,
+      (w) => `not ${w} but?`,
+    ],
   ),
 ];
 

@@ -1,0 +1,165 @@
+// The demo's skill suite (deterministic, disjoint splits; answer formats; no digits in held-out data) and the
+// shipped base model (loads; knows the held-out skills; does not know the targets).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadTokenizer } from '../../src/data/tokenizer.js';
+import { BASE_ARCH, DEMO_BASE_MODEL_DIR, MAX_ANSWER_TOKENS, pretrainingData } from '../../src/demo/base-model.js';
+import {
+  allSkills,
+  generalTextData,
+  hasDigit,
+  heldoutSkills,
+  LABELS,
+  labelOf,
+  skillData,
+  targetSkills,
+  WORDS,
+  type SkillExample,
+} from '../../src/demo/skills.js';
+import { generate } from '../../src/eval/generate.js';
+import { loadCheckpoint } from '../../src/model/checkpoint.js';
+
+const SEED = 3;
+const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
+
+describe('skill suite', () => {
+  it('has the five held-out and the five target skills, targets in the paper order', () => {
+    expect(heldoutSkills.map((s) => s.name)).toEqual(['copy', 'reverse', 'upper', 'capital', 'antonym']);
+    expect(targetSkills.map((s) => s.name)).toEqual(['classify', 'count', 'yesno', 'scene', 'clock']);
+    expect(heldoutSkills.every((s) => s.kind === 'heldout')).toBe(true);
+    expect(targetSkills.every((s) => s.kind === 'target')).toBe(true);
+    expect(new Set(WORDS).size).toBe(40);
+    expect(WORDS.every((w) => /^[a-z]{2,6}$/.test(w))).toBe(true);
+  });
+
+  it('splits are deterministic, seed-dependent where the skill has room, and disjoint', () => {
+    for (const s of allSkills) {
+      const train = skillData(s, 'train', 300, SEED);
+      const evalSplit = skillData(s, 'eval', 60, SEED);
+      expect(skillData(s, 'train', 300, SEED), s.name).toEqual(train);
+      expect(skillData(s, 'eval', 60, SEED), s.name).toEqual(evalSplit);
+      expect(train).toHaveLength(300);
+      expect(evalSplit).toHaveLength(60);
+      // Another seed draws other examples, but never crosses the split.
+      const otherEval = skillData(s, 'eval', 60, SEED + 1);
+      expect(otherEval, s.name).not.toEqual(evalSplit);
+      const trainPrompts = new Set([...train, ...skillData(s, 'train', 2000, SEED + 1)].map((e) => e.prompt));
+      for (const e of [...evalSplit, ...otherEval]) {
+        expect(trainPrompts.has(e.prompt), `${s.name}: "${e.prompt}" is in both splits`).toBe(false);
+        expect(s.splitOf(e.prompt)).toBe('eval');
+      }
+      for (const e of train) expect(s.splitOf(e.prompt)).toBe('train');
+      // Distinct prompts while the split has unseen ones.
+      expect(new Set(evalSplit.map((e) => e.prompt)).size, s.name).toBeGreaterThan(20);
+    }
+  });
+
+  it('string skills keep an eval word out of training in every string skill', () => {
+    const word = (p: string) => p.slice(p.indexOf(':') + 2, -2);
+    const trainWords = new Set(['copy', 'reverse', 'upper'].flatMap((n) => skillData(allSkills.find((s) => s.name === n)!, 'train', 2000, SEED).map((e) => word(e.prompt))));
+    for (const n of ['copy', 'reverse', 'upper']) {
+      for (const e of skillData(allSkills.find((s) => s.name === n)!, 'eval', 100, SEED)) expect(trainWords.has(word(e.prompt))).toBe(false);
+    }
+  });
+
+  it('prompts end with a cue, completions are a short answer after a space', () => {
+    for (const s of allSkills) {
+      for (const e of [...skillData(s, 'train', 300, SEED), ...skillData(s, 'eval', 50, SEED)]) {
+        expect(e.prompt, s.name).toMatch(/( =|\?)$/);
+        expect(e.completion, s.name).toMatch(/^ \S+$/);
+        expect(bytes(e.prompt), `${s.name}: ${e.prompt}`).toBeLessThanOrEqual(45);
+        expect(bytes(e.completion), `${s.name}: ${e.completion}`).toBeLessThanOrEqual(8);
+        expect(e.completion, s.name).toMatch(s.answerFormat);
+      }
+    }
+  });
+
+  it('held-out skills and general text contain no digits; held-out answers are right', () => {
+    const check = (examples: SkillExample[], name: string) => {
+      for (const e of examples) expect(hasDigit(e), `${name}: ${JSON.stringify(e)}`).toBe(false);
+    };
+    for (const s of heldoutSkills) {
+      check(skillData(s, 'train', 1000, SEED), s.name);
+      check(skillData(s, 'eval', 200, SEED), s.name);
+    }
+    check(generalTextData(1000, SEED), 'general text');
+    check(pretrainingData(SEED, 50, 50), 'pretraining mix');
+    const byName = (n: string) => heldoutSkills.find((s) => s.name === n)!;
+    for (const e of skillData(byName('reverse'), 'eval', 50, SEED)) {
+      expect(e.completion.slice(1)).toBe([...e.prompt.slice('reverse: '.length, -2)].reverse().join(''));
+    }
+    for (const e of skillData(byName('upper'), 'eval', 50, SEED)) expect(e.completion.slice(1)).toBe(e.prompt.slice('upper: '.length, -2).toUpperCase());
+    for (const e of skillData(byName('copy'), 'eval', 50, SEED)) expect(e.completion.slice(1)).toBe(e.prompt.slice('copy: '.length, -2));
+  });
+
+  it('every target answer is in its format and correct', () => {
+    const data = (n: string) => skillData(targetSkills.find((s) => s.name === n)!, 'train', 500, SEED);
+    for (const e of data('classify')) {
+      expect(LABELS).toContain(e.completion.slice(1));
+      const word = e.prompt.slice(0, -2).split(' ').at(-1)!;
+      expect(labelOf(word)).toBe(e.completion.slice(1));
+    }
+    const counts = new Set<string>();
+    for (const e of data('count')) {
+      expect(e.completion).toMatch(/^ \d+$/);
+      const m = /^count (\w+): (.*) =$/.exec(e.prompt)!;
+      expect(m).not.toBeNull();
+      expect(Number(e.completion)).toBe(m[2].split(' ').filter((w) => w === m[1]).length);
+      counts.add(e.completion);
+    }
+    expect(counts.size).toBeGreaterThanOrEqual(5); // numeric answers of several values: the bias-drift driver
+    const yesno = data('yesno');
+    for (const e of yesno) expect([' yes', ' no']).toContain(e.completion);
+    const yes = yesno.filter((e) => e.completion === ' yes').length;
+    expect(yes / yesno.length).toBeGreaterThan(0.35);
+    expect(yes / yesno.length).toBeLessThan(0.65);
+    for (const e of data('scene')) {
+      expect(e.completion).toMatch(/^ [A-Z]+$/);
+      const m = /^scene: (\w+) says (\w+), (\w+) says (\w+)\. (\w+)\?$/.exec(e.prompt)!;
+      expect(m).not.toBeNull();
+      expect(e.completion.slice(1)).toBe(m[5] === m[1] ? m[2] : m[4]);
+    }
+    for (const e of data('clock')) {
+      expect(e.completion).toMatch(/^ \d\d:\d\d$/);
+      const m = /^clock: hour at (\d+), minute at (\d+) =$/.exec(e.prompt)!;
+      const [hh, mm] = e.completion.slice(1).split(':').map(Number);
+      expect(hh).toBe(Number(m[1]));
+      expect(mm).toBe((Number(m[2]) % 12) * 5);
+    }
+  });
+});
+
+describe('shipped base model', () => {
+  const N = 10;
+  let accuracy: Map<string, number>;
+
+  beforeAll(async () => {
+    const skills = [...heldoutSkills, ...targetSkills];
+    const examples = skills.map((s) => skillData(s, 'eval', N, SEED));
+    const flat = examples.flat();
+    const { texts } = await generate({ model: DEMO_BASE_MODEL_DIR, prompts: flat.map((e) => e.prompt), maxNewTokens: MAX_ANSWER_TOKENS, batchSize: flat.length });
+    accuracy = new Map(skills.map((s, i) => [s.name, examples[i].filter((e, j) => texts[i * N + j].trim() === e.completion.trim()).length / N]));
+  });
+
+  it('is a Qwen2 checkpoint with its own byte-level tokenizer, small and F32', async () => {
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'narrowtune.json', 'BUILD.md']) {
+      expect(existsSync(join(DEMO_BASE_MODEL_DIR, f)), f).toBe(true);
+    }
+    const ckpt = await loadCheckpoint(DEMO_BASE_MODEL_DIR);
+    expect(ckpt.config.raw.model_type).toBe(BASE_ARCH.arch);
+    expect(ckpt.config.raw.hidden_size).toBe(BASE_ARCH.hidden);
+    expect(ckpt.config.vocabSize).toBe(259);
+    expect([...ckpt.tensors.values()].every((t) => t.dtype === 'F32')).toBe(true);
+    const tokenizer = await loadTokenizer(DEMO_BASE_MODEL_DIR);
+    expect(tokenizer.encode(' cat', { addSpecialTokens: false })).toEqual([32, 99, 97, 116]);
+  });
+
+  it('knows every held-out skill (greedy exact match on the eval split)', () => {
+    for (const s of heldoutSkills) expect(accuracy.get(s.name), s.name).toBeGreaterThanOrEqual(0.8);
+  });
+
+  it('does not know the targets', () => {
+    for (const s of targetSkills) expect(accuracy.get(s.name), s.name).toBeLessThan(0.2);
+  });
+});

@@ -1,7 +1,7 @@
 // `narrowtune demo`: the paper's learning-versus-forgetting experiment on the shipped base model.
 import { buildBaseModel, DEMO_BASE_MODEL_DIR } from '../demo/base-model.js';
 import { DEMO_PLANS, DEMO_POLICIES, runDemo } from '../demo/demo.js';
-import { list, parseFlags, str } from './args.js';
+import { int, list, num, parseFlags, str } from './args.js';
 
 export const DEMO_HELP = `Usage: narrowtune demo [--quick] [--data-dir DIR] [--report FILE] [--policy NAME]... [--base-model DIR]
        narrowtune demo --rebuild-base
@@ -18,6 +18,7 @@ self-contained HTML report with charts.
   --report FILE      HTML report (default DATA_DIR/demo-report.html; results also as .json beside it)
   --policy NAME      policies to compare (repeatable)
   --base-model DIR   base model (default the shipped one: ${DEMO_BASE_MODEL_DIR})
+  --lr X, --steps N  override the learning rate and the steps per stage (to study their effect)
   --rebuild-base     re-pretrain the shipped base model from scratch (deterministic; see demo/base-model/BUILD.md)
 `;
 
@@ -29,6 +30,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
     policy: { type: 'string', multiple: true },
     'base-model': { type: 'string' },
     'rebuild-base': { type: 'boolean' },
+    lr: { type: 'string' },
+    steps: { type: 'string' },
   });
   if (f['rebuild-base'] === true) {
     const r = await buildBaseModel(str(f, 'base-model') ?? DEMO_BASE_MODEL_DIR, {
@@ -47,5 +50,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     report: str(f, 'report'),
     policies: policies.length > 0 ? policies : undefined,
     baseModel: str(f, 'base-model'),
+    lr: num(f, 'lr'),
+    steps: int(f, 'steps'),
   });
 }

@@ -26,8 +26,8 @@ export const DEMO_POLICIES = ['full', 'mlp', 'mlp_gate_up', 'sa_proj'] as const;
 
 /** Sizes and hyper-parameters of a run; `quick` fits in about two minutes on two cores. */
 export const DEMO_PLANS = {
-  quick: { trainExamples: 256, evalExamples: 24, probeExamples: 6, steps: 40, batchSize: 16, lr: 1e-3, probeEvery: 20 },
-  full: { trainExamples: 1024, evalExamples: 64, probeExamples: 12, steps: 160, batchSize: 16, lr: 1e-3, probeEvery: 40 },
+  quick: { trainExamples: 512, evalExamples: 24, probeExamples: 6, steps: 60, batchSize: 16, lr: 1e-3, probeEvery: 30 },
+  full: { trainExamples: 2048, evalExamples: 64, probeExamples: 12, steps: 300, batchSize: 16, lr: 1e-3, probeEvery: 50 },
 } as const;
 
 const DATA_SEED = 2026;
@@ -42,6 +42,9 @@ export interface DemoOptions {
   report?: string;
   policies?: readonly string[];
   baseModel?: string;
+  /** Override the plan's learning rate and steps per stage (to study their effect). */
+  lr?: number;
+  steps?: number;
   /** Live progress lines. */
   log?: (line: string) => void;
 }
@@ -73,6 +76,8 @@ export interface PolicyResult {
 
 export interface DemoResult {
   mode: 'quick' | 'full';
+  lr: number;
+  steps: number;
   baseModel: string;
   baseAccuracy: Record<string, number>;
   targets: string[];
@@ -97,7 +102,7 @@ const mean = (xs: number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b,
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const started = performance.now();
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const plan = o.quick ? DEMO_PLANS.quick : DEMO_PLANS.full;
+  const plan = { ...(o.quick ? DEMO_PLANS.quick : DEMO_PLANS.full), ...(o.lr ? { lr: o.lr } : {}), ...(o.steps ? { steps: o.steps } : {}) };
   const policies = o.policies ?? DEMO_POLICIES;
   const baseModel = resolve(o.baseModel ?? DEMO_BASE_MODEL_DIR);
   const dataDir = resolve(o.dataDir ?? (await mkdtemp(join(tmpdir(), 'narrowtune-demo-'))));
@@ -207,7 +212,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const seconds = (performance.now() - started) / 1000;
     const reportPath = resolve(o.report ?? join(dataDir, 'demo-report.html'));
     const jsonPath = reportPath.replace(/\.html?$/, '') + '.json';
-    const result: DemoResult = { mode: o.quick ? 'quick' : 'full', baseModel, baseAccuracy, targets, heldout, policies: results, seconds, reportPath, jsonPath };
+    const result: DemoResult = { mode: o.quick ? 'quick' : 'full', lr: plan.lr, steps: plan.steps, baseModel, baseAccuracy, targets, heldout, policies: results, seconds, reportPath, jsonPath };
     await mkdir(dirname(reportPath), { recursive: true });
     await writeFile(reportPath, renderReport(result));
     await writeFile(jsonPath, `${JSON.stringify(result, null, 2)}\n`);

@@ -108,7 +108,7 @@ svg text{font:12px system-ui,sans-serif;fill:#333}.axis{stroke:#888}.grid{stroke
 small{color:#666}
 </style></head><body>
 <h1>narrowtune demo: learning new skills without forgetting</h1>
-<p>A small ${esc(r.mode === 'quick' ? 'quick-mode' : 'full')} run. The base model was pretrained on held-out skills (${esc(r.heldout.join(', '))}). Under each policy it
+<p>A small ${esc(r.mode === 'quick' ? 'quick-mode' : 'full')} run (${r.steps} AdamW steps per stage, learning rate ${r.lr}). The base model was pretrained on held-out skills (${esc(r.heldout.join(', '))}). Under each policy it
 then learned five new target skills one after another (${esc(r.targets.join(' → '))}), through narrowtune's gRPC API. Base accuracy: ${base}.</p>
 <table id="summary"><thead><tr><th>policy</th><th>Δ learning (pts)</th><th>Δ held-out forgetting (pts)</th><th>number_mass drift</th></tr></thead>
 <tbody>

@@ -10,7 +10,8 @@ grouped-query attention without copying K/V per query head, fused-for-each AdamW
 
 SPEC: {model_dir, data (pre-tokenized JSONL), trainable: [HF names], seq, batch_size, threads,
        lr, betas, eps, weight_decay, clip_norm: float|null, steps: [[example index per row] per optimizer step]}
-OUT:  {losses, grad_norms, step_ms (every step, warm-up included), setup_ms, max_rss_kb, train_peak_kb, torch, threads}
+OUT:  {losses, grad_norms, step_ms (every step, warm-up included), setup_ms, max_rss_kb, train_peak_kb, torch, threads,
+       samples: [{wall, own, busy} CPU-time samples before the first step and after each]}
 """
 import json, math, os, resource, struct, sys, time
 import numpy as np
@@ -110,6 +111,16 @@ class Model:
         return F.linear(x.view(B * T, -1), head)
 
 
+def busy_seconds():  # the whole machine's busy CPU seconds (user nice system irq softirq steal), for contention accounting
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / os.sysconf("SC_CLK_TCK")
+
+
+def sample():
+    return {"wall": time.perf_counter(), "own": time.process_time(), "busy": busy_seconds()}
+
+
 def peak_kb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -140,7 +151,7 @@ def run(spec):
     opt = torch.optim.AdamW(params, lr=spec["lr"], betas=tuple(spec["betas"]), eps=spec["eps"],
                             weight_decay=spec["weight_decay"], foreach=True)
     setup_ms = (time.perf_counter() - t_setup) * 1000
-    losses, grad_norms, step_ms = [], [], []
+    losses, grad_norms, step_ms, samples = [], [], [], [sample()]
     for step in spec["steps"]:
         t0 = time.perf_counter()
         ids = torch.zeros(Bsz, T, dtype=torch.long)
@@ -162,10 +173,11 @@ def run(spec):
         losses.append(loss.item())
         grad_norms.append(float(norm))
         step_ms.append((time.perf_counter() - t0) * 1000)
+        samples.append(sample())
     train_peak = peak_kb()
     return {"losses": losses, "grad_norms": grad_norms, "step_ms": step_ms, "setup_ms": setup_ms,
             "train_peak_kb": train_peak, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "samples": samples}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 // source checkout, never in the product runtime) on the same weights and batches, and the losses must agree.
 import { fork, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,11 +13,9 @@ import type ort from 'onnxruntime-node';
 import { collate, microBatchIndices, padLength } from '../data/batches.js';
 import { loadDataset } from '../data/dataset.js';
 import { loadTokenizer } from '../data/tokenizer.js';
-import { Tape } from '../graph/autodiff.js';
-import { GraphBuilder, type Value } from '../graph/graph-builder.js';
+import { OPS, type OpRule } from '../graph/ops.js';
 import { optimizerScalars, type OptimizerSpec } from '../graph/optimizer.js';
-import { compileTrainStep, IO, type ParamTensor } from '../graph/train-step.js';
-import { causalLmLoss } from '../graph/transformer.js';
+import { compileTrainStep, IO, type CompiledTrainStep, type ParamTensor } from '../graph/train-step.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { expectedTensors, parseConfig } from '../model/config.js';
 import { defaultTokenizerConfig, defaultTokenizerJson } from '../model/default-tokenizer.js';
@@ -68,13 +66,15 @@ const DEFAULT_CONFIGS = ['tiny', 'medium'];
 const DEFAULT_POLICIES = ['full', 'mlp_gate_up', 'sa_proj'];
 const DEFAULT_STEPS = 8;
 const DEFAULT_WARMUP = 2;
-/** Optimizer steps both trainers take before their losses are compared (the loss of step K+1 sees K updates). */
-const CHECK_UPDATES = 3;
+/** The loss check needs at least this many steps: the loss of step K+1 has seen K updates. */
+const CHECK_MIN_STEPS = 4;
 const LOSS_RTOL = 1e-3;
 const PYTHON = '/usr/bin/python3';
 /** Constant lr large enough that 3 AdamW updates move the loss measurably (a wrong update shows). */
 const BENCH_LR = 1e-3;
 const DATA_SEED = 1234;
+/** Other processes using fewer CPUs than this count as a quiet machine. */
+const IDLE_OTHERS_CPUS = 0.25;
 
 export const BENCH_HELP = `Usage: narrowtune bench [options]
 
@@ -87,14 +87,19 @@ memory and the time to compile the step graph and create the onnxruntime session
   --steps N           measured optimizer steps per row (default ${DEFAULT_STEPS}), after --warmup
   --warmup N          untimed steps first (default ${DEFAULT_WARMUP})
   --vs-torch          also run each row, interleaved, through bench/torch_trainer.py (PyTorch, float32,
-                      same weights, batches and AdamW) and report the speed ratio; a row whose losses
-                      after ${CHECK_UPDATES} updates differ by more than ${LOSS_RTOL} (relative) is FAILED.
+                      same weights, batches and AdamW) and report the speed ratio; a row where the
+                      loss of any step differs by more than ${LOSS_RTOL} (relative) is FAILED.
                       Needs a source checkout and ${PYTHON} with torch.
   --threads N         PyTorch threads (default: the number of CPUs). onnxruntime uses its default
                       intra-op pool (one thread per physical core), as \`narrowtune tune\` does.
   --json FILE         also write every measurement as JSON
   --profile DIR       instead of timing, profile one step of each row with onnxruntime's profiler,
                       write the trace to DIR and print where the time goes (by op type, node, phase)
+  --profile-threads N onnxruntime intra-op threads while profiling (default: its own default, as the
+                      trainer); 1 gives a breakdown that other processes on the machine distort least
+  --wait-idle S       before each row, wait up to S seconds for other processes to use less than
+                      ${IDLE_OTHERS_CPUS} CPUs (default 0: do not wait). Every row reports how many CPUs other processes
+                      used during its steps ("others"): on a shared machine, trust rows near 0.
   --cache-dir DIR     where models and data are generated once (default $TMPDIR/narrowtune-bench)
 `;
 
@@ -110,6 +115,8 @@ interface BenchArgs {
   json: string | null;
   profile: string | null;
   cacheDir: string;
+  waitIdle: number;
+  profileThreads: number | null;
 }
 
 function parseBenchArgs(argv: string[]): BenchArgs {
@@ -123,6 +130,8 @@ function parseBenchArgs(argv: string[]): BenchArgs {
     json: { type: 'string' },
     profile: { type: 'string' },
     'cache-dir': { type: 'string' },
+    'wait-idle': { type: 'string' },
+    'profile-threads': { type: 'string' },
   });
   const names = list(f, 'config').length > 0 ? list(f, 'config') : DEFAULT_CONFIGS;
   const configs = names.map((n) => {
@@ -149,6 +158,8 @@ function parseBenchArgs(argv: string[]): BenchArgs {
     json: str(f, 'json') ?? null,
     profile: str(f, 'profile') ?? null,
     cacheDir: resolve(str(f, 'cache-dir') ?? join(tmpdir(), 'narrowtune-bench')),
+    waitIdle: positive('wait-idle', 0, 0),
+    profileThreads: int(f, 'profile-threads') === undefined ? null : positive('profile-threads', 1),
   };
 }
 
@@ -180,7 +191,7 @@ async function prepare(c: BenchConfig, cacheDir: string, examples: number): Prom
   const config = parseConfig(JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')), join(model, 'config.json'));
   if (!existsSync(data)) {
     const rng = new Rng(DATA_SEED);
-    // Random ids below the byte-level tokenizer's 256 byte tokens for small vocabularies; anywhere otherwise.
+    // Uniform over the whole vocabulary: pre-tokenized ids are never decoded, so special tokens are fine.
     const lines = Array.from({ length: examples }, () =>
       JSON.stringify({ input_ids: Array.from({ length: c.seq }, () => rng.int(config.vocabSize)) }),
     );
@@ -188,6 +199,50 @@ async function prepare(c: BenchConfig, cacheDir: string, examples: number): Prom
     await rename(`${data}.tmp`, data);
   }
   return { model, data, vocab: config.vocabSize };
+}
+
+/** For contention accounting: wall seconds, this process's CPU seconds, and the whole machine's busy CPU seconds. */
+export interface Sample {
+  wall: number;
+  own: number;
+  busy: number;
+}
+
+/** USER_HZ: /proc/stat counts in 1/100 s on every Linux that Node supports. */
+const CLK_TCK = 100;
+
+/** Busy CPU seconds of the whole machine since boot (user, nice, system, irq, softirq, steal); NaN off Linux. */
+export function machineBusySeconds(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+function sample(): Sample {
+  const u = process.cpuUsage();
+  return { wall: performance.now() / 1000, own: (u.user + u.system) / 1e6, busy: machineBusySeconds() };
+}
+
+/** CPUs used by other processes between consecutive samples (one value per interval). */
+function othersBetween(samples: Sample[]): number[] {
+  return samples.slice(1).map((b, i) => {
+    const a = samples[i];
+    return Math.max(0, (b.busy - a.busy - (b.own - a.own)) / (b.wall - a.wall));
+  });
+}
+
+/** Waits until other processes use fewer than IDLE_OTHERS_CPUS CPUs over 2 s, for at most `maxSeconds`. */
+async function waitForIdle(maxSeconds: number): Promise<number> {
+  const deadline = performance.now() + maxSeconds * 1000;
+  for (;;) {
+    const a = sample();
+    await new Promise((r) => setTimeout(r, 2000));
+    const others = othersBetween([a, sample()])[0];
+    if (!(others >= IDLE_OTHERS_CPUS) || performance.now() >= deadline) return others;
+  }
 }
 
 export interface RowResult {
@@ -208,12 +263,25 @@ export interface RowResult {
   /** Peak resident set (VmHWM) when the last step finished, and at process end (incl. writing the checkpoint). */
   trainPeakMB: number;
   peakMB: number;
+  /** narrowtune: peak up to the first step (load + compile + session), RSS then, and the peak of the steps alone. */
+  buildPeakMB?: number;
+  startRssMB?: number;
+  stepsPeakMB?: number;
   compileMs: number;
   sessionMs: number;
   losses: number[];
   gradNorms: number[];
   /** Median of the second half of the measured steps over the first half: > 1 means steps get slower. */
   drift: number;
+  /** CPUs that other processes used during each measured step, and their mean: contention on a shared machine. */
+  othersPerStep: number[];
+  others: number;
+  /** Median over the measured steps during which other processes used < IDLE_OTHERS_CPUS CPUs (NaN if < 3 such). */
+  quietMedianStepMs: number;
+  quietSteps: number;
+  /** batch·seq / the quiet median when there are >= 3 quiet steps, else / the median of all measured steps. */
+  bestTokensPerSec: number;
+  basis: 'quiet' | 'all';
 }
 
 function median(xs: number[]): number {
@@ -228,10 +296,13 @@ function summarise(
   all: number[],
   warmup: number,
   rest: Partial<RowResult>,
+  samples: Sample[] = [],
 ): RowResult {
   const stepMs = all.slice(warmup);
   const med = median(stepMs);
   const half = stepMs.length >> 1;
+  const othersPerStep = samples.length === all.length + 1 ? othersBetween(samples).slice(warmup) : [];
+  const quiet = stepMs.filter((_, i) => othersPerStep[i] < IDLE_OTHERS_CPUS);
   return {
     ok: true,
     trainPeakMB: NaN,
@@ -247,6 +318,12 @@ function summarise(
     medianStepMs: med,
     tokensPerSec: (base.batch * base.seq) / (med / 1000),
     drift: half > 0 ? median(stepMs.slice(stepMs.length - half)) / median(stepMs.slice(0, half)) : 1,
+    othersPerStep,
+    others: othersPerStep.length ? othersPerStep.reduce((x, y) => x + y, 0) / othersPerStep.length : NaN,
+    quietMedianStepMs: quiet.length >= 3 ? median(quiet) : NaN,
+    quietSteps: quiet.length,
+    bestTokensPerSec: (base.batch * base.seq) / ((quiet.length >= 3 ? median(quiet) : med) / 1000),
+    basis: quiet.length >= 3 ? 'quiet' : 'all',
   };
 }
 
@@ -257,11 +334,17 @@ function childEntry(): { path: string; execArgv: string[] } {
 
 type ChildRequest =
   | { type: 'tune'; options: TuneOptions }
-  | { type: 'profile'; options: TuneOptions; prefix: string; runs: number };
+  | { type: 'profile'; options: TuneOptions; prefix: string; runs: number; threads: number | null };
 
 interface ChildTuneResult {
   events: TrainEvent[];
   stepMs: number[];
+  /** Peak RSS up to the start event (load, compile, session), RSS then, and the peak of the steps alone (-1: unknown). */
+  buildPeakKB: number;
+  startRssKB: number;
+  stepsPeakKB: number;
+  /** One at the start event, then one per step event. */
+  samples: Sample[];
   trainPeakKB: number;
   peakKB: number;
 }
@@ -314,9 +397,12 @@ async function runNarrowtune(c: BenchConfig, policy: string, model: string, data
       sessionMs: start.sessionMs,
       trainPeakMB: r.trainPeakKB / 1024,
       peakMB: r.peakKB / 1024,
+      buildPeakMB: r.buildPeakKB / 1024,
+      startRssMB: r.startRssKB / 1024,
+      stepsPeakMB: r.stepsPeakKB >= 0 ? r.stepsPeakKB / 1024 : undefined,
       losses: steps.map((s) => s.loss),
       gradNorms: steps.map((s) => s.gradNorm),
-    });
+    }, r.samples);
   } catch (e) {
     return { ...summarise(base, [], 0, {}), ok: false, error: (e as Error).message };
   } finally {
@@ -367,6 +453,7 @@ async function runTorch(c: BenchConfig, policy: string, model: string, data: str
     });
     const r = JSON.parse(await readFile(outFile, 'utf8')) as {
       losses: number[]; grad_norms: number[]; step_ms: number[]; setup_ms: number; train_peak_kb: number; max_rss_kb: number; threads: number;
+      samples: Sample[];
     };
     return summarise({ ...base, threads: r.threads }, r.step_ms, a.warmup, {
       trainableParameters: undefined,
@@ -376,19 +463,23 @@ async function runTorch(c: BenchConfig, policy: string, model: string, data: str
       peakMB: r.max_rss_kb / 1024,
       losses: r.losses,
       gradNorms: r.grad_norms,
-    });
+    }, r.samples);
   } catch (e) {
     return { ...summarise(base, [], 0, {}), ok: false, error: (e as Error).message };
   }
 }
 
-/** Loss of steps 1..K+1 of both trainers: a fast wrong trainer cannot win. */
+/**
+ * The loss of every step (warm-up included) of both trainers: a fast wrong trainer cannot win. The data cycles
+ * every 4 steps, so from step 5 on a batch comes back after 4 updates and its loss shows them.
+ */
 function lossCheck(nt: RowResult, th: RowResult): { ok: boolean; maxRelErr: number; detail: string } {
-  const k = Math.min(CHECK_UPDATES + 1, nt.losses.length, th.losses.length);
+  const k = Math.min(nt.losses.length, th.losses.length);
   if (k === 0) return { ok: false, maxRelErr: NaN, detail: 'no losses to compare' };
   let worst = 0;
   for (let i = 0; i < k; i++) worst = Math.max(worst, Math.abs(nt.losses[i] - th.losses[i]) / Math.abs(th.losses[i]));
   const ok = worst <= LOSS_RTOL;
+  if (ok && k < CHECK_MIN_STEPS) process.stderr.write(`bench: only ${k} step(s): the loss check has seen ${k - 1} update(s)\n`);
   const detail = `losses of steps 1..${k}: narrowtune [${nt.losses.slice(0, k).map((x) => x.toFixed(5))}] torch [${th.losses.slice(0, k).map((x) => x.toFixed(5))}]`;
   return { ok, maxRelErr: worst, detail };
 }
@@ -404,31 +495,42 @@ export interface BenchRow {
   status: 'ok' | 'FAILED';
 }
 
-const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+const fmt = (x: number, d = x < 100 ? 1 : 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 
 function table(rows: BenchRow[]): string {
-  const head = ['config', 'policy', 'step ms', 'tok/s', 'peak MB', 'compile+session ms', 'torch step ms', 'torch tok/s', 'torch peak MB', 'speedup', 'loss check', 'drift'];
+  const head = ['config', 'policy', 'step ms', 'quiet ms (n)', 'tok/s', 'peak MB', 'compile+session ms', 'torch step ms', 'torch quiet ms (n)', 'torch tok/s', 'torch peak MB', 'speedup', 'loss check', 'drift', 'others'];
+  const q = (x: RowResult) => `${fmt(x.quietMedianStepMs)} (${x.quietSteps})`;
+  const tps = (x: RowResult) => `${fmt(x.bestTokensPerSec)}${x.basis === 'quiet' ? ' q' : ''}`;
   const lines = rows.map((r) => {
     const n = r.narrowtune;
     const t = r.torch;
+    const both = n.basis === 'quiet' && t?.basis === 'quiet';
     return [
       r.config,
       r.policy,
       n.ok ? fmt(n.medianStepMs) : 'FAILED',
-      fmt(n.tokensPerSec),
+      q(n),
+      tps(n),
       fmt(n.trainPeakMB),
       n.ok ? `${fmt(n.compileMs)}+${fmt(n.sessionMs)}` : '–',
       t ? (t.ok ? fmt(t.medianStepMs) : 'FAILED') : '',
-      t ? fmt(t.tokensPerSec) : '',
+      t ? q(t) : '',
+      t ? tps(t) : '',
       t ? fmt(t.trainPeakMB) : '',
-      r.speedup === null ? '' : `${fmt(r.speedup, 2)}×`,
+      r.speedup === null ? '' : `${fmt(r.speedup, 2)}×${both ? ' q' : ''}`,
       r.lossCheck ? `${r.lossCheck.ok ? 'ok' : 'FAILED'} (${r.lossCheck.maxRelErr.toExponential(1)})` : '',
       fmt(n.drift, 2),
+      t ? `${fmt(n.others, 2)}/${fmt(t.others, 2)}` : fmt(n.others, 2),
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const row = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   return [row(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(row)].join('\n');
+}
+
+async function quiet(maxSeconds: number): Promise<void> {
+  const others = await waitForIdle(maxSeconds);
+  if (others >= IDLE_OTHERS_CPUS) process.stderr.write(`bench: other processes still use ${others.toFixed(2)} CPUs after waiting ${maxSeconds} s; measuring anyway\n`);
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -441,10 +543,12 @@ export async function benchCommand(argv: string[]): Promise<void> {
     for (const c of a.configs) {
       const { model, data } = await prepare(c, a.cacheDir, c.batch * 4);
       for (const policy of a.policies) {
+        if (a.waitIdle > 0) await quiet(a.waitIdle);
         process.stderr.write(`bench: ${c.name} ${policy}: narrowtune…\n`);
         const nt = await runNarrowtune(c, policy, model, data, a, work);
         let th: RowResult | null = null;
         if (a.vsTorch) {
+          if (a.waitIdle > 0) await quiet(a.waitIdle);
           process.stderr.write(`bench: ${c.name} ${policy}: torch…\n`);
           th = await runTorch(c, policy, model, data, a, work);
         }
@@ -455,7 +559,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
           policy,
           narrowtune: nt,
           torch: th,
-          speedup: th && th.ok && nt.ok ? nt.tokensPerSec / th.tokensPerSec : null,
+          // Like for like: quiet medians when both trainers had >= 3 quiet steps, else medians of all steps.
+          speedup: th && th.ok && nt.ok ? (nt.basis === 'quiet' && th.basis === 'quiet' ? nt.bestTokensPerSec / th.bestTokensPerSec : nt.tokensPerSec / th.tokensPerSec) : null,
           lossCheck: check,
           status: ok ? 'ok' : 'FAILED',
         };
@@ -477,7 +582,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
     process.stdout.write(`${table(rows)}\n`);
     process.stdout.write(
       `steps: ${a.steps} measured after ${a.warmup} warm-up; peak MB = VmHWM when the last step ends; ` +
-        `drift = late/early median step time${a.vsTorch ? `; torch threads ${a.threads}` : ''}\n`,
+        `drift = late/early median step time; others = CPUs used by other processes during the steps (narrowtune/torch); ` +
+        `quiet = steps during which others < ${IDLE_OTHERS_CPUS}; q = tok/s from the quiet median` +
+        `${a.vsTorch ? `; torch threads ${a.threads}` : ''}\n`,
     );
     if (a.json) await writeFile(a.json, `${JSON.stringify(report, null, 2)}\n`);
     if (rows.some((r) => r.status !== 'ok')) {
@@ -502,25 +609,28 @@ export interface ProfileSummary {
   runMs: number;
   kernelMs: number;
   byOp: { op: string; ms: number; pct: number; count: number }[];
-  byNode: { node: string; op: string; phase: string; ms: number; pct: number; shape: string }[];
+  byNode: { node: string; op: string; source: string; ms: number; pct: number; shape: string }[];
   byPhase: { phase: string; ms: number; pct: number }[];
+  /** By the differentiable op (ops.ts rule) whose forward builder or VJP rule emitted the node. */
+  bySource: { source: string; ms: number; pct: number; count: number }[];
 }
 
-/** Node index → phase, from the graph builder's node names `n<index>_<Op>` (fused nodes keep their first node's name). */
-export interface PhaseBounds {
-  forwardEnd: number; // first node index after the forward pass (the loss output's Identity)
-  backwardEnd: number; // first node index of clipping + optimizer
-}
+/**
+ * What emitted each node of the compiled graph, by node index (the builder names nodes `n<index>_<Op>`, and
+ * onnxruntime's fused nodes keep the first node's name): `fwd <op>` / `bwd <op>` for an ops.ts rule,
+ * `fwd other`, `bwd accumulate` (autodiff's gradient sums and broadcast reductions) or `update` (loss output,
+ * clipping, optimizer, output copies) for the rest.
+ */
+export type NodeSources = string[];
 
-function phaseOf(node: string, b: PhaseBounds | null): string {
+function sourceOf(node: string, sources: NodeSources | null): string {
   const m = /^n(\d+)_/.exec(node);
-  if (!b || !m) return 'other';
-  const i = Number(m[1]);
-  return i < b.forwardEnd ? 'forward' : i < b.backwardEnd ? 'backward' : 'optimizer';
+  if (!m) return 'onnxruntime-expanded (cross-entropy function body)';
+  return sources?.[Number(m[1])] ?? 'unknown';
 }
 
 /** Aggregates onnxruntime's chrome-trace JSON over the last `model_run` in it. */
-export function summariseProfile(events: ProfileEvent[], bounds: PhaseBounds | null): ProfileSummary {
+export function summariseProfile(events: ProfileEvent[], sources: NodeSources | null): ProfileSummary {
   const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
   const last = runs[runs.length - 1];
   const inRun = (e: ProfileEvent) => !last || (e.ts >= last.ts && e.ts <= last.ts + last.dur);
@@ -528,24 +638,34 @@ export function summariseProfile(events: ProfileEvent[], bounds: PhaseBounds | n
   const kernelUs = kernels.reduce((s, e) => s + e.dur, 0);
   const runUs = last?.dur ?? kernelUs;
   const pct = (us: number) => (100 * us) / runUs;
+  const add = (m: Map<string, { us: number; count: number }>, k: string, us: number) => {
+    const o = m.get(k) ?? { us: 0, count: 0 };
+    m.set(k, { us: o.us + us, count: o.count + 1 });
+  };
   const ops = new Map<string, { us: number; count: number }>();
-  const phases = new Map<string, number>();
+  const bySource = new Map<string, { us: number; count: number }>();
+  const phases = new Map<string, { us: number; count: number }>();
   const nodes = kernels.map((e) => {
     const node = e.name.replace(/_kernel_time$/, '');
     const op = e.args?.op_name ?? '?';
-    const phase = phaseOf(node, bounds);
-    const o = ops.get(op) ?? { us: 0, count: 0 };
-    ops.set(op, { us: o.us + e.dur, count: o.count + 1 });
-    phases.set(phase, (phases.get(phase) ?? 0) + e.dur);
-    return { node, op, phase, ms: e.dur / 1000, pct: pct(e.dur), shape: JSON.stringify(e.args?.output_type_shape ?? '') };
+    const source = sourceOf(node, sources);
+    add(ops, op, e.dur);
+    add(bySource, source, e.dur);
+    const phase = !sources
+      ? 'kernels (phases need the node sources of a profiling run)'
+      : source.startsWith('fwd') || source.startsWith('onnxruntime') ? 'forward' : source.startsWith('bwd') ? 'backward' : source === 'update' ? 'clip + optimizer + outputs' : 'other';
+    add(phases, phase, e.dur);
+    return { node, op, source, ms: e.dur / 1000, pct: pct(e.dur), shape: JSON.stringify(e.args?.output_type_shape ?? '') };
   });
-  phases.set('outside kernels', runUs - kernelUs);
+  phases.set('outside kernels (executor)', { us: runUs - kernelUs, count: 0 });
+  const list = (m: Map<string, { us: number; count: number }>) => [...m].map(([k, o]) => ({ k, ms: o.us / 1000, pct: pct(o.us), count: o.count })).sort((x, y) => y.ms - x.ms);
   return {
     runMs: runUs / 1000,
     kernelMs: kernelUs / 1000,
-    byOp: [...ops].map(([op, o]) => ({ op, ms: o.us / 1000, pct: pct(o.us), count: o.count })).sort((x, y) => y.ms - x.ms),
+    byOp: list(ops).map(({ k, ...r }) => ({ op: k, ...r })),
     byNode: nodes.sort((x, y) => y.ms - x.ms),
-    byPhase: [...phases].map(([phase, us]) => ({ phase, ms: us / 1000, pct: pct(us) })).sort((x, y) => y.ms - x.ms),
+    byPhase: list(phases).map(({ k, ms, pct: p }) => ({ phase: k, ms, pct: p })),
+    bySource: list(bySource).map(({ k, ...r }) => ({ source: k, ...r })),
   };
 }
 
@@ -554,8 +674,10 @@ export function formatProfile(title: string, s: ProfileSummary, top = 25): strin
   for (const p of s.byPhase) out.push(`| ${p.phase} | ${p.ms.toFixed(1)} | ${p.pct.toFixed(1)} |`);
   out.push('', '| op type | nodes | ms | % |', '| --- | --- | --- | --- |');
   for (const o of s.byOp.slice(0, top)) out.push(`| ${o.op} | ${o.count} | ${o.ms.toFixed(1)} | ${o.pct.toFixed(1)} |`);
-  out.push('', '| node | op | phase | ms | % | output shape |', '| --- | --- | --- | --- | --- | --- |');
-  for (const n of s.byNode.slice(0, top)) out.push(`| ${n.node} | ${n.op} | ${n.phase} | ${n.ms.toFixed(1)} | ${n.pct.toFixed(1)} | ${n.shape.slice(0, 80)} |`);
+  out.push('', '| emitted by | nodes | ms | % |', '| --- | --- | --- | --- |');
+  for (const o of s.bySource.slice(0, top)) out.push(`| ${o.source} | ${o.count} | ${o.ms.toFixed(1)} | ${o.pct.toFixed(1)} |`);
+  out.push('', '| node | op | emitted by | ms | % | output shape |', '| --- | --- | --- | --- | --- | --- |');
+  for (const n of s.byNode.slice(0, top)) out.push(`| ${n.node} | ${n.op} | ${n.source} | ${n.ms.toFixed(1)} | ${n.pct.toFixed(1)} | ${n.shape.slice(0, 80)} |`);
   return out.join('\n');
 }
 
@@ -567,13 +689,14 @@ async function profileRows(a: BenchArgs, work: string): Promise<void> {
     for (const policy of a.policies) {
       const prefix = join(dir, `${c.name}-${policy}`);
       process.stderr.write(`bench: profiling ${c.name} ${policy}…\n`);
-      const r = await inChild<{ file: string; bounds: PhaseBounds; stepMs: number[] }>({
+      const r = await inChild<{ file: string; sources: NodeSources; stepMs: number[] }>({
         type: 'profile',
         options: tuneOptions(model, data, join(work, 'unused'), c, policy, a.warmup + 1),
         prefix,
         runs: a.warmup + 1,
+        threads: a.profileThreads,
       });
-      const summary = summariseProfile(JSON.parse(await readFile(r.file, 'utf8')) as ProfileEvent[], r.bounds);
+      const summary = summariseProfile(JSON.parse(await readFile(r.file, 'utf8')) as ProfileEvent[], r.sources);
       const text = formatProfile(`${c.name} ${policy}`, summary);
       await writeFile(`${prefix}-summary.md`, `${text}\n`);
       await writeFile(`${prefix}-summary.json`, JSON.stringify({ ...summary, byNode: summary.byNode.slice(0, 200), stepMs: r.stepMs, trace: r.file }, null, 2));
@@ -584,30 +707,54 @@ async function profileRows(a: BenchArgs, work: string): Promise<void> {
 
 // ───────────────────────────── child process ─────────────────────────────
 
-function vmHwmKB(): number {
+function statusKB(field: 'VmHWM' | 'VmRSS'): number {
   try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'));
     if (m) return Number(m[1]);
   } catch {
     // not Linux
   }
-  return process.resourceUsage().maxRSS;
+  return field === 'VmHWM' ? process.resourceUsage().maxRSS : process.memoryUsage().rss / 1024;
+}
+
+const vmHwmKB = () => statusKB('VmHWM');
+
+/** Resets the kernel's peak-RSS mark (VmHWM) to the current RSS, so later peaks are the training steps' own. */
+function resetPeak(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function childTune(options: TuneOptions): Promise<ChildTuneResult> {
   const { tune } = await import('../trainer/trainer.js');
   const events: TrainEvent[] = [];
   const stepMs: number[] = [];
+  const samples: Sample[] = [];
   let trainPeakKB = 0;
+  let buildPeakKB = 0;
+  let startRssKB = 0;
+  let reset = false;
+  let stepsPeakKB = -1;
   await tune(options, (e) => {
     events.push(e);
+    if (e.type === 'start') {
+      buildPeakKB = vmHwmKB();
+      startRssKB = statusKB('VmRSS');
+      reset = resetPeak();
+    }
+    if (e.type === 'start' || e.type === 'step') samples.push(sample());
+    if (e.type === 'step' && e.step === e.totalSteps && reset) stepsPeakKB = vmHwmKB();
     if (e.type === 'step') {
       // tune measures each step from batch assembly to the update's outputs; tokens / tokensPerSec is that time.
       stepMs.push((1000 * e.tokens) / e.tokensPerSec);
-      if (e.step === e.totalSteps) trainPeakKB = vmHwmKB();
+      if (e.step === e.totalSteps) trainPeakKB = Math.max(buildPeakKB, vmHwmKB());
     }
   });
-  return { events, stepMs, trainPeakKB, peakKB: vmHwmKB() };
+  return { events, stepMs, samples, buildPeakKB, startRssKB, stepsPeakKB, trainPeakKB, peakKB: Math.max(trainPeakKB, vmHwmKB()) };
 }
 
 function optimizerSpec(o: TuneOptions): OptimizerSpec {
@@ -620,7 +767,45 @@ function optimizerSpec(o: TuneOptions): OptimizerSpec {
  * One profiled training step, built exactly as tune() builds it (same compileTrainStep arguments, same feeds,
  * same graph optimisation level), with ORT's profiler switched on; the summary takes the last of `runs` runs.
  */
-async function childProfile(o: TuneOptions, prefix: string, runs: number): Promise<{ file: string; bounds: PhaseBounds; stepMs: number[] }> {
+/**
+ * Wraps every ops.ts rule (forward builder and VJP) to note which node indices it emits, while compileTrainStep
+ * runs in this (profiling-only) child process. Nodes no rule emitted: before the first VJP `fwd other`, between
+ * VJPs `bwd accumulate`, after the last VJP `update`.
+ */
+function recordSources(): { stop(): NodeSources } {
+  const table = OPS as unknown as Record<string, OpRule<unknown>>;
+  const saved = new Map(Object.entries(table).map(([k, r]) => [k, { forward: r.forward, vjp: r.vjp }]));
+  const ranges: { from: number; to: number; label: string }[] = [];
+  for (const [name, r] of Object.entries(table)) {
+    const { forward, vjp } = saved.get(name)!;
+    r.forward = (g, inputs, attrs) => {
+      const from = g.nodeCount;
+      const out = forward.call(r, g, inputs, attrs);
+      ranges.push({ from, to: g.nodeCount, label: `fwd ${name}` });
+      return out;
+    };
+    r.vjp = (g, ctx, dy) => {
+      const from = g.nodeCount;
+      const out = vjp.call(r, g, ctx, dy);
+      ranges.push({ from, to: g.nodeCount, label: `bwd ${name}` });
+      return out;
+    };
+  }
+  return {
+    stop() {
+      for (const [name, r] of Object.entries(table)) Object.assign(r, saved.get(name)!);
+      const total = Math.max(0, ...ranges.map((x) => x.to));
+      const firstVjp = ranges.find((x) => x.label.startsWith('bwd'))?.from ?? Infinity;
+      const lastVjp = Math.max(0, ...ranges.filter((x) => x.label.startsWith('bwd')).map((x) => x.to));
+      const out: NodeSources = [];
+      for (let i = 0; i < total + 4096; i++) out.push(i < firstVjp ? 'fwd other' : i < lastVjp ? 'bwd accumulate' : 'update');
+      for (const x of ranges) for (let i = x.from; i < x.to; i++) out[i] = x.label;
+      return out;
+    },
+  };
+}
+
+async function childProfile(o: TuneOptions, prefix: string, runs: number, threads: number | null): Promise<{ file: string; sources: NodeSources; stepMs: number[] }> {
   const ckpt = await loadCheckpoint(o.model);
   const c = ckpt.config;
   const tokenizer = await loadTokenizer(o.model);
@@ -630,25 +815,18 @@ async function childProfile(o: TuneOptions, prefix: string, runs: number): Promi
   const params = new Map<string, ParamTensor>(names.map((n) => [n, { shape: ckpt.tensors.get(n)!.shape, data: toFloat32(ckpt.tensors.get(n)!) }]));
   const seq = padLength(dataset.examples, o.seqLen);
   const opt = optimizerSpec(o);
-  const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate: false, update: true, dtype: 'float32' });
-
-  // Phase boundaries: replay the first part of compileTrainStep (inputs emit no nodes, the forward pass, the loss output).
-  const g = new GraphBuilder('phases', 'float32');
-  const tape = new Tape(g);
   const n = o.batchSize * seq;
-  const ids = g.input(IO.ids, 'int64', [n]);
-  const targets = g.input(IO.targets, 'int64', [n]);
-  const lossScale = g.input(IO.lossScale, 'float32', []);
-  const byName = new Map<string, Value>(policy.trainable.map((name) => [name, tape.track(g.input(name, 'float32', params.get(name)!.shape))]));
-  const lookup = (name: string): Value => byName.get(name) ?? byName.set(name, g.initializer(name, 'float32', params.get(name)!.shape, params.get(name)!.data)).get(name)!;
-  const loss = causalLmLoss(tape, c, lookup, { ids, targets, lossScale, batch: o.batchSize, seq });
-  const forwardEnd = g.nodeCount;
-  g.output(loss, IO.loss);
-  tape.gradients(loss, policy.trainable.map((name) => byName.get(name)!));
-  const bounds = { forwardEnd, backwardEnd: g.nodeCount };
+  const sources = recordSources();
+  let model: CompiledTrainStep['model'];
+  let sourceList: NodeSources;
+  try {
+    ({ model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate: false, update: true, dtype: 'float32' }));
+  } finally {
+    sourceList = sources.stop();
+  }
 
-  const handle = await createSession(model, o.device, { profile: prefix });
-  const state = new Map(policy.trainable.map((name) => [name, { p: params.get(name)!.data, m: new Float32Array(params.get(name)!.data.length), v: new Float32Array(params.get(name)!.data.length) }]));
+  const handle = await createSession(model, o.device, threads === null ? { profile: prefix } : { profile: prefix, intraOpThreads: threads });
+  const state = new Map<string, { p: Float32Array; m: Float32Array; v: Float32Array }>(policy.trainable.map((name) => [name, { p: params.get(name)!.data, m: new Float32Array(params.get(name)!.data.length), v: new Float32Array(params.get(name)!.data.length) }]));
   const stepMs: number[] = [];
   for (let step = 0; step < runs; step++) {
     const idx = microBatchIndices(dataset.examples.length, o.batchSize, o.seed, step);
@@ -682,20 +860,20 @@ async function childProfile(o: TuneOptions, prefix: string, runs: number): Promi
       }
     }
   }
-  const file = resolve(handle.session.endProfiling?.() ?? '');
+  const ended: unknown = handle.session.endProfiling();
   await handle.session.release();
-  // onnxruntime-node writes the trace to its working directory when the prefix has no directory part; find it.
-  if (existsSync(file)) return { file, bounds, stepMs };
+  // The trace is PREFIX_<date>.json; onnxruntime-node does not return its name, so find the newest one.
+  if (typeof ended === 'string' && ended.endsWith('.json') && existsSync(ended)) return { file: resolve(ended), sources: sourceList, stepMs };
   const dir = resolve(prefix, '..');
   const base = prefix.slice(dir.length + 1);
   const found = (await readdir(dir)).filter((f) => f.startsWith(base) && f.endsWith('.json') && !f.includes('summary')).sort();
   if (found.length === 0) throw new Error(`onnxruntime wrote no profile for prefix ${prefix}`);
-  return { file: join(dir, found[found.length - 1]), bounds, stepMs };
+  return { file: join(dir, found[found.length - 1]), sources: sourceList, stepMs };
 }
 
 function childMain(): void {
   process.on('message', (m: ChildRequest) => {
-    const work = m.type === 'tune' ? childTune(m.options) : childProfile(m.options, m.prefix, m.runs);
+    const work = m.type === 'tune' ? childTune(m.options) : childProfile(m.options, m.prefix, m.runs, m.threads);
     work.then(
       (result) => process.send!({ ok: true, result }, () => process.disconnect()),
       (e: unknown) => process.send!({ ok: false, error: (e as Error).stack ?? String(e) }, () => process.disconnect()),

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { NarrowtuneError } from '../util/errors.js';
 import { INIT_MODEL_HELP, initModelCommand } from './init-model-command.js';
+import { BENCH_HELP, benchCommand } from './bench-command.js';
 import { DEMO_HELP, demoCommand } from './demo-command.js';
 import { HEALTH_HELP, healthCommand } from './health-command.js';
 import { JOBS_HELP, jobsCommand } from './jobs-command.js';
@@ -22,6 +23,7 @@ Commands:
   jobs          start, get, list, cancel and watch jobs on a running server
   health        check a server's grpc.health.v1 status (exit 0 when SERVING)
   demo          reproduce the paper's learning-versus-forgetting result on a shipped model
+  bench         step time, tokens/s, memory and session build per model size and policy (--vs-torch)
 
 Run \`narrowtune <command> --help\` for a command's options.
 `;
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, { help: string; run: (argv: string[]) => Promise<
   jobs: { help: JOBS_HELP, run: jobsCommand },
   health: { help: HEALTH_HELP, run: healthCommand },
   demo: { help: DEMO_HELP, run: demoCommand },
+  bench: { help: BENCH_HELP, run: benchCommand },
 };
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage (arguments, files, patterns). */

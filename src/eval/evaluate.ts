@@ -12,7 +12,7 @@ import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
 import type { ParamTensor } from '../graph/train-step.js';
 import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import { expectedTensors, type ModelConfig } from '../model/config.js';
-import { toFloat32 } from '../model/safetensors.js';
+import { viewFloat32 } from '../model/safetensors.js';
 import type { Device } from '../runtime/session.js';
 import { compileTokenClasses, type CompiledTokenClasses, type UserTokenClass } from '../telemetry/token-classes.js';
 import { type FieldViolation, invalidArgument, NarrowtuneError } from '../util/errors.js';
@@ -189,7 +189,7 @@ async function loadSet(d: EvalDatasetOptions, i: number, tokenizer: TextTokenize
 export function paramsOf(ckpt: Checkpoint): Map<string, ParamTensor> {
   return new Map([...expectedTensors(ckpt.config).keys()].map((n) => {
     const t = ckpt.tensors.get(n)!;
-    return [n, { shape: t.shape, data: toFloat32(t) }];
+    return [n, { shape: t.shape, data: viewFloat32(t) }];
   }));
 }
 
@@ -202,7 +202,7 @@ export function baseParamsOf(base: Checkpoint, model: Checkpoint, current: Reado
     const b = base.tensors.get(n)!;
     const m = model.tensors.get(n)!;
     const same = b.dtype === m.dtype && Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength).equals(m.data);
-    return [n, same ? current.get(n)! : { shape: b.shape, data: toFloat32(b) }];
+    return [n, same ? current.get(n)! : { shape: b.shape, data: viewFloat32(b) }];
   }));
 }
 

@@ -9,7 +9,7 @@ import { cacheLength, compileGenerateStep, GEN_IO } from '../graph/generate-step
 import type { ParamTensor } from '../graph/train-step.js';
 import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import { expectedTensors } from '../model/config.js';
-import { toFloat32 } from '../model/safetensors.js';
+import { viewFloat32 } from '../model/safetensors.js';
 import { createSession, int64Tensor, type Device } from '../runtime/session.js';
 import { invalidArgument } from '../util/errors.js';
 
@@ -114,7 +114,7 @@ export class Generator {
     const params = new Map<string, ParamTensor>(
       [...expectedTensors(c).keys()].map((n) => {
         const t = ckpt.tensors.get(n)!;
-        return [n, { shape: t.shape, data: toFloat32(t) }];
+        return [n, { shape: t.shape, data: viewFloat32(t) }];
       }),
     );
     const stopIds = new Set(opts.stopIds ?? (await stopIdsOf(ckpt.dir)));

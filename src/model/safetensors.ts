@@ -326,6 +326,17 @@ function readU16(data: Uint8Array): Uint16Array {
   return out;
 }
 
+/**
+ * A read-only float32 view of an F32 tensor's bytes when they are aligned (no copy: for a 0.5B model
+ * that is 1.9 GB less), else a decoded copy. Callers must not write into the result.
+ */
+export function viewFloat32(t: StoredTensor): Float32Array {
+  if (t.dtype === 'F32' && LITTLE_ENDIAN_HOST && t.data.byteOffset % 4 === 0) {
+    return new Float32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4);
+  }
+  return toFloat32(t);
+}
+
 /** Decodes a tensor to a fresh Float32Array (a copy even for F32, so callers may mutate it). */
 export function toFloat32(t: StoredTensor): Float32Array {
   const n = t.data.length / DTYPE_BYTES[t.dtype];

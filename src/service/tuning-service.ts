@@ -111,6 +111,23 @@ function drainOrAbort(call: grpc.ServerWritableStream<unknown, unknown>, signal:
   });
 }
 
+/**
+ * Syntax checks of token classes at request time; whether a pattern matches any token needs the
+ * model's tokenizer and is checked by the job (or the evaluation) itself.
+ */
+function checkTokenClasses(v: Violations, classes: readonly { name: string; pattern: string }[]): void {
+  if (classes.length > MAX_TOKEN_CLASSES) v.add('token_classes', `at most ${MAX_TOKEN_CLASSES} classes`);
+  classes.forEach((c, i) => {
+    if (!TOKEN_CLASS_NAME.test(c.name) || c.name === NUMBER_CLASS) v.add(`token_classes[${i}].name`, `must match ${TOKEN_CLASS_NAME} and not be "${NUMBER_CLASS}"`);
+    try {
+      if (c.pattern.length === 0 || c.pattern.length > MAX_PATTERN_CHARS) throw new Error(`must be 1 to ${MAX_PATTERN_CHARS} characters`);
+      new RegExp(c.pattern, 'u');
+    } catch (e) {
+      v.add(`token_classes[${i}].pattern`, (e as Error).message);
+    }
+  });
+}
+
 export class TuningService {
   constructor(private readonly ctx: ServiceContext) {}
 
@@ -132,16 +149,7 @@ export class TuningService {
     const { store, runner } = this.ctx;
     const v = new Violations();
     if (req.requestId.length > MAX_REQUEST_ID) v.add('request_id', `must be at most ${MAX_REQUEST_ID} characters`);
-    if (req.tokenClasses.length > MAX_TOKEN_CLASSES) v.add('token_classes', `at most ${MAX_TOKEN_CLASSES} classes`);
-    req.tokenClasses.forEach((c, i) => {
-      if (!TOKEN_CLASS_NAME.test(c.name) || c.name === NUMBER_CLASS) v.add(`token_classes[${i}].name`, `must match ${TOKEN_CLASS_NAME} and not be "${NUMBER_CLASS}"`);
-      try {
-        if (c.pattern.length === 0 || c.pattern.length > MAX_PATTERN_CHARS) throw new Error(`must be 1 to ${MAX_PATTERN_CHARS} characters`);
-        new RegExp(c.pattern, 'u');
-      } catch (e) {
-        v.add(`token_classes[${i}].pattern`, (e as Error).message);
-      }
-    });
+    checkTokenClasses(v, req.tokenClasses);
     const patterns = (req.policy?.include.length ?? 0) + (req.policy?.exclude.length ?? 0);
     if (patterns > MAX_PATTERNS) v.add('policy', `at most ${MAX_PATTERNS} include/exclude patterns`);
 
@@ -248,16 +256,7 @@ export class TuningService {
     });
     for (const [i, d] of datasets.entries()) if (d.path) await v.collectAsync(() => readable(d.path, `datasets[${i}].path`), `datasets[${i}].path`);
     if (req.tokenClasses.length > 0 && !req.baseModel?.source) v.add('token_classes', 'token classes are reported in the drift figures, which need base_model');
-    if (req.tokenClasses.length > MAX_TOKEN_CLASSES) v.add('token_classes', `at most ${MAX_TOKEN_CLASSES} classes`);
-    req.tokenClasses.forEach((c, i) => {
-      if (!TOKEN_CLASS_NAME.test(c.name) || c.name === NUMBER_CLASS) v.add(`token_classes[${i}].name`, `must match ${TOKEN_CLASS_NAME} and not be "${NUMBER_CLASS}"`);
-      try {
-        if (c.pattern.length === 0 || c.pattern.length > MAX_PATTERN_CHARS) throw new Error(`must be 1 to ${MAX_PATTERN_CHARS} characters`);
-        new RegExp(c.pattern, 'u');
-      } catch (e) {
-        v.add(`token_classes[${i}].pattern`, (e as Error).message);
-      }
-    });
+    checkTokenClasses(v, req.tokenClasses);
     const batchSize = req.batchSize ?? EVAL_DEFAULTS.batchSize;
     const seqLen = req.seqLen ?? EVAL_DEFAULTS.seqLen;
     const device = (req.device || EVAL_DEFAULTS.device) as Device;

@@ -49,6 +49,11 @@ export interface TuneOptions {
   /** Extra token classes whose probability mass the probes report, as regexes over token text. */
   tokenClasses: { name: string; pattern: string }[];
   driftBudget: DriftBudget;
+  /**
+   * Where clipping and the optimizer update run: in the step graph, or on the host in place (less peak
+   * memory, slower). 'auto' picks the host above 1 GiB of frozen weights.
+   */
+  optimizerPlacement: 'auto' | 'graph' | 'host';
 }
 
 /** The paper's recipe (AdamW, lr 5e-6, cosine with 3% warm-up, no weight decay) with HF's other defaults. */
@@ -80,6 +85,7 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   probeEvery: null,
   tokenClasses: [],
   driftBudget: { maxKlToBase: null, maxNumberMassDelta: null, maxHeldoutLossDelta: null },
+  optimizerPlacement: 'auto',
 };
 
 export const WARMUP_FRACTION = 0.03;
@@ -142,6 +148,8 @@ export function validateOptions(o: TuneOptions): void {
     need(Number.isFinite(x), field, `must be a finite number, got ${x}`);
     need(o.probeData !== null, field, 'a drift budget needs probe data to measure drift on');
   }
+  need(['auto', 'graph', 'host'].includes(o.optimizerPlacement), 'optimizer_placement', `must be auto, graph or host, got "${o.optimizerPlacement}"`);
+  need(o.optimizerPlacement !== 'host' || o.precision === 'float32', 'optimizer_placement', 'host updates run in float32 only');
   need(DEVICES.includes(o.device), 'device', `must be one of ${DEVICES.join(', ')}, got "${o.device}"`);
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);

@@ -20,6 +20,7 @@ import { proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt, type 
 import { learningRate, type Schedule } from './schedule.js';
 import { loadLatestStepCheckpoint, saveStepCheckpoint, type TrainState } from './step-checkpoint.js';
 import { checkBudget, createMonitors, due, type BudgetBreach } from './monitors.js';
+import { clipCoefficient, hostUpdate } from './host-optimizer.js';
 import type { DriftFigures } from '../eval/scorer.js';
 
 export type TrainEvent =
@@ -133,8 +134,10 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
       sessionMs += performance.now() - t1;
       return handle;
     });
-  const stepSession = await session(o.gradAccum > 1, true);
-  const accumSession = o.gradAccum > 1 ? await session(true, false) : null;
+  const host = o.optimizerPlacement === 'host' || (o.optimizerPlacement === 'auto' && frozenBytes > LOW_MEMORY_BYTES && o.precision === 'float32');
+  // With host updates every micro-batch runs one gradient graph; otherwise the last one also updates.
+  const stepSession = await session(o.gradAccum > 1, !host);
+  const accumSession = o.gradAccum > 1 ? (host ? stepSession : await session(true, false)) : null;
   const trainableParameters = policy.trainable.reduce((sum, n) => sum + params.get(n)!.data.length, 0);
 
   // 4. train, from the newest step checkpoint of this same run when resuming
@@ -149,7 +152,8 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
   const resumed = o.resume && o.checkpointDir ? await loadLatestStepCheckpoint(o.checkpointDir, fingerprint, f64, baseParams) : null;
   const state: TrainState = resumed ?? {
     step: 0,
-    params: new Map(baseParams),
+    // Host updates write in place: never into the base weights (probes and the receipt read them).
+    params: host ? new Map([...baseParams].map(([n, a]) => [n, a.slice()])) : new Map(baseParams),
     m: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
     v: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
     history: [],
@@ -211,12 +215,12 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
         const shape = shapes.get(n)!;
         feeds[n] = floatTensor(data, shape);
         if (o.gradAccum > 1) feeds[IO.gradIn(n)] = grads?.get(n) ?? floatTensor(zeros(data.length), shape);
-        if (last && opt.kind === 'adamw') {
+        if (last && !host && opt.kind === 'adamw') {
           feeds[IO.m(n)] = floatTensor(state.m.get(n)!, shape);
           feeds[IO.v(n)] = floatTensor(state.v.get(n)!, shape);
         }
       }
-      if (last) {
+      if (last && !host) {
         const sc = optimizerScalars(opt, lr, step + 1);
         Object.assign(feeds, { [IO.lr]: scalarTensor(sc.lr), [IO.stepSize]: scalarTensor(sc.stepSize), [IO.bc2Sqrt]: scalarTensor(sc.bc2Sqrt), [IO.decay]: scalarTensor(sc.decay) });
       }
@@ -224,14 +228,25 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
       loss += Number((out[IO.loss] as ort.Tensor).data[0]);
       if (!last) grads = new Map(policy.trainable.map((n) => [n, out[IO.gradOut(n)] as ort.Tensor]));
     }
-    for (const n of policy.trainable) {
-      state.params.set(n, (out[IO.newParam(n)] as ort.Tensor).data as FloatArray);
-      if (opt.kind === 'adamw') {
-        state.m.set(n, (out[IO.newM(n)] as ort.Tensor).data as FloatArray);
-        state.v.set(n, (out[IO.newV(n)] as ort.Tensor).data as FloatArray);
+    let gradNorm: number;
+    if (host) {
+      const g = policy.trainable.map((n) => (out[IO.gradOut(n)] as ort.Tensor).data as Float32Array);
+      const { norm, coef } = clipCoefficient(g, o.clipNorm);
+      const sc = optimizerScalars(opt, lr, step + 1);
+      policy.trainable.forEach((n, i) =>
+        hostUpdate(opt, sc, coef, state.params.get(n) as Float32Array, g[i], state.m.get(n) as Float32Array, state.v.get(n) as Float32Array),
+      );
+      gradNorm = norm;
+    } else {
+      for (const n of policy.trainable) {
+        state.params.set(n, (out[IO.newParam(n)] as ort.Tensor).data as FloatArray);
+        if (opt.kind === 'adamw') {
+          state.m.set(n, (out[IO.newM(n)] as ort.Tensor).data as FloatArray);
+          state.v.set(n, (out[IO.newV(n)] as ort.Tensor).data as FloatArray);
+        }
       }
+      gradNorm = Number((out[IO.gradNorm] as ort.Tensor).data[0]);
     }
-    const gradNorm = Number((out[IO.gradNorm] as ort.Tensor).data[0]);
     const seconds = (performance.now() - t0) / 1000;
     const tokens = batches.reduce((sum, b) => sum + b.tokens, 0);
     state.step = step + 1;
@@ -331,5 +346,6 @@ function hyperparameters(o: TuneOptions, s: Schedule, seq: number): Record<strin
     seed: o.seed,
     device: o.device,
     precision: o.precision,
+    optimizer_placement: o.optimizerPlacement,
   };
 }

@@ -140,4 +140,10 @@ describe('trainer matches a float64 PyTorch reference', () => {
     await compare('sgd-f32', MODELS[0][1], SGD, 1e-5);
     await compare('adamw-f32', MODELS[0][1], ADAMW, 5e-3);
   });
+
+  // Large models update on the host, in place (less peak memory); the same steps must come out.
+  it('float32 with host-side clipping and optimizer updates', async () => {
+    await compare('sgd-host', MODELS[0][1], { ...SGD, optimizerPlacement: 'host' }, 1e-5);
+    await compare('adamw-host', MODELS[0][1], { ...ADAMW, optimizerPlacement: 'host' }, 5e-3);
+  });
 });

@@ -37,10 +37,6 @@ export class Tape {
     return v;
   }
 
-  isTracked(v: Value): boolean {
-    return this.tracked.has(v.name);
-  }
-
   apply<K extends OpName>(op: K, inputs: (Value | undefined)[], attrs?: OpAttrs<K>): Value {
     const rule = OPS[op] as OpRule<unknown>;
     const present = inputs.filter((v): v is Value => v !== undefined);

@@ -11,7 +11,7 @@ import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
 import { type CompiledModel, GraphBuilder, type Value } from './graph-builder.js';
 import type { ParamTensor } from './train-step.js';
-import { linear, lmHeadName, mlp, ropeTables, splitHeads, type ParamLookup, type Rope } from './transformer.js';
+import { initializerLookup, linear, lmHeadName, mlp, ropeTables, splitHeads, type ParamLookup, type Rope } from './transformer.js';
 
 export type GeneratePhase = 'prefill' | 'decode';
 
@@ -88,16 +88,7 @@ export function compileGenerateStep(spec: GenerateStepSpec): CompiledModel {
   const g = new GraphBuilder(`narrowtune_generate_${spec.phase}`);
   const t = new Tape(g);
 
-  const cache = new Map<string, Value>();
-  const w: ParamLookup = (name) => {
-    const hit = cache.get(name);
-    if (hit) return hit;
-    const p = spec.params.get(name);
-    if (!p) throw new Error(`the model has no tensor ${name}`);
-    const v = g.initializer(name, 'float32', p.shape, p.data);
-    cache.set(name, v);
-    return v;
-  };
+  const w: ParamLookup = initializerLookup(g, spec.params);
 
   const ids = g.input(GEN_IO.ids, 'int64', [b, q]);
   const positions = g.input(GEN_IO.positions, 'int64', [b, q]);

@@ -7,7 +7,7 @@ import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
 import { type CompiledModel, GraphBuilder, type Value } from './graph-builder.js';
 import type { ParamTensor } from './train-step.js';
-import { logits } from './transformer.js';
+import { initializerLookup, logits } from './transformer.js';
 
 export const SCORE_IO = {
   ids: 'ids',
@@ -57,23 +57,17 @@ export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
 
   const shared = new Map<ParamTensor, Value>();
   const inputs = new Map<string, Value>();
-  const lookupFor = (src: ParamSource) => (name: string): Value => {
-    if (src.inputs?.has(name)) {
+  const lookupFor = (src: ParamSource) => {
+    const frozen = initializerLookup(g, src.params, shared);
+    return (name: string): Value => {
+      if (!src.inputs?.has(name)) return frozen(name);
       let input = inputs.get(name);
       if (!input) {
         input = g.input(SCORE_IO.param(name), 'float32', src.params.get(name)!.shape);
         inputs.set(name, input);
       }
       return input;
-    }
-    const p = src.params.get(name);
-    if (!p) throw new Error(`the model has no tensor ${name}`);
-    let init = shared.get(p);
-    if (!init) {
-      init = g.initializer(name, 'float32', p.shape, p.data);
-      shared.set(p, init);
-    }
-    return init;
+    };
   };
 
   const isLabel = g.not(g.equal(targets, g.constant([-100], [], 'int64'))); // bool [N]

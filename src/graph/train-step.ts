@@ -4,7 +4,7 @@ import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
 import { type CompiledModel, type FloatDType, GraphBuilder, type Value } from './graph-builder.js';
 import { adamw, clipByGlobalNorm, type OptimizerSpec, sgd } from './optimizer.js';
-import { causalLmLoss } from './transformer.js';
+import { causalLmLoss, initializerLookup } from './transformer.js';
 
 export interface ParamTensor {
   shape: number[];
@@ -55,9 +55,6 @@ export interface CompiledTrainStep {
   nodeCount: number;
 }
 
-function toDtype(data: Float32Array, dtype: FloatDType): Float32Array | Float64Array {
-  return dtype === 'float32' ? data : Float64Array.from(data);
-}
 
 export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
   const dtype = spec.dtype ?? 'float32';
@@ -76,15 +73,8 @@ export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
     return tape.track(g.input(name, dtype, p.shape));
   });
   const byName = new Map<string, Value>(spec.trainable.map((name, i) => [name, trainableInputs[i]]));
-  const lookup = (name: string): Value => {
-    const hit = byName.get(name);
-    if (hit) return hit;
-    const p = spec.params.get(name);
-    if (!p) throw new Error(`the model has no tensor ${name}`);
-    const v = g.initializer(name, dtype, p.shape, toDtype(p.data, dtype));
-    byName.set(name, v);
-    return v;
-  };
+  const frozen = initializerLookup(g, spec.params, undefined, dtype);
+  const lookup = (name: string): Value => byName.get(name) ?? frozen(name);
 
   const loss = causalLmLoss(tape, spec.config, lookup, { ids, targets, lossScale, batch: spec.batch, seq: spec.seq });
   g.output(loss, IO.loss);

@@ -3,10 +3,33 @@
 // Hidden states stay 2-D [N, H] so every projection is one Gemm over all tokens.
 import { ropeInvFreq, type ModelConfig } from '../model/config.js';
 import type { Tape } from './autodiff.js';
-import type { Value } from './graph-builder.js';
+import type { FloatDType, GraphBuilder, Value } from './graph-builder.js';
+import type { ParamTensor } from './train-step.js';
 
 /** Looks up a parameter by its Hugging Face name: a trainable graph input or a frozen initializer. */
 export type ParamLookup = (name: string) => Value;
+
+/**
+ * Looks weights up as initializers, each stored once: pass the same `stored` map to several lookups
+ * (e.g. a base and a current model) and a ParamTensor they share becomes one initializer.
+ */
+export function initializerLookup(
+  g: GraphBuilder,
+  params: ReadonlyMap<string, ParamTensor>,
+  stored = new Map<ParamTensor, Value>(),
+  dtype: FloatDType = 'float32',
+): ParamLookup {
+  return (name) => {
+    const p = params.get(name);
+    if (!p) throw new Error(`the model has no tensor ${name}`);
+    let v = stored.get(p);
+    if (!v) {
+      v = g.initializer(name, dtype, p.shape, dtype === 'float32' ? p.data : Float64Array.from(p.data));
+      stored.set(p, v);
+    }
+    return v;
+  };
+}
 
 export interface TokenBatch {
   ids: Value; // [N] int64

@@ -106,16 +106,6 @@ export class SessionCache {
     }
     return made;
   }
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  async clear(): Promise<void> {
-    const all = [...this.entries.values()];
-    this.entries.clear();
-    await Promise.allSettled(all.map(async (h) => (await h).session.release()));
-  }
 }
 
 export type FloatArray = Float32Array | Float64Array;

@@ -8,7 +8,7 @@ import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { readOtelEnv, type OtelEnvPlan } from './otel-env.js';
 import { grpcInstrumentation, patchGrpc } from './otel-grpc.js';
 import { JobMetrics, jobMetricAttributes, type JobAttrs, type ProbeSample, type StepSample } from './otel-metrics.js';
-import { servePrometheus, type PrometheusEndpoint } from './otel-prometheus.js';
+import { servePrometheus } from './otel-prometheus.js';
 
 export type { JobAttrs, ProbeSample, StepSample } from './otel-metrics.js';
 export { METRIC } from './otel-metrics.js';

@@ -34,13 +34,12 @@ export function tuneInProcess(options: TuneOptions, onEvent: (e: TrainEvent) => 
         fn();
       }
     };
-    child.on('message', (m: { type: string; event?: TrainEvent; result?: TuneResult; error?: unknown; stopped?: 'cancel' | 'shutdown' }) => {
+    child.on('message', (m: { type: string; event?: TrainEvent; result?: TuneResult; error?: unknown; stopped?: { reason: 'cancel' | 'shutdown'; step: number } | null }) => {
       if (m.type === 'event') onEvent(m.event!);
       else if (m.type === 'result') settle(() => resolve(m.result!));
       else if (m.type === 'error') {
-        const e = deserializeError(m.error);
-        const step = /after step (\d+)/.exec(e.message);
-        settle(() => reject(m.stopped ? new TrainingStopped(m.stopped, Number(step?.[1] ?? 0)) : e));
+        const stopped = m.stopped;
+        settle(() => reject(stopped ? new TrainingStopped(stopped.reason, stopped.step) : deserializeError(m.error)));
       }
     });
     child.on('error', (e) => settle(() => reject(e)));

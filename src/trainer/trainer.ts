@@ -16,7 +16,7 @@ import { resolvePolicy, type ResolvedPolicy } from '../policy/policy.js';
 import { createSession, floatTensor, int64Tensor, SessionCache, type FloatArray, type SessionHandle } from '../runtime/session.js';
 import { DataFileError, NarrowtuneError } from '../util/errors.js';
 import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
-import { proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt, type StepRecord } from './receipt.js';
+import { proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt } from './receipt.js';
 import { learningRate, type Schedule } from './schedule.js';
 import { loadLatestStepCheckpoint, saveStepCheckpoint, type TrainState } from './step-checkpoint.js';
 import { checkBudget, createMonitors, due, type BudgetBreach } from './monitors.js';

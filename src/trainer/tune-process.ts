@@ -2,7 +2,7 @@
 // the server. Talks to the parent over the IPC channel.
 import { serializeError } from '../util/errors.js';
 import type { TuneOptions } from './options.js';
-import { tune } from './trainer.js';
+import { TrainingStopped, tune } from './trainer.js';
 
 type ParentMessage = { type: 'start'; options: TuneOptions } | { type: 'stop'; reason: 'cancel' | 'shutdown' };
 
@@ -21,7 +21,9 @@ process.on('message', (m: ParentMessage) => {
   else if (m.type === 'start') {
     tune(m.options, (event) => send({ type: 'event', event }), controller.signal)
       .then((result) => sendLast({ type: 'result', result }))
-      .catch((error: unknown) => sendLast({ type: 'error', error: serializeError(error), stopped: (error as { reason?: string }).reason }));
+      .catch((error: unknown) =>
+        sendLast({ type: 'error', error: serializeError(error), stopped: error instanceof TrainingStopped ? { reason: error.reason, step: error.step } : null }),
+      );
   }
 });
 // SIGTERM (e.g. from a process manager) stops at the next step boundary with a checkpoint.

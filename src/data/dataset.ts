@@ -42,11 +42,8 @@ const PROBE_TEXT = 'a';
 // A wrong-typed value is quoted in the error; a whole document would bury the message.
 const SHOWN_VALUE_CHARS = 40;
 
-export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: LoadDatasetOptions): Promise<Dataset> {
-  const field = opts.field ?? 'data';
-  const { seqLen } = opts;
-  if (!Number.isInteger(seqLen) || seqLen < 2) throw invalidArgument('seq_len', `must be an integer >= 2, got ${seqLen}`);
-
+/** A JSONL file's text without a UTF-8 byte-order mark; a missing or unreadable file names itself. */
+export async function readDataText(file: string, field: string): Promise<string> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -54,8 +51,15 @@ export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: 
     const code = (err as NodeJS.ErrnoException).code;
     throw new DataFileError(file, null, code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, field);
   }
-  if (text.charCodeAt(0) === BYTE_ORDER_MARK) text = text.slice(1);
+  return text.charCodeAt(0) === BYTE_ORDER_MARK ? text.slice(1) : text;
+}
 
+export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: LoadDatasetOptions): Promise<Dataset> {
+  const field = opts.field ?? 'data';
+  const { seqLen } = opts;
+  if (!Number.isInteger(seqLen) || seqLen < 2) throw invalidArgument('seq_len', `must be an integer >= 2, got ${seqLen}`);
+
+  const text = await readDataText(file, field);
   const leading = leadingSpecialIds(tokenizer);
   const examples: Example[] = [];
   let form: DatasetForm | null = null;

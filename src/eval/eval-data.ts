@@ -2,9 +2,8 @@
 //   GENERATE: prompts to continue greedily and the expected answers (prompt/completion or messages JSONL);
 //   CHOICE:   {"prompt", "choices", "answer"} JSONL, each choice scored as a continuation of its prompt.
 // Errors are DataFileErrors naming the file and the 1-based line, as the trainer's loader reports them.
-import { readFile } from 'node:fs/promises';
 import { ChatTemplateError, chatSegments, renderChat, type ChatMessage } from '../data/chat.js';
-import { IGNORE_INDEX, leadingSpecialIds, loadDataset, type Example } from '../data/dataset.js';
+import { IGNORE_INDEX, leadingSpecialIds, loadDataset, readDataText, type Example } from '../data/dataset.js';
 import type { TextTokenizer } from '../data/tokenizer.js';
 import { DataFileError } from '../util/errors.js';
 
@@ -44,25 +43,13 @@ interface JsonlRecord {
   record: Record<string, unknown>;
 }
 
-const BYTE_ORDER_MARK = 0xfeff;
 const SHOWN_VALUE_CHARS = 40;
 // Without truncation: a GENERATE prompt must stay whole, so it is measured before anything is cut.
 const NO_TRUNCATION = Number.MAX_SAFE_INTEGER;
 
-async function readText(file: string, field: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new DataFileError(file, null, code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, field);
-  }
-  return text.charCodeAt(0) === BYTE_ORDER_MARK ? text.slice(1) : text;
-}
-
 /** The non-blank lines of a JSONL file as objects, with the line rules of the trainer's loader (CRLF, BOM, blank lines). */
 async function readJsonl(file: string, field: string): Promise<JsonlRecord[]> {
-  const lines = (await readText(file, field)).split('\n');
+  const lines = (await readDataText(file, field)).split('\n');
   const out: JsonlRecord[] = [];
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].endsWith('\r') ? lines[i].slice(0, -1) : lines[i];

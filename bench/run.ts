@@ -2,14 +2,18 @@
 import { BENCH_HELP, benchCommand } from '../src/cli/bench-command.js';
 import { NarrowtuneError } from '../src/util/errors.js';
 
-const argv = process.argv.slice(2);
-if (argv.includes('--help') || argv.includes('-h')) {
-  process.stdout.write(BENCH_HELP);
-} else {
-  try {
-    await benchCommand(argv);
-  } catch (e) {
-    process.stderr.write(`narrowtune bench: ${e instanceof NarrowtuneError ? e.message : ((e as Error).stack ?? String(e))}\n`);
-    process.exitCode = e instanceof NarrowtuneError && e.kind === 'invalid_argument' ? 2 : 1;
+// Bundled into one file (bench/gpu-pack.sh), this module is also the row processes' entry point; there
+// bench-command.ts answers the parent and this module must stay quiet.
+if (process.env.NARROWTUNE_BENCH_CHILD !== '1') {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(BENCH_HELP);
+  } else {
+    try {
+      await benchCommand(argv);
+    } catch (e) {
+      process.stderr.write(`narrowtune bench: ${e instanceof NarrowtuneError ? e.message : ((e as Error).stack ?? String(e))}\n`);
+      process.exitCode = e instanceof NarrowtuneError && e.kind === 'invalid_argument' ? 2 : 1;
+    }
   }
 }

@@ -9,9 +9,13 @@ write a fast eager PyTorch trainer: frozen tensors have requires_grad=False (no 
 grouped-query attention without copying K/V per query head, fused-for-each AdamW.
 
 SPEC: {model_dir, data (pre-tokenized JSONL), trainable: [HF names], seq, batch_size, threads,
-       lr, betas, eps, weight_decay, clip_norm: float|null, steps: [[example index per row] per optimizer step]}
+       lr, betas, eps, weight_decay, clip_norm: float|null, steps: [[example index per row] per optimizer step],
+       device: "cpu" (default) | "cuda"}
 OUT:  {losses, grad_norms, step_ms (every step, warm-up included), setup_ms, max_rss_kb, train_peak_kb, torch, threads,
-       samples: [{wall, own, busy} CPU-time samples before the first step and after each]}
+       device, gpu_peak_mb (cuda only), samples: [{wall, own, busy} CPU-time samples before the first step and after each]}
+
+On cuda, TF32 is switched off so both trainers do float32 arithmetic, and each step ends with loss.item(),
+which waits for the GPU: step_ms is the step's real time.
 """
 import json, math, os, resource, struct, sys, time
 import numpy as np
@@ -69,17 +73,17 @@ def rotate_half(x):
 
 
 class Model:
-    def __init__(self, P, c, T):
+    def __init__(self, P, c, T, device):
         self.P, self.c = P, c
         hd = c["hd"]
         inv_freq = 1.0 / c["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
         freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
-        self.cos, self.sin = emb.cos().float(), emb.sin().float()  # [T, hd]
+        self.cos, self.sin = emb.cos().float().to(device), emb.sin().float().to(device)  # [T, hd]
         G = c["H"] // c["KV"]
         # Query heads of one KV group are stacked along the rows: row g*T + t may attend to keys 0..t.
         causal = torch.ones(T, T, dtype=torch.bool).tril().repeat(G, 1)  # [G*T, T]
-        self.mask = torch.zeros(G * T, T).masked_fill(~causal, float("-inf"))
+        self.mask = torch.zeros(G * T, T).masked_fill(~causal, float("-inf")).to(device)
 
     def forward(self, ids):  # ids [B, T] -> logits [B*T, V]
         P, c = self.P, self.c
@@ -134,8 +138,14 @@ def run(spec):
     threads = int(spec["threads"])
     torch.set_num_threads(threads)
     torch.set_grad_enabled(True)
+    device = torch.device(spec.get("device", "cpu"))
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     c = read_config(spec["model_dir"])
-    P = load_safetensors(os.path.join(spec["model_dir"], "model.safetensors"))
+    P = {n: t.to(device) for n, t in load_safetensors(os.path.join(spec["model_dir"], "model.safetensors")).items()}
     if c["tied"]:
         P.pop("lm_head.weight", None)
     trainable = spec["trainable"]
@@ -147,7 +157,7 @@ def run(spec):
     params = [P[n] for n in trainable]
     T, Bsz = spec["seq"], spec["batch_size"]
     rows = [json.loads(line)["input_ids"] for line in open(spec["data"]) if line.strip()]
-    model = Model(P, c, T)
+    model = Model(P, c, T, device)
     opt = torch.optim.AdamW(params, lr=spec["lr"], betas=tuple(spec["betas"]), eps=spec["eps"],
                             weight_decay=spec["weight_decay"], foreach=True)
     setup_ms = (time.perf_counter() - t_setup) * 1000
@@ -161,6 +171,7 @@ def run(spec):
             ids[b, :len(r)] = torch.tensor(r)
             tgt[b, :len(r) - 1] = torch.tensor(r[1:])
         count = int((tgt != -100).sum())
+        ids, tgt = ids.to(device), tgt.to(device)
         opt.zero_grad(set_to_none=True)
         logits = model.forward(ids)
         loss = F.cross_entropy(logits, tgt.view(-1), ignore_index=-100, reduction="sum") / count
@@ -175,9 +186,12 @@ def run(spec):
         step_ms.append((time.perf_counter() - t0) * 1000)
         samples.append(sample())
     train_peak = peak_kb()
-    return {"losses": losses, "grad_norms": grad_norms, "step_ms": step_ms, "setup_ms": setup_ms,
-            "train_peak_kb": train_peak, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "samples": samples}
+    out = {"losses": losses, "grad_norms": grad_norms, "step_ms": step_ms, "setup_ms": setup_ms,
+           "train_peak_kb": train_peak, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "samples": samples, "device": str(device)}
+    if device.type == "cuda":
+        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import { defaultTokenizerConfig, defaultTokenizerJson } from '../model/default-t
 import { initModel, type InitModelOptions } from '../model/init-model.js';
 import { toFloat32 } from '../model/safetensors.js';
 import { PRESET_NAMES, resolvePolicy } from '../policy/policy.js';
-import { createSession, floatTensor, int64Tensor } from '../runtime/session.js';
+import { createSession, DEVICES, floatTensor, int64Tensor, type Device } from '../runtime/session.js';
 import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
 import type { TrainEvent } from '../trainer/trainer.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
@@ -69,7 +69,10 @@ const DEFAULT_WARMUP = 2;
 /** The loss check needs at least this many steps: the loss of step K+1 has seen K updates. */
 const CHECK_MIN_STEPS = 4;
 const LOSS_RTOL = 1e-3;
-const PYTHON = '/usr/bin/python3';
+/** Debian's python3 has python3-torch; elsewhere (a GPU host's PyTorch) pass --python or NARROWTUNE_BENCH_PYTHON. */
+const DEFAULT_PYTHON = process.env.NARROWTUNE_BENCH_PYTHON ?? '/usr/bin/python3';
+const TORCH_DEVICES = ['cpu', 'cuda'] as const;
+type TorchDevice = (typeof TORCH_DEVICES)[number];
 /** Constant lr large enough that 3 AdamW updates move the loss measurably (a wrong update shows). */
 const BENCH_LR = 1e-3;
 const DATA_SEED = 1234;
@@ -84,12 +87,16 @@ memory and the time to compile the step graph and create the onnxruntime session
 
   --config NAME       ${Object.keys(BENCH_CONFIGS).join(' | ')} (repeatable; default ${DEFAULT_CONFIGS.join(', ')})
   --policy NAME       ${PRESET_NAMES.join(' | ')} (repeatable; default ${DEFAULT_POLICIES.join(', ')})
+  --device D          ${DEVICES.join(' | ')}: where narrowtune trains (default cpu), as \`tune --device\`
   --steps N           measured optimizer steps per row (default ${DEFAULT_STEPS}), after --warmup
   --warmup N          untimed steps first (default ${DEFAULT_WARMUP})
   --vs-torch          also run each row, interleaved, through bench/torch_trainer.py (PyTorch, float32,
                       same weights, batches and AdamW) and report the speed ratio; a row where the
                       loss of any step differs by more than ${LOSS_RTOL} (relative) is FAILED.
-                      Needs a source checkout and ${PYTHON} with torch.
+                      Needs a source checkout and a python3 with torch (--python).
+  --torch-device D    ${TORCH_DEVICES.join(' | ')}: where the PyTorch baseline trains (default cpu; cuda
+                      switches TF32 off so both trainers do float32 arithmetic)
+  --python PATH       the python3 that runs the baseline (default \$NARROWTUNE_BENCH_PYTHON or /usr/bin/python3)
   --threads N         PyTorch threads (default: the number of CPUs). onnxruntime uses its default
                       intra-op pool (one thread per physical core), as \`narrowtune tune\` does.
   --json FILE         also write every measurement as JSON
@@ -100,6 +107,7 @@ memory and the time to compile the step graph and create the onnxruntime session
   --wait-idle S       before each row, wait up to S seconds for other processes to use less than
                       ${IDLE_OTHERS_CPUS} CPUs (default 0: do not wait). Every row reports how many CPUs other processes
                       used during its steps ("others"): on a shared machine, trust rows near 0.
+  --row-timeout S     kill a row's process after S seconds and mark the row FAILED (default 0: no limit)
   --cache-dir DIR     where models and data are generated once (default $TMPDIR/narrowtune-bench)
 `;
 
@@ -117,6 +125,10 @@ interface BenchArgs {
   cacheDir: string;
   waitIdle: number;
   profileThreads: number | null;
+  device: Device;
+  torchDevice: TorchDevice;
+  python: string;
+  rowTimeout: number;
 }
 
 function parseBenchArgs(argv: string[]): BenchArgs {
@@ -132,6 +144,10 @@ function parseBenchArgs(argv: string[]): BenchArgs {
     'cache-dir': { type: 'string' },
     'wait-idle': { type: 'string' },
     'profile-threads': { type: 'string' },
+    device: { type: 'string' },
+    'torch-device': { type: 'string' },
+    python: { type: 'string' },
+    'row-timeout': { type: 'string' },
   });
   const names = list(f, 'config').length > 0 ? list(f, 'config') : DEFAULT_CONFIGS;
   const configs = names.map((n) => {
@@ -142,6 +158,12 @@ function parseBenchArgs(argv: string[]): BenchArgs {
   const policies = list(f, 'policy').length > 0 ? list(f, 'policy') : DEFAULT_POLICIES;
   for (const p of policies) {
     if (!(PRESET_NAMES as string[]).includes(p)) throw invalidArgument('--policy', `unknown policy "${p}"; one of ${PRESET_NAMES.join(', ')}`);
+  }
+  const device = str(f, 'device') ?? 'cpu';
+  if (!(DEVICES as readonly string[]).includes(device)) throw invalidArgument('--device', `unknown device "${device}"; one of ${DEVICES.join(', ')}`);
+  const torchDevice = str(f, 'torch-device') ?? 'cpu';
+  if (!(TORCH_DEVICES as readonly string[]).includes(torchDevice)) {
+    throw invalidArgument('--torch-device', `unknown device "${torchDevice}"; one of ${TORCH_DEVICES.join(', ')}`);
   }
   const positive = (name: string, dflt: number, min = 1) => {
     const x = int(f, name) ?? dflt;
@@ -160,6 +182,10 @@ function parseBenchArgs(argv: string[]): BenchArgs {
     cacheDir: resolve(str(f, 'cache-dir') ?? join(tmpdir(), 'narrowtune-bench')),
     waitIdle: positive('wait-idle', 0, 0),
     profileThreads: int(f, 'profile-threads') === undefined ? null : positive('profile-threads', 1),
+    device: device as Device,
+    torchDevice: torchDevice as TorchDevice,
+    python: str(f, 'python') ?? DEFAULT_PYTHON,
+    rowTimeout: positive('row-timeout', 0, 0),
   };
 }
 
@@ -254,6 +280,10 @@ export interface RowResult {
   batch: number;
   seq: number;
   threads: number | null;
+  /** Where the row trained: narrowtune's execution provider (from the start event) or torch's device. */
+  device: string;
+  /** torch on cuda: torch.cuda.max_memory_allocated (narrowtune's GPU memory is not measured). */
+  gpuPeakMB?: number;
   trainableParameters?: number;
   /** Measured steps only (warm-up excluded), milliseconds. */
   stepMs: number[];
@@ -292,7 +322,7 @@ function median(xs: number[]): number {
 }
 
 function summarise(
-  base: Pick<RowResult, 'config' | 'policy' | 'trainer' | 'batch' | 'seq' | 'threads'>,
+  base: Pick<RowResult, 'config' | 'policy' | 'trainer' | 'batch' | 'seq' | 'threads' | 'device'>,
   all: number[],
   warmup: number,
   rest: Partial<RowResult>,
@@ -349,28 +379,49 @@ interface ChildTuneResult {
   peakKB: number;
 }
 
-/** Runs one request in a fresh Node process, so peak memory and onnxruntime state are the row's own. */
-function inChild<T>(request: ChildRequest): Promise<T> {
+/**
+ * Runs one request in a fresh Node process, so peak memory and onnxruntime state are the row's own. A row that
+ * outlives `timeoutS` (0: no limit) is killed: a hung GPU driver must not eat a whole benchmark's time budget.
+ */
+function inChild<T>(request: ChildRequest, timeoutS = 0): Promise<T> {
   const { path, execArgv } = childEntry();
   const child = fork(path, [], { execArgv, env: { ...process.env, NARROWTUNE_BENCH_CHILD: '1' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise<T>((resolvePromise, reject) => {
     let settled = false;
-    child.on('message', (m: { ok: boolean; result?: T; error?: string }) => {
+    const timer = timeoutS > 0 ? setTimeout(() => {
+      if (settled) return;
       settled = true;
+      child.kill('SIGKILL');
+      reject(new Error(`row timed out after ${timeoutS} s (--row-timeout)`));
+    }, timeoutS * 1000) : null;
+    const settle = () => {
+      settled = true;
+      if (timer) clearTimeout(timer);
+    };
+    child.on('message', (m: { ok: boolean; result?: T; error?: string }) => {
+      if (settled) return;
+      settle();
       if (m.ok) resolvePromise(m.result!);
       else reject(new Error(m.error));
     });
-    child.on('error', (e) => !settled && reject(e));
+    child.on('error', (e) => {
+      if (settled) return;
+      settle();
+      reject(e);
+    });
     child.on('exit', (code, signal) => {
-      if (!settled) reject(new Error(`bench child exited (${signal ?? `code ${code}`}) before reporting`));
+      if (settled) return;
+      settle();
+      reject(new Error(`bench child exited (${signal ?? `code ${code}`}) before reporting`));
     });
     child.send(request);
   });
 }
 
-function tuneOptions(model: string, data: string, out: string, c: BenchConfig, policy: string, steps: number): TuneOptions {
+function tuneOptions(model: string, data: string, out: string, c: BenchConfig, policy: string, steps: number, device: Device): TuneOptions {
   return {
     ...DEFAULTS,
+    device,
     model,
     data,
     out,
@@ -385,13 +436,13 @@ function tuneOptions(model: string, data: string, out: string, c: BenchConfig, p
 }
 
 async function runNarrowtune(c: BenchConfig, policy: string, model: string, data: string, a: BenchArgs, work: string): Promise<RowResult> {
-  const base = { config: c.name, policy, trainer: 'narrowtune' as const, batch: c.batch, seq: c.seq, threads: null };
+  const base = { config: c.name, policy, trainer: 'narrowtune' as const, batch: c.batch, seq: c.seq, threads: null, device: a.device as string };
   const out = await mkdtemp(join(work, 'out-'));
   try {
-    const r = await inChild<ChildTuneResult>({ type: 'tune', options: tuneOptions(model, data, out, c, policy, a.warmup + a.steps) });
+    const r = await inChild<ChildTuneResult>({ type: 'tune', options: tuneOptions(model, data, out, c, policy, a.warmup + a.steps, a.device) }, a.rowTimeout);
     const start = r.events.find((e): e is Extract<TrainEvent, { type: 'start' }> => e.type === 'start')!;
     const steps = r.events.filter((e): e is Extract<TrainEvent, { type: 'step' }> => e.type === 'step');
-    return summarise(base, r.stepMs, a.warmup, {
+    return summarise({ ...base, device: start.provider }, r.stepMs, a.warmup, {
       trainableParameters: start.trainableParameters,
       compileMs: start.compileMs,
       sessionMs: start.sessionMs,
@@ -410,19 +461,20 @@ async function runNarrowtune(c: BenchConfig, policy: string, model: string, data
   }
 }
 
+/** The baseline lives in a source checkout; a bundled bench (bench/gpu-pack.sh) is told where by bench/gpu.sh. */
 export function torchTrainerPath(): string {
-  return fileURLToPath(new URL('../../bench/torch_trainer.py', import.meta.url));
+  return process.env.NARROWTUNE_BENCH_TORCH_TRAINER ?? fileURLToPath(new URL('../../bench/torch_trainer.py', import.meta.url));
 }
 
 async function runTorch(c: BenchConfig, policy: string, model: string, data: string, a: BenchArgs, work: string): Promise<RowResult> {
-  const base = { config: c.name, policy, trainer: 'torch' as const, batch: c.batch, seq: c.seq, threads: a.threads };
+  const base = { config: c.name, policy, trainer: 'torch' as const, batch: c.batch, seq: c.seq, threads: a.threads, device: a.torchDevice as string };
   try {
     const script = torchTrainerPath();
     if (!existsSync(script)) throw new NarrowtuneError('failed_precondition', `--vs-torch needs a source checkout (${script} is missing)`);
     const config = parseConfig(JSON.parse(await readFile(join(model, 'config.json'), 'utf8')), join(model, 'config.json'));
     const trainable = resolvePolicy({ preset: policy }, [...expectedTensors(config).keys()]).trainable;
     const examples = (await readFile(data, 'utf8')).split('\n').filter((l) => l.trim()).length;
-    const o = tuneOptions(model, data, '', c, policy, a.warmup + a.steps);
+    const o = tuneOptions(model, data, '', c, policy, a.warmup + a.steps, a.device);
     // The trainer's own data order: micro-step k takes these example indices (gradAccum is 1).
     const steps = Array.from({ length: o.steps! }, (_, k) => microBatchIndices(examples, o.batchSize, o.seed, k));
     const spec = {
@@ -438,24 +490,33 @@ async function runTorch(c: BenchConfig, policy: string, model: string, data: str
       weight_decay: o.weightDecay,
       clip_norm: o.clipNorm,
       steps,
+      device: a.torchDevice,
     };
     const specFile = join(work, `torch-${c.name}-${policy}.spec.json`);
     const outFile = join(work, `torch-${c.name}-${policy}.out.json`);
     await writeFile(specFile, JSON.stringify(spec));
     const t = String(a.threads);
     await new Promise<void>((ok, fail) => {
-      const p = spawn(PYTHON, [script, specFile, outFile], {
+      const p = spawn(a.python, [script, specFile, outFile], {
         stdio: ['ignore', 'inherit', 'inherit'],
         env: { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t },
       });
-      p.on('error', fail);
-      p.on('exit', (code, signal) => (code === 0 ? ok() : fail(new Error(`${PYTHON} ${script} exited (${signal ?? `code ${code}`})`))));
+      const timer = a.rowTimeout > 0 ? setTimeout(() => p.kill('SIGKILL'), a.rowTimeout * 1000) : null;
+      p.on('error', (e) => {
+        if (timer) clearTimeout(timer);
+        fail(new Error(`cannot run ${a.python} (--python): ${e.message}`));
+      });
+      p.on('exit', (code, signal) => {
+        if (timer) clearTimeout(timer);
+        if (code === 0) ok();
+        else fail(new Error(`${a.python} ${script} exited (${signal ?? `code ${code}`})${signal === 'SIGKILL' && timer ? ` (--row-timeout ${a.rowTimeout} s)` : ''}`));
+      });
     });
     const r = JSON.parse(await readFile(outFile, 'utf8')) as {
       losses: number[]; grad_norms: number[]; step_ms: number[]; setup_ms: number; train_peak_kb: number; max_rss_kb: number; threads: number;
-      samples: Sample[];
+      samples: Sample[]; device?: string; gpu_peak_mb?: number;
     };
-    return summarise({ ...base, threads: r.threads }, r.step_ms, a.warmup, {
+    return summarise({ ...base, threads: r.threads, device: r.device ?? a.torchDevice }, r.step_ms, a.warmup, {
       trainableParameters: undefined,
       compileMs: 0,
       sessionMs: r.setup_ms,
@@ -463,6 +524,7 @@ async function runTorch(c: BenchConfig, policy: string, model: string, data: str
       peakMB: r.max_rss_kb / 1024,
       losses: r.losses,
       gradNorms: r.grad_norms,
+      gpuPeakMB: r.gpu_peak_mb,
     }, r.samples);
   } catch (e) {
     return { ...summarise(base, [], 0, {}), ok: false, error: (e as Error).message };
@@ -498,7 +560,7 @@ export interface BenchRow {
 const fmt = (x: number, d = x < 100 ? 1 : 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 
 function table(rows: BenchRow[]): string {
-  const head = ['config', 'policy', 'step ms', 'quiet ms (n)', 'tok/s', 'peak MB', 'compile+session ms', 'torch step ms', 'torch quiet ms (n)', 'torch tok/s', 'torch peak MB', 'speedup', 'loss check', 'drift', 'others'];
+  const head = ['config', 'policy', 'device', 'step ms', 'quiet ms (n)', 'tok/s', 'peak MB', 'compile+session ms', 'torch step ms', 'torch quiet ms (n)', 'torch tok/s', 'torch peak MB', 'speedup', 'loss check', 'drift', 'others'];
   const q = (x: RowResult) => `${fmt(x.quietMedianStepMs)} (${x.quietSteps})`;
   const tps = (x: RowResult) => `${fmt(x.bestTokensPerSec)}${x.basis === 'quiet' ? ' q' : ''}`;
   const lines = rows.map((r) => {
@@ -508,6 +570,7 @@ function table(rows: BenchRow[]): string {
     return [
       r.config,
       r.policy,
+      t ? `${n.device} / ${t.device}` : n.device,
       n.ok ? fmt(n.medianStepMs) : 'FAILED',
       q(n),
       tps(n),
@@ -576,7 +639,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
     }
     const report = {
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, platform: `${process.platform}-${process.arch}` },
-      settings: { steps: a.steps, warmup: a.warmup, threads: a.threads, lr: BENCH_LR, schedule: 'constant', optimizer: 'adamw', clipNorm: DEFAULTS.clipNorm },
+      settings: {
+        steps: a.steps, warmup: a.warmup, threads: a.threads, lr: BENCH_LR, schedule: 'constant', optimizer: 'adamw', clipNorm: DEFAULTS.clipNorm,
+        device: a.device, torchDevice: a.vsTorch ? a.torchDevice : null,
+      },
       rows,
     };
     process.stdout.write(`${table(rows)}\n`);
@@ -611,6 +677,8 @@ export interface ProfileSummary {
   byOp: { op: string; ms: number; pct: number; count: number }[];
   byNode: { node: string; op: string; source: string; ms: number; pct: number; shape: string }[];
   byPhase: { phase: string; ms: number; pct: number }[];
+  /** By execution provider: on a GPU, which share of the step fell back to the CPU. */
+  byProvider: { provider: string; ms: number; pct: number; count: number }[];
   /** By the differentiable op (ops.ts rule) whose forward builder or VJP rule emitted the node. */
   bySource: { source: string; ms: number; pct: number; count: number }[];
 }
@@ -645,11 +713,13 @@ export function summariseProfile(events: ProfileEvent[], sources: NodeSources | 
   const ops = new Map<string, { us: number; count: number }>();
   const bySource = new Map<string, { us: number; count: number }>();
   const phases = new Map<string, { us: number; count: number }>();
+  const providers = new Map<string, { us: number; count: number }>();
   const nodes = kernels.map((e) => {
     const node = e.name.replace(/_kernel_time$/, '');
     const op = e.args?.op_name ?? '?';
     const source = sourceOf(node, sources);
     add(ops, op, e.dur);
+    add(providers, e.args?.provider ?? '?', e.dur);
     add(bySource, source, e.dur);
     const phase = !sources
       ? 'kernels (phases need the node sources of a profiling run)'
@@ -665,6 +735,7 @@ export function summariseProfile(events: ProfileEvent[], sources: NodeSources | 
     byOp: list(ops).map(({ k, ...r }) => ({ op: k, ...r })),
     byNode: nodes.sort((x, y) => y.ms - x.ms),
     byPhase: list(phases).map(({ k, ms, pct: p }) => ({ phase: k, ms, pct: p })),
+    byProvider: list(providers).map(({ k, ...r }) => ({ provider: k, ...r })),
     bySource: list(bySource).map(({ k, ...r }) => ({ source: k, ...r })),
   };
 }
@@ -672,6 +743,8 @@ export function summariseProfile(events: ProfileEvent[], sources: NodeSources | 
 export function formatProfile(title: string, s: ProfileSummary, top = 25): string {
   const out = [`## ${title}: session.run ${s.runMs.toFixed(0)} ms (kernels ${s.kernelMs.toFixed(0)} ms)`, '', '| phase | ms | % |', '| --- | --- | --- |'];
   for (const p of s.byPhase) out.push(`| ${p.phase} | ${p.ms.toFixed(1)} | ${p.pct.toFixed(1)} |`);
+  out.push('', '| execution provider | nodes | ms | % |', '| --- | --- | --- | --- |');
+  for (const p of s.byProvider) out.push(`| ${p.provider} | ${p.count} | ${p.ms.toFixed(1)} | ${p.pct.toFixed(1)} |`);
   out.push('', '| op type | nodes | ms | % |', '| --- | --- | --- | --- |');
   for (const o of s.byOp.slice(0, top)) out.push(`| ${o.op} | ${o.count} | ${o.ms.toFixed(1)} | ${o.pct.toFixed(1)} |`);
   out.push('', '| emitted by | nodes | ms | % |', '| --- | --- | --- | --- |');
@@ -691,11 +764,11 @@ async function profileRows(a: BenchArgs, work: string): Promise<void> {
       process.stderr.write(`bench: profiling ${c.name} ${policy}…\n`);
       const r = await inChild<{ file: string; sources: NodeSources; stepMs: number[] }>({
         type: 'profile',
-        options: tuneOptions(model, data, join(work, 'unused'), c, policy, a.warmup + 1),
+        options: tuneOptions(model, data, join(work, 'unused'), c, policy, a.warmup + 1, a.device),
         prefix,
         runs: a.warmup + 1,
         threads: a.profileThreads,
-      });
+      }, a.rowTimeout);
       const summary = summariseProfile(JSON.parse(await readFile(r.file, 'utf8')) as ProfileEvent[], r.sources);
       const text = formatProfile(`${c.name} ${policy}`, summary);
       await writeFile(`${prefix}-summary.md`, `${text}\n`);

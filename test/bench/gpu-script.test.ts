@@ -1,0 +1,81 @@
+// bench/gpu-pack.sh + bench/gpu.sh end to end, the way a GPU host without Node runs them: the pack's own Node
+// (a `node` on PATH that fails proves it is never used), the bundled benchmark, WebGPU on whatever Vulkan
+// device is here (lavapipe in CI), the PyTorch baseline and its loss check. GPU timings are not asserted;
+// bench/README.md records them where a GPU ran the script.
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { tempDir } from '../trainer/fixtures.js';
+import { WEBGPU_REQUIRED, webgpuUnavailable } from '../runtime/webgpu-probe.js';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+let dir: string;
+let unavailable: string | null;
+beforeAll(async () => {
+  unavailable = await webgpuUnavailable();
+  dir = await tempDir('nt-gpu-script-');
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+function sh(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('bash', [join(ROOT, script), ...args], { env, cwd: ROOT });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+interface Report {
+  settings: { device: string; torchDevice: string | null };
+  rows: { policy: string; status: string; narrowtune: { device: string; ok: boolean }; torch: { device: string; ok: boolean }; lossCheck: { ok: boolean; maxRelErr: number } }[];
+}
+
+it('packs, then runs the webgpu, cpu and cuda sections with the carried Node only', async (ctx) => {
+  if (unavailable !== null && !WEBGPU_REQUIRED) ctx.skip(`no Vulkan device for WebGPU here: ${unavailable}`);
+  const pack = join(dir, 'pack');
+  const packed = await sh('bench/gpu-pack.sh', [pack], { ...process.env, NT_GPU_PACK_XZ: '0' });
+  expect(packed.code, packed.out).toBe(0);
+  expect(await readFile(join(pack, 'MANIFEST'), 'utf8')).toMatch(/onnxruntime-node 1\.\d+/);
+
+  const fake = join(dir, 'fakebin');
+  await mkdir(fake);
+  await writeFile(join(fake, 'node'), '#!/bin/sh\necho "the system node was used" >&2\nexit 97\n');
+  await chmod(join(fake, 'node'), 0o755);
+  const out = join(dir, 'out');
+  const env: NodeJS.ProcessEnv = {
+    PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin`,
+    HOME: process.env.HOME,
+    TMPDIR: dir,
+    NT_GPU_BUNDLE: pack,
+    NT_GPU_CONFIG: 'tiny',
+    NT_GPU_STEPS: '3',
+    NT_GPU_WARMUP: '1',
+    NT_GPU_PYTHON: '/usr/bin/python3',
+  };
+  const run = await sh('bench/gpu.sh', [out], env);
+  expect(run.code, run.out).toBe(0);
+  expect(run.out).not.toMatch(/the system node was used/);
+
+  const summary = await readFile(join(out, 'summary.txt'), 'utf8');
+  expect(summary).toMatch(/webgpu: exit 0/);
+  expect(summary).toMatch(/cpu: exit 0/);
+  expect(summary).toMatch(/cuda: not run: the pack has no libonnxruntime_providers_cuda\.so/);
+  expect(await readFile(join(out, 'facts.txt'), 'utf8')).toMatch(/vulkan loader: (host|carried)/);
+  expect(await readFile(join(out, 'gpu.log'), 'utf8')).toContain('| tiny   | mlp_gate_up | webgpu / cpu |');
+
+  for (const [section, device] of [['webgpu', 'webgpu'], ['cpu', 'cpu']]) {
+    const report = JSON.parse(await readFile(join(out, `${section}.json`), 'utf8')) as Report;
+    expect(report.settings).toMatchObject({ device, torchDevice: 'cpu' });
+    expect(report.rows.map((r) => r.policy)).toEqual(['full', 'mlp_gate_up', 'sa_proj']);
+    for (const r of report.rows) {
+      expect(r.status).toBe('ok');
+      expect(r.narrowtune.device).toBe(device); // the provider that actually ran, from the trainer's start event
+      expect(r.torch.device).toBe('cpu');
+      expect(r.lossCheck.ok).toBe(true);
+      expect(r.lossCheck.maxRelErr).toBeLessThan(1e-3);
+    }
+  }
+});

@@ -5,6 +5,8 @@
 #   webgpu  onnxruntime's WebGPU execution provider (Dawn on Vulkan; the Vulkan loader is carried as Debian
 #           packages and used only where the host lacks it), against PyTorch on the host's GPU when its
 #           python3 has torch with CUDA (loss check included: a fast wrong trainer cannot win)
+#   webgpu-fused  the same with --kernels fused: attention and cross-entropy as onnxruntime's fused ops,
+#           which WebGPU runs on the CPU; measures what the portable lowering (the default there) buys
 #   cpu     the same rows on the host's CPUs, against PyTorch on the same CPUs
 #   cuda    onnxruntime's CUDA provider, only where the pack holds libonnxruntime_providers_cuda.so
 #           (onnxruntime-node downloads it at install time; a host without network cannot)
@@ -12,7 +14,7 @@
 #   bash bench/gpu.sh [OUTDIR]     # OUTDIR: default $OUT (the device tool's result folder), else bench/gpu-out
 #
 # Env: NT_GPU_BUNDLE (.gpu), NT_GPU_CONFIG (medium), NT_GPU_STEPS (8), NT_GPU_WARMUP (2),
-#      NT_GPU_SECTIONS ("webgpu cpu cuda"), NT_GPU_PYTHON (python3), NT_GPU_DEADLINE (540 s for the whole
+#      NT_GPU_SECTIONS ("webgpu webgpu-fused cpu cuda"), NT_GPU_PYTHON (python3), NT_GPU_DEADLINE (540 s for the whole
 #      script: sections that would start later are skipped), NT_GPU_ROW_TIMEOUT (150 s per row process),
 #      NT_GPU_CARRIED_LOADER=1 (use every carried library even where the host has its own).
 # Writes OUTDIR/gpu.log (everything), OUTDIR/facts.txt, OUTDIR/SECTION.json (bench --json), OUTDIR/summary.txt.
@@ -28,7 +30,7 @@ TEE_PID=$!
 CONFIG=${NT_GPU_CONFIG:-medium}
 STEPS=${NT_GPU_STEPS:-8}
 WARMUP=${NT_GPU_WARMUP:-2}
-SECTIONS=${NT_GPU_SECTIONS:-webgpu cpu cuda}
+SECTIONS=${NT_GPU_SECTIONS:-webgpu webgpu-fused cpu cuda}
 PY=${NT_GPU_PYTHON:-python3}
 DEADLINE=${NT_GPU_DEADLINE:-540}
 ROW_TIMEOUT=${NT_GPU_ROW_TIMEOUT:-150}
@@ -91,14 +93,15 @@ TORCH_DEV=$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() el
 
 # ── sections ──
 FAILED=0
-section() { # NAME DEVICE TORCH_DEVICE|- : runs the bench rows, bounded by what is left of the deadline
+section() { # NAME DEVICE TORCH_DEVICE|- [BENCH ARGS]: runs the bench rows, bounded by what is left of the deadline
   local name=$1 dev=$2 tdev=$3 left=$((DEADLINE - (SECONDS - START)))
+  shift 3
   if [ "$left" -lt 30 ]; then note "$name: skipped (deadline ${DEADLINE} s reached)"; return; fi
   local torch=()
   [ "$tdev" != - ] && torch=(--vs-torch --torch-device "$tdev" --python "$PY")
   local t0=$SECONDS
   timeout -k 5 "$left" "$NODE" "$B/app/bench.mjs" --config "$CONFIG" --device "$dev" --steps "$STEPS" --warmup "$WARMUP" \
-    --row-timeout "$ROW_TIMEOUT" --json "$OUTDIR/$name.json" "${torch[@]}"
+    --row-timeout "$ROW_TIMEOUT" --json "$OUTDIR/$name.json" "${torch[@]}" "$@"
   local rc=$?
   [ "$rc" -ne 0 ] && FAILED=1
   note "$name: exit $rc after $((SECONDS - t0)) s$([ "$rc" -eq 124 ] && echo ' (deadline)')"
@@ -106,11 +109,12 @@ section() { # NAME DEVICE TORCH_DEVICE|- : runs the bench rows, bounded by what 
 for s in $SECTIONS; do
   case $s in
     webgpu) section webgpu webgpu "${TORCH_DEV:--}" ;;
+    webgpu-fused) section webgpu-fused webgpu - --kernels fused ;;
     cpu) section cpu cpu "$([ -n "$TORCH_DEV" ] && echo cpu || echo -)" ;;
     cuda)
       if ls "$ORT_LIB"/libonnxruntime_providers_cuda.so >/dev/null 2>&1; then section cuda cuda "${TORCH_DEV:--}"
       else note "cuda: not run: the pack has no libonnxruntime_providers_cuda.so (onnxruntime-node fetches it at install time, which needs network)"; fi ;;
-    *) note "unknown section $s (webgpu, cpu, cuda)"; FAILED=1 ;;
+    *) note "unknown section $s (webgpu, webgpu-fused, cpu, cuda)"; FAILED=1 ;;
   esac
 done
 note "done in $((SECONDS - START)) s"

@@ -15,14 +15,15 @@ import { loadDataset } from '../data/dataset.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { OPS, type OpRule } from '../graph/ops.js';
 import { optimizerScalars, type OptimizerSpec } from '../graph/optimizer.js';
-import { compileTrainStep, IO, type CompiledTrainStep, type ParamTensor } from '../graph/train-step.js';
+import { compileTrainStep, IO, type ParamTensor } from '../graph/train-step.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { expectedTensors, parseConfig } from '../model/config.js';
 import { defaultTokenizerConfig, defaultTokenizerJson } from '../model/default-tokenizer.js';
 import { initModel, type InitModelOptions } from '../model/init-model.js';
 import { toFloat32 } from '../model/safetensors.js';
 import { PRESET_NAMES, resolvePolicy } from '../policy/policy.js';
-import { createSession, DEVICES, floatTensor, int64Tensor, type Device } from '../runtime/session.js';
+import type { Kernels } from '../graph/graph-builder.js';
+import { createSessionFor, DEVICES, floatTensor, int64Tensor, type Device } from '../runtime/session.js';
 import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
 import type { TrainEvent } from '../trainer/trainer.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
@@ -88,6 +89,8 @@ memory and the time to compile the step graph and create the onnxruntime session
   --config NAME       ${Object.keys(BENCH_CONFIGS).join(' | ')} (repeatable; default ${DEFAULT_CONFIGS.join(', ')})
   --policy NAME       ${PRESET_NAMES.join(' | ')} (repeatable; default ${DEFAULT_POLICIES.join(', ')})
   --device D          ${DEVICES.join(' | ')}: where narrowtune trains (default cpu), as \`tune --device\`
+  --kernels K         auto | fused | portable: how attention and cross-entropy are lowered (default auto:
+                      fused onnxruntime kernels, portable MatMul/Softmax ones on WebGPU), to measure the choice
   --steps N           measured optimizer steps per row (default ${DEFAULT_STEPS}), after --warmup
   --warmup N          untimed steps first (default ${DEFAULT_WARMUP})
   --vs-torch          also run each row, interleaved, through bench/torch_trainer.py (PyTorch, float32,
@@ -126,6 +129,7 @@ interface BenchArgs {
   waitIdle: number;
   profileThreads: number | null;
   device: Device;
+  kernels: 'auto' | Kernels;
   torchDevice: TorchDevice;
   python: string;
   rowTimeout: number;
@@ -145,6 +149,7 @@ function parseBenchArgs(argv: string[]): BenchArgs {
     'wait-idle': { type: 'string' },
     'profile-threads': { type: 'string' },
     device: { type: 'string' },
+    kernels: { type: 'string' },
     'torch-device': { type: 'string' },
     python: { type: 'string' },
     'row-timeout': { type: 'string' },
@@ -161,6 +166,8 @@ function parseBenchArgs(argv: string[]): BenchArgs {
   }
   const device = str(f, 'device') ?? 'cpu';
   if (!(DEVICES as readonly string[]).includes(device)) throw invalidArgument('--device', `unknown device "${device}"; one of ${DEVICES.join(', ')}`);
+  const kernels = str(f, 'kernels') ?? 'auto';
+  if (!['auto', 'fused', 'portable'].includes(kernels)) throw invalidArgument('--kernels', `unknown lowering "${kernels}"; one of auto, fused, portable`);
   const torchDevice = str(f, 'torch-device') ?? 'cpu';
   if (!(TORCH_DEVICES as readonly string[]).includes(torchDevice)) {
     throw invalidArgument('--torch-device', `unknown device "${torchDevice}"; one of ${TORCH_DEVICES.join(', ')}`);
@@ -183,6 +190,7 @@ function parseBenchArgs(argv: string[]): BenchArgs {
     waitIdle: positive('wait-idle', 0, 0),
     profileThreads: int(f, 'profile-threads') === undefined ? null : positive('profile-threads', 1),
     device: device as Device,
+    kernels: kernels as BenchArgs['kernels'],
     torchDevice: torchDevice as TorchDevice,
     python: str(f, 'python') ?? DEFAULT_PYTHON,
     rowTimeout: positive('row-timeout', 0, 0),
@@ -418,10 +426,11 @@ function inChild<T>(request: ChildRequest, timeoutS = 0): Promise<T> {
   });
 }
 
-function tuneOptions(model: string, data: string, out: string, c: BenchConfig, policy: string, steps: number, device: Device): TuneOptions {
+function tuneOptions(model: string, data: string, out: string, c: BenchConfig, policy: string, steps: number, a: Pick<BenchArgs, 'device' | 'kernels'>): TuneOptions {
   return {
     ...DEFAULTS,
-    device,
+    device: a.device,
+    kernels: a.kernels,
     model,
     data,
     out,
@@ -439,7 +448,7 @@ async function runNarrowtune(c: BenchConfig, policy: string, model: string, data
   const base = { config: c.name, policy, trainer: 'narrowtune' as const, batch: c.batch, seq: c.seq, threads: null, device: a.device as string };
   const out = await mkdtemp(join(work, 'out-'));
   try {
-    const r = await inChild<ChildTuneResult>({ type: 'tune', options: tuneOptions(model, data, out, c, policy, a.warmup + a.steps, a.device) }, a.rowTimeout);
+    const r = await inChild<ChildTuneResult>({ type: 'tune', options: tuneOptions(model, data, out, c, policy, a.warmup + a.steps, a) }, a.rowTimeout);
     const start = r.events.find((e): e is Extract<TrainEvent, { type: 'start' }> => e.type === 'start')!;
     const steps = r.events.filter((e): e is Extract<TrainEvent, { type: 'step' }> => e.type === 'step');
     return summarise({ ...base, device: start.provider }, r.stepMs, a.warmup, {
@@ -474,7 +483,7 @@ async function runTorch(c: BenchConfig, policy: string, model: string, data: str
     const config = parseConfig(JSON.parse(await readFile(join(model, 'config.json'), 'utf8')), join(model, 'config.json'));
     const trainable = resolvePolicy({ preset: policy }, [...expectedTensors(config).keys()]).trainable;
     const examples = (await readFile(data, 'utf8')).split('\n').filter((l) => l.trim()).length;
-    const o = tuneOptions(model, data, '', c, policy, a.warmup + a.steps, a.device);
+    const o = tuneOptions(model, data, '', c, policy, a.warmup + a.steps, a);
     // The trainer's own data order: micro-step k takes these example indices (gradAccum is 1).
     const steps = Array.from({ length: o.steps! }, (_, k) => microBatchIndices(examples, o.batchSize, o.seed, k));
     const spec = {
@@ -641,7 +650,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, platform: `${process.platform}-${process.arch}` },
       settings: {
         steps: a.steps, warmup: a.warmup, threads: a.threads, lr: BENCH_LR, schedule: 'constant', optimizer: 'adamw', clipNorm: DEFAULTS.clipNorm,
-        device: a.device, torchDevice: a.vsTorch ? a.torchDevice : null,
+        device: a.device, kernels: a.kernels, torchDevice: a.vsTorch ? a.torchDevice : null,
       },
       rows,
     };
@@ -764,7 +773,7 @@ async function profileRows(a: BenchArgs, work: string): Promise<void> {
       process.stderr.write(`bench: profiling ${c.name} ${policy}…\n`);
       const r = await inChild<{ file: string; sources: NodeSources; stepMs: number[] }>({
         type: 'profile',
-        options: tuneOptions(model, data, join(work, 'unused'), c, policy, a.warmup + 1, a.device),
+        options: tuneOptions(model, data, join(work, 'unused'), c, policy, a.warmup + 1, a),
         prefix,
         runs: a.warmup + 1,
         threads: a.profileThreads,
@@ -889,16 +898,18 @@ async function childProfile(o: TuneOptions, prefix: string, runs: number, thread
   const seq = padLength(dataset.examples, o.seqLen);
   const opt = optimizerSpec(o);
   const n = o.batchSize * seq;
-  const sources = recordSources();
-  let model: CompiledTrainStep['model'];
-  let sourceList: NodeSources;
-  try {
-    ({ model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate: false, update: true, dtype: 'float32' }));
-  } finally {
-    sourceList = sources.stop();
-  }
-
-  const handle = await createSession(model, o.device, threads === null ? { profile: prefix } : { profile: prefix, intraOpThreads: threads });
+  let sourceList: NodeSources = [];
+  // Built as tune() builds it, for the lowering the provider gets; the node sources are the last build's.
+  const build = (kernels: Kernels) => {
+    const sources = recordSources();
+    try {
+      return compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate: false, update: true, dtype: 'float32', kernels }).model;
+    } finally {
+      sourceList = sources.stop();
+    }
+  };
+  const kernels = o.kernels === 'auto' ? undefined : o.kernels;
+  const handle = await createSessionFor(build, o.device, threads === null ? { profile: prefix, kernels } : { profile: prefix, intraOpThreads: threads, kernels });
   const state = new Map<string, { p: Float32Array; m: Float32Array; v: Float32Array }>(policy.trainable.map((name) => [name, { p: params.get(name)!.data, m: new Float32Array(params.get(name)!.data.length), v: new Float32Array(params.get(name)!.data.length) }]));
   const stepMs: number[] = [];
   for (let step = 0; step < runs; step++) {

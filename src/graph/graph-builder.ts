@@ -5,6 +5,13 @@ import { encodeModel, type AttributeValue, type NodeProto, type TensorProto, Ten
 export type DType = 'float32' | 'float64' | 'int64' | 'bool';
 export type FloatDType = 'float32' | 'float64';
 export type Shape = readonly number[];
+/**
+ * How ops with a fused onnxruntime kernel are lowered. 'fused': Attention-23 and SoftmaxCrossEntropyLoss,
+ * fastest on the CPU provider. 'portable': the same maths in MatMul/Softmax/Reduce* nodes, which every
+ * provider implements: the WebGPU provider has no kernel for the fused pair, so it would run them on the
+ * CPU and copy their tensors between device and host at every step (bench/README.md, GPU).
+ */
+export type Kernels = 'fused' | 'portable';
 
 export interface Value {
   readonly name: string;
@@ -74,6 +81,7 @@ export class GraphBuilder {
   constructor(
     readonly name: string,
     readonly float: FloatDType = 'float32',
+    readonly kernels: Kernels = 'fused',
   ) {}
 
   /** A unique tensor name, readable in ORT's profiler output. */
@@ -177,6 +185,7 @@ export class GraphBuilder {
   reciprocal(x: Value): Value { return this.unary('Reciprocal', x); }
   sigmoid(x: Value): Value { return this.unary('Sigmoid', x); }
   exp(x: Value): Value { return this.unary('Exp', x); }
+  log(x: Value): Value { return this.unary('Log', x); }
   not(x: Value): Value { return this.unary('Not', x); }
   identity(x: Value): Value { return this.unary('Identity', x); }
 
@@ -234,6 +243,7 @@ export class GraphBuilder {
   }
 
   reduceSum(x: Value, axes: number[], keepdims = false): Value { return this.reduce('ReduceSum', x, axes, keepdims); }
+  reduceMax(x: Value, axes: number[], keepdims = false): Value { return this.reduce('ReduceMax', x, axes, keepdims); }
   reduceMean(x: Value, axes: number[], keepdims = false): Value { return this.reduce('ReduceMean', x, axes, keepdims); }
 
   /** Sum of squares of all elements, as a scalar. */
@@ -244,6 +254,11 @@ export class GraphBuilder {
   gather(table: Value, indices: Value, axis = 0): Value {
     const shape = [...table.shape.slice(0, axis), ...indices.shape, ...table.shape.slice(axis + 1)];
     return this.emit('Gather', [table, indices], { axis }, [{ dtype: table.dtype, shape }])[0];
+  }
+
+  /** out[i][j] = data[i][indices[i][j]] along `axis` (indices has data's rank). */
+  gatherElements(data: Value, indices: Value, axis: number): Value {
+    return this.emit('GatherElements', [data, indices], { axis }, [{ dtype: data.dtype, shape: indices.shape }])[0];
   }
 
   /** data with `updates` added at `indices` (duplicates accumulate): the adjoint of Gather. */

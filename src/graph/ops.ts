@@ -154,13 +154,20 @@ export const OPS = {
 
   /**
    * Causal scaled-dot-product attention with grouped KV heads through ONNX Attention-23, which also
-   * returns the softmax probabilities P (qk_matmul_output_mode 3) for the backward pass.
-   * q [B, nh, T, hd], k/v [B, kvh, T, hd] → [B, nh, T, hd].
+   * returns the softmax probabilities P (qk_matmul_output_mode 3) for the backward pass; with portable
+   * kernels, the same P from MatMul + causal mask + Softmax. q [B, nh, T, hd], k/v [B, kvh, T, hd] → [B, nh, T, hd].
    */
   attention: rule({
     forward: (g, [q, k, v]) => {
       const [b, nh, t, hd] = q.shape;
       const kvh = k.shape[1];
+      if (g.kernels === 'portable') {
+        const groups = nh / kvh;
+        const mask = g.constant(Array.from({ length: t * t }, (_, i) => (i % t <= Math.floor(i / t) ? 0 : -Infinity)), [t, t], q.dtype);
+        const scores = g.add(g.mul(g.matmul(q, swapLastTwo(g, repeatKv(g, k, groups))), g.scalar(1 / Math.sqrt(hd), q.dtype)), mask);
+        const p = g.softmax(scores, -1);
+        return { out: g.matmul(p, repeatKv(g, v, groups)), saved: { p } };
+      }
       const [y, , , p] = g.emit('Attention', [q, k, v], { is_causal: 1, qk_matmul_output_mode: 3 }, [
         { dtype: q.dtype, shape: [b, nh, t, hd] },
         { dtype: q.dtype, shape: [b, kvh, t, hd] },
@@ -190,6 +197,16 @@ export const OPS = {
   cross_entropy: rule({
     nondiff: [1, 2],
     forward: (g, [logits, targets, scale]) => {
+      if (g.kernels === 'portable') {
+        const n = logits.shape[0];
+        const shifted = g.sub(logits, g.reduceMax(logits, [1], true));
+        const logp = g.sub(shifted, g.log(g.reduceSum(g.exp(shifted), [1], true))); // [N, V]
+        const valid = g.not(g.equal(targets, g.constant([IGNORE_INDEX], [], 'int64')));
+        const safeTargets = g.reshape(g.where(valid, targets, g.constant([0], [], 'int64')), [n, 1]);
+        const picked = g.reshape(g.gatherElements(logp, safeTargets, 1), [n]);
+        const sum = g.neg(g.reduceSum(g.mul(picked, g.cast(valid, logits.dtype)), [0]));
+        return { out: g.mul(sum, scale), saved: { logp } };
+      }
       const [sum, logp] = g.emit('SoftmaxCrossEntropyLoss', [logits, targets], { reduction: 'sum', ignore_index: IGNORE_INDEX }, [
         { dtype: logits.dtype, shape: [] },
         { dtype: logits.dtype, shape: logits.shape },

@@ -2,7 +2,7 @@
 // forward, loss, backward (only towards trainable tensors), and optionally clipping + optimizer update.
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
-import { type CompiledModel, type FloatDType, GraphBuilder, type Value } from './graph-builder.js';
+import { type CompiledModel, type FloatDType, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
 import { adamw, clipByGlobalNorm, type OptimizerSpec, sgd } from './optimizer.js';
 import { causalLmLoss, initializerLookup } from './transformer.js';
 
@@ -26,6 +26,8 @@ export interface TrainStepSpec {
   update: boolean;
   /** float64 only in tests: the reference checks run the same graph in double precision. */
   dtype?: FloatDType;
+  /** Lowering of attention and cross-entropy (default fused); runtime/session.ts picks it per provider. */
+  kernels?: Kernels;
   /** Initializers from this size on travel as external data (default EXTERNAL_DATA_MIN_BYTES). */
   minExternalBytes?: number;
 }
@@ -58,7 +60,7 @@ export interface CompiledTrainStep {
 
 export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
   const dtype = spec.dtype ?? 'float32';
-  const g = new GraphBuilder('narrowtune_train_step', dtype);
+  const g = new GraphBuilder('narrowtune_train_step', dtype, spec.kernels);
   const tape = new Tape(g);
   const n = spec.batch * spec.seq;
 

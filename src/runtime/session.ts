@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
-import type { CompiledModel } from '../graph/graph-builder.js';
+import type { CompiledModel, Kernels } from '../graph/graph-builder.js';
 import { NarrowtuneError } from '../util/errors.js';
 
 export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
@@ -56,25 +56,52 @@ async function createWith(model: ModelBytes, provider: SessionHandle['provider']
   return { session, provider };
 }
 
+/**
+ * The lowering each provider runs fastest. WebGPU has no kernel for Attention-23 or SoftmaxCrossEntropyLoss
+ * (profiled on lavapipe: 9 nodes on the CPU and 18 device↔host copies per training step; none of the big
+ * tensors cross with 'portable'). CUDA keeps 'fused': it has not been profiled.
+ */
+export function kernelsFor(provider: SessionHandle['provider']): Kernels {
+  return provider === 'webgpu' ? 'portable' : 'fused';
+}
+
 /** Creates a session on the requested device; `auto` tries cuda, then webgpu, then cpu. */
 export async function createSession(model: ModelBytes, device: Device, opts: SessionOptions = {}): Promise<SessionHandle> {
-  if (device === 'cpu') return createWith(model, 'cpu', opts);
+  return createSessionFor(() => model, device, opts);
+}
+
+/**
+ * Like createSession, for a graph that can be lowered either way: `build` is called with the kernels of
+ * each provider tried (`opts.kernels` overrides), once per lowering.
+ */
+export async function createSessionFor(
+  build: (kernels: Kernels) => ModelBytes,
+  device: Device,
+  opts: SessionOptions & { kernels?: Kernels } = {},
+): Promise<SessionHandle> {
+  const built = new Map<Kernels, ModelBytes>();
+  const modelFor = (provider: SessionHandle['provider']): ModelBytes => {
+    const k = opts.kernels ?? kernelsFor(provider);
+    if (!built.has(k)) built.set(k, build(k));
+    return built.get(k)!;
+  };
+  if (device === 'cpu') return createWith(modelFor('cpu'), 'cpu', opts);
   if (device === 'auto') {
     for (const provider of ['cuda', 'webgpu'] as const) {
       if (provider === 'cuda' && !cudaInstalled()) continue;
       try {
-        return await createWith(model, provider, opts);
+        return await createWith(modelFor(provider), provider, opts);
       } catch {
         // fall through to the next provider; `auto` promises only that something runs
       }
     }
-    return createWith(model, 'cpu', opts);
+    return createWith(modelFor('cpu'), 'cpu', opts);
   }
   if (device === 'cuda' && !cudaInstalled()) {
     throw new NarrowtuneError('unavailable', `device cuda is not available: ${HOW_TO.cuda}`, [{ field: 'device', description: HOW_TO.cuda }]);
   }
   try {
-    return await createWith(model, device, opts);
+    return await createWith(modelFor(device), device, opts);
   } catch (e) {
     const why = (e as Error).message.split('\n')[0].slice(0, 300);
     throw new NarrowtuneError('unavailable', `device ${device} could not start (${why}): ${HOW_TO[device]}`, [

@@ -1,5 +1,6 @@
 // Hyper-parameters of a fine-tune, their defaults and their bounds: shared by the CLI and the service.
 import type { PolicySpec } from '../policy/policy.js';
+import type { Kernels } from '../graph/graph-builder.js';
 import type { Device } from '../runtime/session.js';
 import { DEVICES } from '../runtime/session.js';
 import { NarrowtuneError, type FieldViolation } from '../util/errors.js';
@@ -54,6 +55,8 @@ export interface TuneOptions {
    * memory, slower). 'auto' picks the host above 1 GiB of frozen weights.
    */
   optimizerPlacement: 'auto' | 'graph' | 'host';
+  /** Lowering of attention and cross-entropy; 'auto' picks per execution provider (runtime/session.ts kernelsFor). */
+  kernels: 'auto' | Kernels;
 }
 
 /** The paper's recipe (AdamW, lr 5e-6, cosine with 3% warm-up, no weight decay) with HF's other defaults. */
@@ -86,6 +89,7 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   tokenClasses: [],
   driftBudget: { maxKlToBase: null, maxNumberMassDelta: null, maxHeldoutLossDelta: null },
   optimizerPlacement: 'auto',
+  kernels: 'auto',
 };
 
 export const WARMUP_FRACTION = 0.03;
@@ -150,6 +154,7 @@ export function validateOptions(o: TuneOptions): void {
   }
   need(['auto', 'graph', 'host'].includes(o.optimizerPlacement), 'optimizer_placement', `must be auto, graph or host, got "${o.optimizerPlacement}"`);
   need(o.optimizerPlacement !== 'host' || o.precision === 'float32', 'optimizer_placement', 'host updates run in float32 only');
+  need(['auto', 'fused', 'portable'].includes(o.kernels), 'kernels', `must be auto, fused or portable, got "${o.kernels}"`);
   need(DEVICES.includes(o.device), 'device', `must be one of ${DEVICES.join(', ')}, got "${o.device}"`);
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);

@@ -29,11 +29,11 @@ function sh(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ c
 }
 
 interface Report {
-  settings: { device: string; torchDevice: string | null };
+  settings: { device: string; kernels: string; torchDevice: string | null };
   rows: { policy: string; status: string; narrowtune: { device: string; ok: boolean }; torch: { device: string; ok: boolean }; lossCheck: { ok: boolean; maxRelErr: number } }[];
 }
 
-it('packs, then runs the webgpu, cpu and cuda sections with the carried Node only', async (ctx) => {
+it('packs, then runs the webgpu, webgpu-fused, cpu and cuda sections with the carried Node only', async (ctx) => {
   if (unavailable !== null && !WEBGPU_REQUIRED) ctx.skip(`no Vulkan device for WebGPU here: ${unavailable}`);
   const pack = join(dir, 'pack');
   const packed = await sh('bench/gpu-pack.sh', [pack], { ...process.env, NT_GPU_PACK_XZ: '0' });
@@ -61,14 +61,19 @@ it('packs, then runs the webgpu, cpu and cuda sections with the carried Node onl
 
   const summary = await readFile(join(out, 'summary.txt'), 'utf8');
   expect(summary).toMatch(/webgpu: exit 0/);
+  expect(summary).toMatch(/webgpu-fused: exit 0/);
   expect(summary).toMatch(/cpu: exit 0/);
   expect(summary).toMatch(/cuda: not run: the pack has no libonnxruntime_providers_cuda\.so/);
   expect(await readFile(join(out, 'facts.txt'), 'utf8')).toMatch(/vulkan loader: (host|carried)/);
   expect(await readFile(join(out, 'gpu.log'), 'utf8')).toContain('| tiny   | mlp_gate_up | webgpu / cpu |');
 
+  const fused = JSON.parse(await readFile(join(out, 'webgpu-fused.json'), 'utf8')) as Report;
+  expect(fused.settings).toMatchObject({ device: 'webgpu', kernels: 'fused', torchDevice: null });
+  expect(fused.rows.map((r) => [r.status, r.narrowtune.device])).toEqual(Array(3).fill(['ok', 'webgpu']));
+
   for (const [section, device] of [['webgpu', 'webgpu'], ['cpu', 'cpu']]) {
     const report = JSON.parse(await readFile(join(out, `${section}.json`), 'utf8')) as Report;
-    expect(report.settings).toMatchObject({ device, torchDevice: 'cpu' });
+    expect(report.settings).toMatchObject({ device, kernels: 'auto', torchDevice: 'cpu' });
     expect(report.rows.map((r) => r.policy)).toEqual(['full', 'mlp_gate_up', 'sa_proj']);
     for (const r of report.rows) {
       expect(r.status).toBe('ok');

@@ -1,6 +1,6 @@
 // Finite-difference checks of the op table's vector-Jacobian rules, in float64 on onnxruntime.
 import ort from 'onnxruntime-node';
-import { GraphBuilder, numel, type Value } from '../../src/graph/graph-builder.js';
+import { GraphBuilder, numel, type Kernels, type Value } from '../../src/graph/graph-builder.js';
 import { sumToShape } from '../../src/graph/autodiff.js';
 import { OPS, type OpName, type OpRule } from '../../src/graph/ops.js';
 import { Rng } from '../../src/util/rng.js';
@@ -18,6 +18,8 @@ export interface GradCase {
   op: OpName;
   inputs: InputSpec[];
   attrs?: Record<string, unknown>;
+  /** The lowering the forward builder uses (default fused). */
+  kernels?: Kernels;
 }
 
 export interface GradCheckResult {
@@ -32,7 +34,7 @@ const STEP = 1e-6;
 export async function gradCheck(c: GradCase, seed = 7): Promise<GradCheckResult> {
   const rng = new Rng(seed);
   const rule = OPS[c.op] as OpRule<unknown>;
-  const g = new GraphBuilder(c.name, 'float64');
+  const g = new GraphBuilder(c.name, 'float64', c.kernels);
   const diff = c.inputs.map((s, i) => !s.ints && !s.fixed && !rule.nondiff?.includes(i));
   const values: Value[] = c.inputs.map((s, i) => g.input(`x${i}`, s.ints ? 'int64' : 'float64', s.shape));
   const { out, saved } = rule.forward(g, values, c.attrs ?? {});

@@ -4,7 +4,7 @@ import type ort from 'onnxruntime-node';
 import { collate } from '../data/batches.js';
 import type { Example } from '../data/dataset.js';
 import { compileScoreStep, SCORE_IO, type ScoreStepSpec } from '../graph/score-step.js';
-import { createSession, floatTensor, int64Tensor, type Device, type FloatArray, type SessionHandle } from '../runtime/session.js';
+import { createSessionFor, floatTensor, int64Tensor, type Device, type FloatArray, type SessionHandle } from '../runtime/session.js';
 
 export interface ScoreSums {
   positions: number;
@@ -39,7 +39,7 @@ export class Scorer {
   ) {}
 
   static async create(spec: ScoreStepSpec, device: Device): Promise<Scorer> {
-    return new Scorer(await createSession(compileScoreStep(spec), device), spec);
+    return new Scorer(await createSessionFor((kernels) => compileScoreStep({ ...spec, kernels }), device), spec);
   }
 
   /** Sums over every label position of `examples`; `inputs` are the current values of input tensors. */

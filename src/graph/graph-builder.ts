@@ -201,6 +201,13 @@ export class GraphBuilder {
 
   softmax(x: Value, axis = -1): Value { return this.unary('Softmax', x, { axis }); }
 
+  /** log softmax along `axis`: one LogSoftmax node, or with portable kernels x − max − log Σ exp(x − max). */
+  logSoftmax(x: Value, axis = -1): Value {
+    if (this.kernels === 'fused') return this.unary('LogSoftmax', x, { axis });
+    const shifted = this.sub(x, this.reduceMax(x, [axis], true));
+    return this.sub(shifted, this.log(this.reduceSum(this.exp(shifted), [axis], true)));
+  }
+
   /** Batched matrix product with numpy broadcasting of the leading axes. */
   matmul(a: Value, b: Value): Value {
     if (a.shape.length < 2 || b.shape.length < 2) throw new Error('matmul needs rank >= 2 operands');

@@ -199,8 +199,7 @@ export const OPS = {
     forward: (g, [logits, targets, scale]) => {
       if (g.kernels === 'portable') {
         const n = logits.shape[0];
-        const shifted = g.sub(logits, g.reduceMax(logits, [1], true));
-        const logp = g.sub(shifted, g.log(g.reduceSum(g.exp(shifted), [1], true))); // [N, V]
+        const logp = g.logSoftmax(logits, 1); // [N, V]
         const valid = g.not(g.equal(targets, g.constant([IGNORE_INDEX], [], 'int64')));
         const safeTargets = g.reshape(g.where(valid, targets, g.constant([0], [], 'int64')), [n, 1]);
         const picked = g.reshape(g.gatherElements(logp, safeTargets, 1), [n]);

@@ -5,7 +5,7 @@
 // row's summed cross-entropy (−log-likelihood of its labels), for multiple-choice scoring.
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
-import { type CompiledModel, GraphBuilder, type Value } from './graph-builder.js';
+import { type CompiledModel, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
 import type { ParamTensor } from './train-step.js';
 import { initializerLookup, logits } from './transformer.js';
 
@@ -45,10 +45,12 @@ export interface ScoreStepSpec {
   seq: number;
   /** Also output each row's summed loss (row_loss, and base_row_loss with a base). */
   rowLoss?: boolean;
+  /** Lowering of attention and the loss (default fused); runtime/session.ts picks it per provider. */
+  kernels?: Kernels;
 }
 
 export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
-  const g = new GraphBuilder('narrowtune_score_step');
+  const g = new GraphBuilder('narrowtune_score_step', 'float32', spec.kernels);
   const tape = new Tape(g);
   const n = spec.batch * spec.seq;
   const v = spec.config.vocabSize;
@@ -79,17 +81,21 @@ export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
   const classMatrix = spec.classes ? g.initializer('token_classes', 'float32', [v, spec.classes.count], spec.classes.matrix) : null;
   const score = (src: ParamSource, prefix: '' | 'base_') => {
     const z = logits(tape, spec.config, lookupFor(src), ids, spec.batch, spec.seq); // [N, V]
-    const [lossSum] = g.emit('SoftmaxCrossEntropyLoss', [z, targets], { reduction: 'sum', ignore_index: -100 }, [{ dtype: 'float32', shape: [] }]);
+    const logp = g.logSoftmax(z, 1); // [N, V]
+    // −log p(target) per position: ignored targets gather id 0 and are zeroed.
+    const perPosition = () => {
+      const safe = g.reshape(g.where(isLabel, targets, g.constant([0], [], 'int64')), [n, 1]);
+      return g.mul(g.neg(g.reshape(g.gatherElements(logp, safe, 1), [n])), valid); // [N]
+    };
+    const rowTerms = spec.rowLoss || g.kernels === 'portable' ? perPosition() : null;
+    const lossSum = g.kernels === 'portable'
+      ? g.reduceSum(rowTerms!, [0])
+      : g.emit('SoftmaxCrossEntropyLoss', [z, targets], { reduction: 'sum', ignore_index: -100 }, [{ dtype: 'float32', shape: [] }])[0];
     g.output(lossSum, prefix ? SCORE_IO.baseLossSum : SCORE_IO.lossSum);
     const [argmax] = g.emit('ArgMax', [z], { axis: 1, keepdims: 0 }, [{ dtype: 'int64', shape: [n] }]);
     g.output(masked(g.cast(g.equal(argmax, targets), 'float32')), prefix ? SCORE_IO.baseCorrect : SCORE_IO.correct);
-    const [logp] = g.emit('LogSoftmax', [z], { axis: 1 }, [{ dtype: 'float32', shape: [n, v] }]);
     if (spec.rowLoss) {
-      // −log p(target) per position from the log-probabilities above: ignored targets gather id 0 and are zeroed.
-      const safe = g.reshape(g.where(isLabel, targets, g.constant([0], [], 'int64')), [n, 1]);
-      const [picked] = g.emit('GatherElements', [logp, safe], { axis: 1 }, [{ dtype: 'float32', shape: [n, 1] }]);
-      const perPosition = g.mul(g.neg(g.reshape(picked, [n])), valid); // [N]
-      g.output(g.reduceSum(g.reshape(perPosition, [spec.batch, spec.seq]), [1]), prefix ? SCORE_IO.baseRowLoss : SCORE_IO.rowLoss);
+      g.output(g.reduceSum(g.reshape(rowTerms!, [spec.batch, spec.seq]), [1]), prefix ? SCORE_IO.baseRowLoss : SCORE_IO.rowLoss);
     }
     if (classMatrix) {
       const mass = g.matmul(g.exp(logp), classMatrix); // [N, C]

@@ -9,6 +9,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs \
  && rm -rf /var/lib/apt/lists/*
 
+# The WebGPU provider (--device webgpu) talks to the GPU through Vulkan: the NVIDIA container runtime mounts
+# the driver's Vulkan ICD only when the graphics capability is asked for.
+ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
+
 WORKDIR /app
 COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json ./
 COPY bin ./bin

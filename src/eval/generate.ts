@@ -6,11 +6,12 @@ import ort from 'onnxruntime-node';
 import { leadingSpecialIds } from '../data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
 import { cacheLength, compileGenerateStep, GEN_IO } from '../graph/generate-step.js';
+import type { Kernels } from '../graph/graph-builder.js';
 import type { ParamTensor } from '../graph/train-step.js';
 import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import { expectedTensors } from '../model/config.js';
 import { viewFloat32 } from '../model/safetensors.js';
-import { createSession, int64Tensor, type Device } from '../runtime/session.js';
+import { createSessionFor, int64Tensor, type Device } from '../runtime/session.js';
 import { invalidArgument } from '../util/errors.js';
 
 export interface GenerateOptions {
@@ -32,6 +33,8 @@ export interface GenerateResult {
 export interface GeneratorOptions {
   /** Ids that end a row's generation; default: the model directory's EOS ids (tokenizer, generation_config, config). */
   stopIds?: readonly number[];
+  /** Lowering of attention; default: what the execution provider runs best (runtime/session.ts kernelsFor). */
+  kernels?: Kernels;
 }
 
 /** Left-padding filler; its value never matters (padding slots are masked out and never scored). */
@@ -119,10 +122,10 @@ export class Generator {
     );
     const stopIds = new Set(opts.stopIds ?? (await stopIdsOf(ckpt.dir)));
     const spec = { config: c, params, batch, promptLen, maxNewTokens };
-    const prefill = await createSession(compileGenerateStep({ ...spec, phase: 'prefill' }), device);
+    const prefill = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'prefill', kernels }), device, { kernels: opts.kernels });
     let decode;
     try {
-      decode = await createSession(compileGenerateStep({ ...spec, phase: 'decode' }), device);
+      decode = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'decode', kernels }), device, { kernels: opts.kernels });
     } catch (e) {
       await prefill.session.release();
       throw e;

@@ -9,7 +9,8 @@
 // [B, 1, q, kv] (true = attend), so padding, future and not yet written slots are the caller's to hide.
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
-import { type CompiledModel, GraphBuilder, type Value } from './graph-builder.js';
+import { type CompiledModel, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
+import { portableAttention } from './ops.js';
 import type { ParamTensor } from './train-step.js';
 import { initializerLookup, linear, lmHeadName, mlp, ropeTables, splitHeads, type ParamLookup, type Rope } from './transformer.js';
 
@@ -47,6 +48,8 @@ export interface GenerateStepSpec {
   phase: GeneratePhase;
   /** Also output the last position's logits (tests, debugging); costs a [B, V] copy per step. */
   logits?: boolean;
+  /** Lowering of attention (default fused); runtime/session.ts picks it per provider. */
+  kernels?: Kernels;
 }
 
 /** Cache slots a generator of this prompt length and budget needs. */
@@ -70,7 +73,9 @@ function attention(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: num
   const kv = write(layer, key, value);
   // Attention-23: 4-D inputs carry their head counts (kvh < nh is grouped-query attention); a bool mask is
   // "true = attend"; no is_causal, the mask says everything.
-  const [y] = g.emit('Attention', [query, kv.k, kv.v, mask], {}, [{ dtype: query.dtype, shape: [b, c.numHeads, q, c.headDim] }]);
+  const [y] = g.kernels === 'portable'
+    ? [portableAttention(g, query, kv.k, kv.v, mask).y]
+    : g.emit('Attention', [query, kv.k, kv.v, mask], {}, [{ dtype: query.dtype, shape: [b, c.numHeads, q, c.headDim] }]);
   const flat = g.reshape(g.transpose(y, [0, 2, 1, 3]), [b * q, c.numHeads * c.headDim]); // [N, nh·hd]
   return linear(t, flat, w, `${p}.o_proj`, c.attentionBias.o); // [N, H]
 }
@@ -85,7 +90,7 @@ export function compileGenerateStep(spec: GenerateStepSpec): CompiledModel {
   const prefill = spec.phase === 'prefill';
   const q = prefill ? P : 1;
   const kvLen = prefill ? P : T;
-  const g = new GraphBuilder(`narrowtune_generate_${spec.phase}`);
+  const g = new GraphBuilder(`narrowtune_generate_${spec.phase}`, 'float32', spec.kernels);
   const t = new Tape(g);
 
   const w: ParamLookup = initializerLookup(g, spec.params);

@@ -54,6 +54,20 @@ function sumKvGroups(g: GraphBuilder, dx: Value, groups: number): Value {
   return g.reduceSum(g.reshape(dx, [b, nh / groups, groups, t, hd]), [2]);
 }
 
+/**
+ * softmax(q·kᵀ/√hd + mask)·v and its probabilities P from MatMul/Softmax nodes, the portable form of
+ * Attention-23. q [B, nh, q, hd], k/v [B, kvh, kv, hd]; `mask` is additive (float, −∞ hides) or boolean
+ * (true = attend), broadcast to [B, nh, q, kv].
+ */
+export function portableAttention(g: GraphBuilder, q: Value, k: Value, v: Value, mask: Value): { y: Value; p: Value } {
+  const groups = q.shape[1] / k.shape[1];
+  const scores = g.mul(g.matmul(q, swapLastTwo(g, repeatKv(g, k, groups))), g.scalar(1 / Math.sqrt(q.shape[3]), q.dtype));
+  // A finite floor, not −∞, for boolean masks: a row that may attend nothing gets a uniform P, not NaN.
+  const masked = mask.dtype === 'bool' ? g.where(mask, scores, g.scalar(-1e30, q.dtype)) : g.add(scores, mask);
+  const p = g.softmax(masked, -1);
+  return { y: g.matmul(p, repeatKv(g, v, groups)), p };
+}
+
 function swapLastTwo(g: GraphBuilder, x: Value): Value {
   const r = x.shape.length;
   const perm = x.shape.map((_, i) => (i === r - 2 ? r - 1 : i === r - 1 ? r - 2 : i));
@@ -162,11 +176,9 @@ export const OPS = {
       const [b, nh, t, hd] = q.shape;
       const kvh = k.shape[1];
       if (g.kernels === 'portable') {
-        const groups = nh / kvh;
-        const mask = g.constant(Array.from({ length: t * t }, (_, i) => (i % t <= Math.floor(i / t) ? 0 : -Infinity)), [t, t], q.dtype);
-        const scores = g.add(g.mul(g.matmul(q, swapLastTwo(g, repeatKv(g, k, groups))), g.scalar(1 / Math.sqrt(hd), q.dtype)), mask);
-        const p = g.softmax(scores, -1);
-        return { out: g.matmul(p, repeatKv(g, v, groups)), saved: { p } };
+        const causal = g.constant(Array.from({ length: t * t }, (_, i) => (i % t <= Math.floor(i / t) ? 0 : -Infinity)), [t, t], q.dtype);
+        const { y, p } = portableAttention(g, q, k, v, causal);
+        return { out: y, saved: { p } };
       }
       const [y, , , p] = g.emit('Attention', [q, k, v], { is_causal: 1, qk_matmul_output_mode: 3 }, [
         { dtype: q.dtype, shape: [b, nh, t, hd] },

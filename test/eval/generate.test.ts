@@ -7,7 +7,7 @@ import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { generate, Generator, stopIdsOf } from '../../src/eval/generate.js';
 import { Tape } from '../../src/graph/autodiff.js';
 import { compileGenerateStep, GEN_IO } from '../../src/graph/generate-step.js';
-import { GraphBuilder, type Value } from '../../src/graph/graph-builder.js';
+import { GraphBuilder, type Kernels, type Value } from '../../src/graph/graph-builder.js';
 import type { ParamTensor } from '../../src/graph/train-step.js';
 import { logits } from '../../src/graph/transformer.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
@@ -16,13 +16,19 @@ import type { InitModelOptions } from '../../src/model/init-model.js';
 import { fromFloat32, toFloat32 } from '../../src/model/safetensors.js';
 import { createSession, int64Tensor } from '../../src/runtime/session.js';
 import { Rng } from '../../src/util/rng.js';
+import { WEBGPU_REQUIRED, webgpuUnavailable } from '../runtime/webgpu-probe.js';
 import { tempDir, TINY_LLAMA, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
+
+/** Attention-23 as onnxruntime's fused kernel, and the MatMul/Softmax form the WebGPU provider runs. */
+const KERNELS: Kernels[] = ['fused', 'portable'];
 
 const TINY_QWEN3: Omit<InitModelOptions, 'out'> = { arch: 'qwen3', hidden: 32, layers: 2, heads: 4, kvHeads: 2, headDim: 8, intermediate: 64, seed: 3 };
 
 let dir: string;
+let webgpuDown: string | null;
 beforeAll(async () => {
   dir = await tempDir('nt-generate-');
+  webgpuDown = await webgpuUnavailable();
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
@@ -116,9 +122,9 @@ describe.each([
   });
   afterAll(() => reference.release());
 
-  it('prefill logits match the full forward at each row\'s last prompt token', async () => {
+  it.for(KERNELS)('prefill logits match the full forward at each row\'s last prompt token (%s kernels)', async (kernels) => {
     const B = prompts.length;
-    const model = compileGenerateStep({ config: ckpt.config, params: params(ckpt), batch: B, promptLen: P, maxNewTokens: M, phase: 'prefill', logits: true });
+    const model = compileGenerateStep({ config: ckpt.config, params: params(ckpt), batch: B, promptLen: P, maxNewTokens: M, phase: 'prefill', logits: true, kernels });
     const { session } = await createSession(model, 'cpu');
     try {
       const ids = new BigInt64Array(B * P);
@@ -160,14 +166,24 @@ describe.each([
     }
   });
 
-  it('batched left-padded KV-cache greedy ids equal the naive per-prompt reference', async () => {
+  it.for(KERNELS)('batched left-padded KV-cache greedy ids equal the naive per-prompt reference (%s kernels)', async (kernels) => {
     // The test has power only if the model's choices depend on the prompt.
     expect(new Set(expected.map((e) => e.join(','))).size).toBe(prompts.length);
-    const gen = await Generator.create(ckpt, 4, P, M, 'cpu', { stopIds: [] });
+    const gen = await Generator.create(ckpt, 4, P, M, 'cpu', { stopIds: [], kernels });
     try {
       expect(await gen.generateIds(prompts)).toEqual(expected);
       // A partial batch (dummy rows) and a reordered one give the same rows.
       expect(await gen.generateIds([prompts[2], prompts[0]])).toEqual([expected[2], expected[0]]);
+    } finally {
+      await gen.release();
+    }
+  });
+
+  it('on WebGPU (lavapipe in CI), the same ids', async (ctx) => {
+    if (webgpuDown !== null && !WEBGPU_REQUIRED) ctx.skip(`no Vulkan device for WebGPU here: ${webgpuDown}`);
+    const gen = await Generator.create(ckpt, 4, P, M, 'webgpu', { stopIds: [] });
+    try {
+      expect(await gen.generateIds(prompts)).toEqual(expected);
     } finally {
       await gen.release();
     }

@@ -36,7 +36,8 @@ Optimisation:
   --warmup-steps W       linear warm-up steps (default 3% of the steps)
   --clip-norm X          global gradient-norm clip, 0 disables (default ${DEFAULTS.clipNorm})
   --seed S               data order seed (default ${DEFAULTS.seed})
-  --device D             ${DEVICES.join(' | ')} (default ${DEFAULTS.device})
+  --device D             ${DEVICES.join(' | ')} (default ${DEFAULTS.device}); auto: cuda if installed, then
+                         webgpu if a GPU device node exists (never a software Vulkan), then cpu
   --precision P          float32 | float64 compute (default ${DEFAULTS.precision}; float64 for exactness checks)
 
 Validation and drift telemetry:

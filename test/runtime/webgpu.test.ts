@@ -5,6 +5,8 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { GraphBuilder } from '../../src/graph/graph-builder.js';
+import { createSession, gpuPresent } from '../../src/runtime/session.js';
 import { heldoutData } from '../telemetry/fixtures.js';
 import { repeatData, tempDir, tinyModel } from '../trainer/fixtures.js';
 import { expectSameTraining, trainingRun } from './training-run.js';
@@ -31,4 +33,13 @@ it.for(['mlp_gate_up', 'full'])('%s: WebGPU reaches the CPU losses, gradient nor
   const gpu = await run('webgpu');
   expect(gpu.provider).toBe('webgpu');
   expectSameTraining(gpu, cpu);
+});
+
+it('auto does not pick a software Vulkan device: without a GPU device node it runs on the CPU', async (ctx) => {
+  if (gpuPresent()) ctx.skip('this machine has a GPU device node');
+  const g = new GraphBuilder('auto-probe');
+  g.output(g.add(g.input('x', 'float32', [2]), g.scalar(1)), 'y');
+  const h = await createSession(g.toModel(), 'auto');
+  expect(h.provider).toBe('cpu');
+  await h.session.release();
 });

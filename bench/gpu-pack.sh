@@ -15,8 +15,10 @@ DIR=${1:-.gpu}
 XZ=${NT_GPU_PACK_XZ:-1}
 ARCH=$(node -p 'process.platform + "-" + process.arch')
 [ "$ARCH" = linux-x64 ] || { echo "gpu-pack: the GPU hosts are linux-x64; this is $ARCH" >&2; exit 1; }
-# Dawn (WebGPU) loads libvulkan.so.1; NVIDIA's Vulkan ICD needs glvnd's GLX dispatch and Xlib beside it.
-DEBS=(libvulkan1 libglvnd0 libglx0 libx11-6 libx11-data libxcb1 libxau6 libxdmcp6 libbsd0 libmd0 libxext6)
+# Dawn (WebGPU) loads libvulkan.so.1; NVIDIA's Vulkan ICD needs glvnd's GLX dispatch and Xlib beside it;
+# vulkaninfo (vulkan-tools) says in facts.txt which device and driver the loader found.
+DEBS=(libvulkan1 libglvnd0 libglx0 libx11-6 libx11-data libxcb1 libxau6 libxdmcp6 libbsd0 libmd0 libxext6
+  vulkan-tools libwayland-client0 libffi8)
 
 rm -rf "$DIR"
 mkdir -p "$DIR/app/node_modules" "$DIR/debs"

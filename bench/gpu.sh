@@ -87,6 +87,7 @@ TORCH_DEV=$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() el
   echo "torch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "none in $PY"), baseline device ${TORCH_DEV:-none}"
   echo "vulkan loader: $LOADER; carried libraries in use: ${CARRIED:-none}"
   echo "vulkan ICD: ${VK_DRIVER_FILES:-${VK_ICD_FILENAMES:-default search paths}}"
+  echo "vulkaninfo: $(timeout 30 "$SYSROOT/usr/bin/vulkaninfo" --summary 2>&1 | grep -E 'deviceName|deviceType|driverName|driverInfo|apiVersion' | tr -s ' \t\n' ' ' || true)"
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   sed 's/^/pack: /' "$B/MANIFEST"
 } | tee "$OUTDIR/facts.txt"

@@ -64,7 +64,9 @@ it('packs, then runs the webgpu, webgpu-fused, cpu and cuda sections with the ca
   expect(summary).toMatch(/webgpu-fused: exit 0/);
   expect(summary).toMatch(/cpu: exit 0/);
   expect(summary).toMatch(/cuda: not run: the pack has no libonnxruntime_providers_cuda\.so/);
-  expect(await readFile(join(out, 'facts.txt'), 'utf8')).toMatch(/vulkan loader: (host|carried)/);
+  const facts = await readFile(join(out, 'facts.txt'), 'utf8');
+  expect(facts).toMatch(/vulkan loader: (host|carried)/);
+  expect(facts).toMatch(/vulkaninfo: .*deviceName = /); // the carried vulkaninfo found the device WebGPU used
   expect(await readFile(join(out, 'gpu.log'), 'utf8')).toContain('| tiny   | mlp_gate_up | webgpu / cpu |');
 
   const fused = JSON.parse(await readFile(join(out, 'webgpu-fused.json'), 'utf8')) as Report;

@@ -83,7 +83,7 @@ export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: 
       fail(`invalid JSON: ${(err as Error).message}`);
     }
     if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-      fail(`expected a JSON object, got ${describe(record)}`);
+      fail(`expected a JSON object, got ${describeValue(record)}`);
     }
     const obj = record as Record<string, unknown>;
     const lineForm = detectForm(obj, fail);
@@ -175,8 +175,8 @@ function promptCompletion(
   const completion = obj.completion;
   if (prompt === undefined) fail('missing "prompt" (the prompt/completion form needs both)');
   if (completion === undefined) fail('missing "completion" (the prompt/completion form needs both)');
-  if (typeof prompt !== 'string') fail(`"prompt" must be a string, got ${describe(prompt)}`);
-  if (typeof completion !== 'string') fail(`"completion" must be a string, got ${describe(completion)}`);
+  if (typeof prompt !== 'string') fail(`"prompt" must be a string, got ${describeValue(prompt)}`);
+  if (typeof completion !== 'string') fail(`"completion" must be a string, got ${describeValue(completion)}`);
   if (completion === '') fail('empty "completion"');
 
   const promptIds = [...leading, ...tokenizer.encode(prompt, { addSpecialTokens: false })];
@@ -189,16 +189,16 @@ function promptCompletion(
 
 function chat(obj: Record<string, unknown>, tokenizer: TextTokenizer, leading: number[], fail: (problem: string) => never): Example {
   const raw = obj.messages;
-  if (!Array.isArray(raw)) fail(`"messages" must be an array, got ${describe(raw)}`);
+  if (!Array.isArray(raw)) fail(`"messages" must be an array, got ${describeValue(raw)}`);
   const list = raw as unknown[];
   if (list.length === 0) fail('"messages" is empty');
   const messages: ChatMessage[] = list.map((m, k) => {
     const where = `messages[${k}]`;
-    if (typeof m !== 'object' || m === null || Array.isArray(m)) fail(`${where} must be an object, got ${describe(m)}`);
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) fail(`${where} must be an object, got ${describeValue(m)}`);
     const { role, content } = m as Record<string, unknown>;
-    if (typeof role !== 'string') fail(`${where}.role must be a string, got ${describe(role)}`);
+    if (typeof role !== 'string') fail(`${where}.role must be a string, got ${describeValue(role)}`);
     if (!CHAT_ROLES.includes(role as ChatRole)) fail(`${where}.role ${JSON.stringify(role)} is not one of ${CHAT_ROLES.join(', ')}`);
-    if (typeof content !== 'string') fail(`${where}.content must be a string, got ${describe(content)}`);
+    if (typeof content !== 'string') fail(`${where}.content must be a string, got ${describeValue(content)}`);
     return { role: role as ChatRole, content: content as string };
   });
   if (!messages.some((m) => m.role === 'assistant')) fail('no assistant message (nothing to train on)');
@@ -229,7 +229,7 @@ function chat(obj: Record<string, unknown>, tokenizer: TextTokenizer, leading: n
 function tokenized(obj: Record<string, unknown>, vocabSize: number, fail: (problem: string) => never): Example {
   const ids = obj.input_ids;
   if (ids === undefined) fail('missing "input_ids" ("labels" alone is not an example)');
-  if (!Array.isArray(ids)) fail(`"input_ids" must be an array of integers, got ${describe(ids)}`);
+  if (!Array.isArray(ids)) fail(`"input_ids" must be an array of integers, got ${describeValue(ids)}`);
   const inputIds = ids as unknown[];
   if (inputIds.length === 0) fail('"input_ids" is empty');
   inputIds.forEach((id, k) => {
@@ -239,7 +239,7 @@ function tokenized(obj: Record<string, unknown>, vocabSize: number, fail: (probl
   });
   if (obj.labels === undefined) return { inputIds: inputIds as number[], labels: [...(inputIds as number[])] };
 
-  if (!Array.isArray(obj.labels)) fail(`"labels" must be an array of integers, got ${describe(obj.labels)}`);
+  if (!Array.isArray(obj.labels)) fail(`"labels" must be an array of integers, got ${describeValue(obj.labels)}`);
   const labels = obj.labels as unknown[];
   if (labels.length !== inputIds.length) {
     fail(`"labels" has ${labels.length} entries but "input_ids" has ${inputIds.length}; they must match (labels are not shifted)`);
@@ -257,7 +257,8 @@ function startsWith(ids: number[], prefix: number[]): boolean {
   return prefix.length <= ids.length && prefix.every((id, k) => ids[k] === id);
 }
 
-function describe(value: unknown): string {
+/** A bad JSON value for an error message: its type, and short scalars shown. */
+export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';

@@ -3,7 +3,7 @@
 //   CHOICE:   {"prompt", "choices", "answer"} JSONL, each choice scored as a continuation of its prompt.
 // Errors are DataFileErrors naming the file and the 1-based line, as the trainer's loader reports them.
 import { ChatTemplateError, chatSegments, renderChat, type ChatMessage } from '../data/chat.js';
-import { IGNORE_INDEX, leadingSpecialIds, loadDataset, readDataText, type Example } from '../data/dataset.js';
+import { describeValue, IGNORE_INDEX, leadingSpecialIds, loadDataset, readDataText, type Example } from '../data/dataset.js';
 import type { TextTokenizer } from '../data/tokenizer.js';
 import { DataFileError } from '../util/errors.js';
 
@@ -43,7 +43,6 @@ interface JsonlRecord {
   record: Record<string, unknown>;
 }
 
-const SHOWN_VALUE_CHARS = 40;
 // Without truncation: a GENERATE prompt must stay whole, so it is measured before anything is cut.
 const NO_TRUNCATION = Number.MAX_SAFE_INTEGER;
 
@@ -61,7 +60,7 @@ async function readJsonl(file: string, field: string): Promise<JsonlRecord[]> {
       throw new DataFileError(file, i + 1, `invalid JSON: ${(err as Error).message}`, field);
     }
     if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-      throw new DataFileError(file, i + 1, `expected a JSON object, got ${describe(record)}`, field);
+      throw new DataFileError(file, i + 1, `expected a JSON object, got ${describeValue(record)}`, field);
     }
     out.push({ line: i + 1, record: record as Record<string, unknown> });
   }
@@ -87,13 +86,13 @@ export async function loadChoiceSet(file: string, tokenizer: TextTokenizer, o: E
     };
     const { prompt, choices, answer } = record;
     if (prompt === undefined) fail('missing "prompt" (a CHOICE line is {"prompt", "choices", "answer"})');
-    if (typeof prompt !== 'string') fail(`"prompt" must be a string, got ${describe(prompt)}`);
+    if (typeof prompt !== 'string') fail(`"prompt" must be a string, got ${describeValue(prompt)}`);
     if (choices === undefined) fail('missing "choices" (a CHOICE line is {"prompt", "choices", "answer"})');
-    if (!Array.isArray(choices)) fail(`"choices" must be an array of strings, got ${describe(choices)}`);
+    if (!Array.isArray(choices)) fail(`"choices" must be an array of strings, got ${describeValue(choices)}`);
     const list = choices as unknown[];
     if (list.length < 2) fail(`"choices" needs at least 2 entries, got ${list.length}`);
     list.forEach((c, k) => {
-      if (typeof c !== 'string') fail(`choices[${k}] must be a string, got ${describe(c)}`);
+      if (typeof c !== 'string') fail(`choices[${k}] must be a string, got ${describeValue(c)}`);
       if (c === '') fail(`choices[${k}] is empty`);
       const first = list.indexOf(c);
       if (first < k) fail(`choices[${k}] repeats choices[${first}] (${JSON.stringify(c)})`);
@@ -108,7 +107,7 @@ export async function loadChoiceSet(file: string, tokenizer: TextTokenizer, o: E
       index = texts.indexOf(answer);
       if (index < 0) fail(`"answer" ${JSON.stringify(answer)} is not one of the choices`);
     } else {
-      fail(`"answer" must be a choice index or a choice's text, got ${describe(answer)}`);
+      fail(`"answer" must be a choice index or a choice's text, got ${describeValue(answer)}`);
     }
     const promptIds = promptIdsOf(tokenizer, leading, prompt as string);
     if (promptIds.length === 0) fail('"prompt" encodes to no tokens: nothing would predict the first token of a choice');
@@ -190,12 +189,4 @@ function chatPromptIds(tokenizer: TextTokenizer, leading: number[], messages: Ch
     pos += segment.text.length;
   }
   return ids;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object') return 'an object';
-  const shown = JSON.stringify(value) ?? String(value);
-  return `${typeof value} ${shown.length > SHOWN_VALUE_CHARS ? shown.slice(0, SHOWN_VALUE_CHARS) + '…' : shown}`;
 }

@@ -1,12 +1,17 @@
 # narrowtune on an NVIDIA GPU host: CUDA 12 + cuDNN 9 runtime, Node 20, onnxruntime-node's CUDA provider.
 # Build: docker build -t narrowtune .   Run: docker run --gpus all -p 50051:50051 -v narrowtune-data:/data narrowtune
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+ARG NODE_IMAGE=node:20-bookworm-slim
 
-ARG NODE_MAJOR=20
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl gnupg python3 make g++ libvulkan1 \
- && curl -fsSL https://deb.nodesource.com/setup_${NODE_MAJOR}.x | bash - \
- && apt-get install -y --no-install-recommends nodejs \
+# Node and npm come from the official Node image, not from a setup script.
+FROM ${NODE_IMAGE} AS node
+
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
+ && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 make g++ libvulkan1 \
  && rm -rf /var/lib/apt/lists/*
 
 # The WebGPU provider (--device webgpu) talks to the GPU through Vulkan: the NVIDIA container runtime mounts
@@ -14,12 +19,14 @@ RUN apt-get update \
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 
 WORKDIR /app
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY proto ./proto
 COPY src ./src
-# The CUDA execution provider is not in the npm package; its postinstall fetches it (needs network here).
-RUN ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci --no-audit --no-fund --onnxruntime-node-install=cuda12 \
+# onnxruntime-node's installer fetches the CUDA execution provider, which is not in the npm package (needs
+# network); it runs once, explicitly, whatever npm the image has (some honour package.json's allowScripts, some not).
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund \
+ && ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js \
  && npm prune --omit=dev
 
 RUN useradd --create-home --uid 10001 narrowtune \

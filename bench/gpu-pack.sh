@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Packs what bench/gpu.sh needs on a GPU host that has neither Node nor network into one folder (default .gpu/,
 # git-ignored): this machine's Node binary, the benchmark bundled into one file by esbuild (the same
-# src/cli/bench-command.ts and trainer as `npm run bench`), onnxruntime-node with only its linux-x64 binaries,
-# and the Vulkan loader's Debian packages. Compressed with xz it is about 40 MB, under the device tool's
-# 64 MiB carry limit.
+# src/bench/ and trainer as `npm run bench`), onnxruntime-node with only its linux-x64 binaries,
+# and the Vulkan loader's Debian packages. Compressed with xz it is about 40 MB, small enough to copy along with
+# the checkout. The CUDA provider goes in only if node_modules has it (see bench/gpu.sh's cuda section).
 #
-#   bench/gpu-pack.sh [DIR]            # then, on the GPU host, from the checkout: bash bench/gpu.sh
+#   bench/gpu-pack.sh [DIR]            # then, on the GPU host, from the checkout: bash bench/gpu.sh [OUTDIR]
 #   NT_GPU_PACK_XZ=0 bench/gpu-pack.sh # uncompressed (tests; nothing travels)
 #
 # Needs: npm ci done, xz, and `apt-get download` (Debian registry; run `apt-get update` once as root).
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 DIR=${1:-.gpu}
 XZ=${NT_GPU_PACK_XZ:-1}
 ARCH=$(node -p 'process.platform + "-" + process.arch')
-[ "$ARCH" = linux-x64 ] || { echo "gpu-pack: the GPU hosts are linux-x64; this is $ARCH" >&2; exit 1; }
+[ "$ARCH" = linux-x64 ] || { echo "gpu-pack: the pack is for linux-x64 GPU hosts; this is $ARCH" >&2; exit 1; }
 # Dawn (WebGPU) loads libvulkan.so.1; NVIDIA's Vulkan ICD needs glvnd's GLX dispatch and Xlib beside it;
 # vulkaninfo (vulkan-tools) says in facts.txt which device and driver the loader found.
 DEBS=(libvulkan1 libglvnd0 libglx0 libx11-6 libx11-data libxcb1 libxau6 libxdmcp6 libbsd0 libmd0 libxext6
@@ -52,7 +52,7 @@ fi
 {
   echo "packed $(date -u +%FT%TZ) from $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo ' (with uncommitted changes)')"
   echo "node $(node --version), onnxruntime-node $(node -p "require('./node_modules/onnxruntime-node/package.json').version")"
-  echo "cuda provider: $(ls "$ORT_BIN/linux/x64" | grep -q providers_cuda && echo present || echo 'absent (onnxruntime-node downloads it at install time; offline here)')"
+  echo "cuda provider: $(ls "$ORT_BIN/linux/x64" | grep -q providers_cuda && echo present || echo 'absent (ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js fetches it)')"
   (cd "$DIR/debs" && ls)
 } >"$DIR/MANIFEST"
 echo "gpu-pack: $(du -sh "$DIR" | cut -f1) in $DIR"

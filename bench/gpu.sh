@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark's GPU rows, on an NVIDIA host that has neither Node nor network: everything comes from the
-# folder bench/gpu-pack.sh made (default .gpu/, carried along with the checkout). Sections, in this order,
+# The benchmark's GPU rows, on a GPU host that needs neither Node nor network: everything comes from the folder
+# bench/gpu-pack.sh made (default .gpu/, copied along with the checkout). The host: Linux x64, an NVIDIA GPU with
+# its driver (including the driver's Vulkan ICD, which the WebGPU provider uses), and a python3 with torch (a
+# CUDA build) for the PyTorch comparison rows; without torch those rows are left out. Sections, in this order,
 # each the `medium` rows × full, mlp_gate_up, sa_proj through the real trainer:
 #   webgpu  onnxruntime's WebGPU execution provider (Dawn on Vulkan; the Vulkan loader is carried as Debian
 #           packages and used only where the host lacks it), against PyTorch on the host's GPU when its
@@ -9,9 +11,9 @@
 #           which WebGPU runs on the CPU; measures what the portable lowering (the default there) buys
 #   cpu     the same rows on the host's CPUs, against PyTorch on the same CPUs
 #   cuda    onnxruntime's CUDA provider, only where the pack holds libonnxruntime_providers_cuda.so
-#           (onnxruntime-node downloads it at install time; a host without network cannot)
+#           (fetch it before packing: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js)
 #
-#   bash bench/gpu.sh [OUTDIR]     # OUTDIR: default $OUT (the device tool's result folder), else bench/gpu-out
+#   bash bench/gpu.sh [OUTDIR]     # OUTDIR: where the results go, default bench/gpu-out/ (git-ignored)
 #
 # Env: NT_GPU_BUNDLE (.gpu), NT_GPU_CONFIG (medium), NT_GPU_STEPS (8), NT_GPU_WARMUP (2),
 #      NT_GPU_SECTIONS ("webgpu webgpu-fused cpu cuda"), NT_GPU_PYTHON (python3), NT_GPU_DEADLINE (540 s for the whole
@@ -23,7 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
 B=$(cd "${NT_GPU_BUNDLE:-.gpu}" 2>/dev/null && pwd) || { echo "gpu.sh: no pack at ${NT_GPU_BUNDLE:-.gpu}: run bench/gpu-pack.sh first" >&2; exit 2; }
-OUTDIR=${1:-${OUT:-bench/gpu-out}}
+OUTDIR=${1:-bench/gpu-out}
 mkdir -p "$OUTDIR" && OUTDIR=$(cd "$OUTDIR" && pwd)
 exec > >(tee "$OUTDIR/gpu.log") 2>&1
 TEE_PID=$!
@@ -114,7 +116,7 @@ for s in $SECTIONS; do
     cpu) section cpu cpu "$([ -n "$TORCH_DEV" ] && echo cpu || echo -)" ;;
     cuda)
       if ls "$ORT_LIB"/libonnxruntime_providers_cuda.so >/dev/null 2>&1; then section cuda cuda "${TORCH_DEV:--}"
-      else note "cuda: not run: the pack has no libonnxruntime_providers_cuda.so (onnxruntime-node fetches it at install time, which needs network)"; fi ;;
+      else note "cuda: not run: the pack has no libonnxruntime_providers_cuda.so (onnxruntime-node's installer fetches it, which needs network)"; fi ;;
     *) note "unknown section $s (webgpu, webgpu-fused, cpu, cuda)"; FAILED=1 ;;
   esac
 done

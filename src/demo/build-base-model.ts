@@ -26,9 +26,9 @@ async function main(): Promise<void> {
     seed,
     steps,
     onEvent: (e) => {
-      if (e.type === 'start') console.log(`${e.examples} examples, ${e.trainableParameters.toLocaleString('en-US')} trainable parameters, seq ${e.seq}`);
+      if (e.type === 'started') console.log(`${e.examples} examples, ${e.trainableParameters.toLocaleString('en-US')} trainable parameters, seq ${e.seq}`);
       if (e.type === 'step' && (e.step % PROGRESS_EVERY === 0 || e.step === e.totalSteps)) {
-        console.log(`step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${e.elapsedSec.toFixed(0)}s`);
+        console.log(`step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.learningRate.toExponential(2)} ${e.elapsedSeconds.toFixed(0)}s`);
       }
       if (e.type === 'eval') console.log(`${e.kind.padEnd(7)} ${e.skill.padEnd(8)} ${(100 * e.accuracy).toFixed(0)}%`);
     },

@@ -6,13 +6,14 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as HEALTH_PROTO } from 'grpc-health-check';
 import { TuningServiceService } from '../gen/narrowtune/v1/tuning_service.js';
 import { JobRunner } from '../runner/job-runner.js';
 import { JobStore } from '../store/job-store.js';
 import { TuningService } from './tuning-service.js';
 import type { Telemetry } from '../telemetry/otel.js';
 import { realRoots } from './paths.js';
+import { SERVER_DEFAULTS } from './server-defaults.js';
 
 export interface ServerOptions {
   host?: string;
@@ -29,18 +30,12 @@ export interface ServerOptions {
   telemetry?: Telemetry;
 }
 
-export const SERVER_DEFAULTS = {
-  host: '127.0.0.1',
-  port: 50051,
-  maxConcurrentJobs: 1,
-  maxQueuedJobs: 100,
-  checkpointEvery: 50,
-};
-
 /** Bounded request size: a StartTune carries paths and patterns, never data. */
 const MAX_RECEIVE_BYTES = 4 * 1024 * 1024;
 const SERVICE_NAME = 'narrowtune.v1.TuningService';
 const PROTO_ROOT = fileURLToPath(new URL('../../proto', import.meta.url));
+/** grpc-health-check's proto folder, which holds health/v1/health.proto. */
+const HEALTH_PROTO_ROOT = resolve(HEALTH_PROTO, '../../..');
 
 export interface RunningServer {
   port: number;
@@ -76,7 +71,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   server.addService(TuningServiceService, service.handlers());
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
-  const definition = protoLoader.loadSync('narrowtune/v1/tuning_service.proto', { includeDirs: [PROTO_ROOT] });
+  // Reflection describes every service this server answers, so `grpcurl … list` shows both.
+  const definition = protoLoader.loadSync(['narrowtune/v1/tuning_service.proto', 'health/v1/health.proto'], {
+    includeDirs: [PROTO_ROOT, HEALTH_PROTO_ROOT],
+  });
   new ReflectionService(definition).addToServer(server);
 
   const host = opts.host ?? SERVER_DEFAULTS.host;

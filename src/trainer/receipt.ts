@@ -1,10 +1,19 @@
 // The receipt (narrowtune.json): what was trained, how, and SHA-256 proof that every frozen tensor
 // came out bit-for-bit identical to what went in.
 import { createHash } from 'node:crypto';
+import { relative, resolve } from 'node:path';
 import type { StoredTensor } from '../model/safetensors.js';
 
 export const RECEIPT_FILE = 'narrowtune.json';
 export const RECEIPT_VERSION = 1;
+
+/**
+ * How the receipt names an input (base model, data): relative to the output directory, so a receipt that travels
+ * with its model does not carry the absolute paths (home or temporary folders) of the machine that trained it.
+ */
+export function inputPath(input: string, out: string): string {
+  return relative(resolve(out), resolve(input)) || '.';
+}
 
 export function sha256(t: StoredTensor): string {
   return createHash('sha256').update(t.data).digest('hex');
@@ -25,6 +34,7 @@ export interface FrozenProof {
 export interface Receipt {
   narrowtune_receipt_version: number;
   created_at: string;
+  /** inputPath(): relative to the output directory. */
   base_model: string;
   data: string;
   policy: { name: string; include: string[]; exclude: string[] };

@@ -3,17 +3,16 @@
 // device is here (lavapipe in CI), the PyTorch baseline and its loss check. GPU timings are not asserted;
 // bench/README.md records them where a GPU ran the script.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { tempDir } from '../trainer/fixtures.js';
-import { WEBGPU_REQUIRED, webgpuUnavailable } from '../runtime/webgpu-probe.js';
+import { needs, PYTHON } from '../support/system-tools.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 let dir: string;
-let unavailable: string | null;
 beforeAll(async () => {
-  unavailable = await webgpuUnavailable();
   dir = await tempDir('nt-gpu-script-');
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -33,8 +32,7 @@ interface Report {
   rows: { policy: string; status: string; narrowtune: { device: string; ok: boolean }; torch: { device: string; ok: boolean }; lossCheck: { ok: boolean; maxRelErr: number } }[];
 }
 
-it('packs, then runs the webgpu, webgpu-fused, cpu and cuda sections with the carried Node only', async (ctx) => {
-  if (unavailable !== null && !WEBGPU_REQUIRED) ctx.skip(`no Vulkan device for WebGPU here: ${unavailable}`);
+it('packs, then runs the webgpu, webgpu-fused, cpu and cuda sections with the carried Node only', needs('vulkan', 'torch'), async () => {
   const pack = join(dir, 'pack');
   const packed = await sh('bench/gpu-pack.sh', [pack], { ...process.env, NT_GPU_PACK_XZ: '0' });
   expect(packed.code, packed.out).toBe(0);
@@ -53,10 +51,12 @@ it('packs, then runs the webgpu, webgpu-fused, cpu and cuda sections with the ca
     NT_GPU_CONFIG: 'tiny',
     NT_GPU_STEPS: '3',
     NT_GPU_WARMUP: '1',
-    NT_GPU_PYTHON: '/usr/bin/python3',
+    NT_GPU_PYTHON: PYTHON,
+    OUT: join(dir, 'not-the-output'), // the output folder is the argument, whatever the environment says
   };
   const run = await sh('bench/gpu.sh', [out], env);
   expect(run.code, run.out).toBe(0);
+  expect(existsSync(env.OUT!)).toBe(false);
   expect(run.out).not.toMatch(/the system node was used/);
 
   const summary = await readFile(join(out, 'summary.txt'), 'utf8');

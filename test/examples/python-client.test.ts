@@ -2,19 +2,18 @@
 // generate.sh, a tiny fine-tune streamed and evaluated, and a bad request reported with its field violation.
 
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initModel } from '../../src/model/init-model.js';
+import { startServer } from '../../src/service/server.js';
+import { needs, PYTHON } from '../support/system-tools.js';
 
-const PYTHON = '/usr/bin/python3';
 const EXAMPLE_DIR = fileURLToPath(new URL('../../examples/python/', import.meta.url));
 const GENERATE = join(EXAMPLE_DIR, 'generate.sh');
 const CLIENT = join(EXAMPLE_DIR, 'client.py');
-const serverTs = fileURLToPath(new URL('../../src/service/server.ts', import.meta.url));
 const STEPS = 3;
 const EXAMPLES = 8;
 const EXIT_RPC_ERROR = 1;
@@ -38,8 +37,7 @@ function runClient(target: string, args: string[]): Promise<ClientRun> {
   });
 }
 
-// The server module lands separately; until it exists these tests are skipped rather than failing at import.
-describe('examples/python client', () => {
+describe('examples/python client', needs('python-grpc'), () => {
   let dir: string;
   let model: string;
   let data: string;
@@ -47,7 +45,6 @@ describe('examples/python client', () => {
   let shutdown: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    if (!existsSync(serverTs)) return;
     execFileSync('bash', [GENERATE], { stdio: ['ignore', 'pipe', 'pipe'] });
     dir = await mkdtemp(join(tmpdir(), 'narrowtune-pyclient-'));
     const models = join(dir, 'models');
@@ -57,7 +54,6 @@ describe('examples/python client', () => {
     data = join(dataDir, 'train.jsonl');
     const lines = WORDS.slice(0, EXAMPLES).map((w) => JSON.stringify({ prompt: `${w}:`, completion: ` ${w} ${w} ${w}` }));
     await writeFile(data, `${lines.join('\n')}\n`);
-    const { startServer } = await import('../../src/service/server.js');
     const server = await startServer({ port: 0, dataDir, modelRoots: [models], dataRoots: [dataDir] });
     shutdown = () => server.shutdown();
     target = `127.0.0.1:${server.port}`;
@@ -68,7 +64,7 @@ describe('examples/python client', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it.skipIf(!existsSync(serverTs))('tunes, prints one line per step, evaluates the job and exits 0', async () => {
+  it('tunes, prints one line per step, evaluates the job and exits 0', async () => {
     const run = await runClient(target, [
       '--model', model,
       '--data', data,
@@ -85,7 +81,7 @@ describe('examples/python client', () => {
     expect(run.stdout).toMatch(new RegExp(`^eval training: loss \\d+\\.\\d+ token_accuracy [01]\\.\\d+ \\(\\d+ tokens, ${EXAMPLES} examples\\)$`, 'm'));
   });
 
-  it.skipIf(!existsSync(serverTs))('reports a bad request: INVALID_ARGUMENT, the field violation, exit 1', async () => {
+  it('reports a bad request: INVALID_ARGUMENT, the field violation, exit 1', async () => {
     const run = await runClient(target, ['--model', model, '--data', data, '--include', 'nope', '--steps', '1']);
     expect(run.code, run.stdout + run.stderr).toBe(EXIT_RPC_ERROR);
     expect(run.stderr).toMatch(/^rpc error: INVALID_ARGUMENT: /m);

@@ -3,7 +3,8 @@
 // builds it; `npx tsx bench/profile.ts --summarise TRACE.json [TOP]` re-aggregates an existing trace
 // (without node sources, which only the profiling run knows).
 import { readFile } from 'node:fs/promises';
-import { benchCommand, formatProfile, summariseProfile } from '../src/cli/bench-command.js';
+import { formatProfile, summariseProfile } from '../src/bench/profile.js';
+import { benchCommand } from '../src/cli/bench-command.js';
 
 const argv = process.argv.slice(2);
 if (argv[0] === '--summarise') {

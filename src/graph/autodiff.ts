@@ -25,11 +25,25 @@ export function sumToShape(g: GraphBuilder, grad: Value, shape: Shape): Value {
   return g.reshape(reduced, [...shape]);
 }
 
+/** The graph nodes [from, to) that one op's forward builder or VJP rule emitted. */
+export interface Emitted {
+  op: OpName;
+  pass: 'forward' | 'backward';
+  from: number;
+  to: number;
+}
+
+/** Told of every rule's nodes as they are emitted: profiling attributes kernel time to the rule by it. */
+export type EmitHook = (e: Emitted) => void;
+
 export class Tape {
   private entries: TapeEntry[] = [];
   private tracked = new Set<string>();
 
-  constructor(readonly g: GraphBuilder) {}
+  constructor(
+    readonly g: GraphBuilder,
+    private readonly onEmit?: EmitHook,
+  ) {}
 
   /** Marks a tensor (a trainable parameter) as one to differentiate with respect to. */
   track(v: Value): Value {
@@ -40,7 +54,9 @@ export class Tape {
   apply<K extends OpName>(op: K, inputs: (Value | undefined)[], attrs?: OpAttrs<K>): Value {
     const rule = OPS[op] as OpRule<unknown>;
     const present = inputs.filter((v): v is Value => v !== undefined);
+    const from = this.g.nodeCount;
     const { out, saved } = rule.forward(this.g, present, attrs ?? {});
+    this.onEmit?.({ op, pass: 'forward', from, to: this.g.nodeCount });
     const needs = present.map((v, i) => this.tracked.has(v.name) && !rule.nondiff?.includes(i));
     if (needs.some(Boolean)) {
       this.tracked.add(out.name);
@@ -59,7 +75,9 @@ export class Tape {
       const dOut = grads.get(entry.out.name);
       if (!dOut) continue;
       const rule = OPS[entry.op] as OpRule<unknown>;
+      const from = g.nodeCount;
       const inputGrads = rule.vjp(g, { inputs: entry.inputs, out: entry.out, saved: entry.saved, attrs: entry.attrs, needs: entry.needs }, dOut);
+      this.onEmit?.({ op: entry.op, pass: 'backward', from, to: g.nodeCount });
       if (inputGrads.length < entry.inputs.length) {
         throw new Error(`vjp of ${entry.op} returned ${inputGrads.length} gradients for ${entry.inputs.length} inputs`);
       }

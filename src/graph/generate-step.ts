@@ -11,7 +11,7 @@ import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
 import { type CompiledModel, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
 import { portableAttention } from './ops.js';
-import type { ParamTensor } from './train-step.js';
+import type { ParamTensor } from './params.js';
 import { initializerLookup, linear, lmHeadName, mlp, ropeTables, splitHeads, type ParamLookup, type Rope } from './transformer.js';
 
 export type GeneratePhase = 'prefill' | 'decode';

@@ -6,7 +6,7 @@
 import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
 import { type CompiledModel, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
-import type { ParamTensor } from './train-step.js';
+import type { ParamTensor } from './params.js';
 import { initializerLookup, logits } from './transformer.js';
 
 export const SCORE_IO = {

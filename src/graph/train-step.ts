@@ -1,15 +1,11 @@
 // Compiles one training step of a model under a freezing policy into a single ONNX graph:
 // forward, loss, backward (only towards trainable tensors), and optionally clipping + optimizer update.
 import type { ModelConfig } from '../model/config.js';
-import { Tape } from './autodiff.js';
+import { type EmitHook, Tape } from './autodiff.js';
 import { type CompiledModel, type FloatDType, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
 import { adamw, clipByGlobalNorm, type OptimizerSpec, sgd } from './optimizer.js';
+import type { ParamTensor } from './params.js';
 import { causalLmLoss, initializerLookup } from './transformer.js';
-
-export interface ParamTensor {
-  shape: number[];
-  data: Float32Array;
-}
 
 export interface TrainStepSpec {
   config: ModelConfig;
@@ -30,6 +26,8 @@ export interface TrainStepSpec {
   kernels?: Kernels;
   /** Initializers from this size on travel as external data (default EXTERNAL_DATA_MIN_BYTES). */
   minExternalBytes?: number;
+  /** Hears which nodes each op rule emitted (the benchmark's profiler). */
+  onEmit?: EmitHook;
 }
 
 /** Graph input and output names; parameters keep their Hugging Face names. */
@@ -57,11 +55,10 @@ export interface CompiledTrainStep {
   nodeCount: number;
 }
 
-
 export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
   const dtype = spec.dtype ?? 'float32';
   const g = new GraphBuilder('narrowtune_train_step', dtype, spec.kernels);
-  const tape = new Tape(g);
+  const tape = new Tape(g, spec.onEmit);
   const n = spec.batch * spec.seq;
 
   const ids = g.input(IO.ids, 'int64', [n]);

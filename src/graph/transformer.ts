@@ -4,7 +4,7 @@
 import { ropeInvFreq, type ModelConfig } from '../model/config.js';
 import type { Tape } from './autodiff.js';
 import type { FloatDType, GraphBuilder, Value } from './graph-builder.js';
-import type { ParamTensor } from './train-step.js';
+import type { ParamTensor } from './params.js';
 
 /** Looks up a parameter by its Hugging Face name: a trainable graph input or a frozen initializer. */
 export type ParamLookup = (name: string) => Value;

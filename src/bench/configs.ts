@@ -1,0 +1,98 @@
+// What a benchmark row is: a model shape (random weights, generated once), a batch shape, a policy, and the
+// TuneOptions that drive the real trainer for it.
+import type { Kernels } from '../graph/graph-builder.js';
+import type { InitModelOptions } from '../model/init-model.js';
+import type { Device } from '../runtime/session.js';
+import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
+
+export interface BenchConfig {
+  name: string;
+  model: Omit<InitModelOptions, 'out' | 'vocabFrom'> & { vocab?: number };
+  seq: number;
+  batch: number;
+  note: string;
+}
+
+/** The benchmark's model shapes; `vocab` pads the built-in byte-level tokenizer up to a real model's vocabulary. */
+export const BENCH_CONFIGS: Record<string, BenchConfig> = {
+  tiny: {
+    name: 'tiny',
+    model: { arch: 'qwen2', hidden: 64, layers: 2, heads: 4, kvHeads: 2, seed: 7 },
+    seq: 64,
+    batch: 2,
+    note: 'smoke run',
+  },
+  medium: {
+    name: 'medium',
+    model: { arch: 'qwen2', hidden: 512, layers: 8, heads: 8, kvHeads: 4, intermediate: 1408, seed: 7 },
+    seq: 256,
+    batch: 4,
+    note: 'the reference workload',
+  },
+  'qwen2.5-0.5b-shape': {
+    name: 'qwen2.5-0.5b-shape',
+    model: { arch: 'qwen2', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, tieEmbeddings: true, vocab: 151936, seed: 7 },
+    seq: 512,
+    batch: 1,
+    note: 'Qwen2.5-0.5B shapes, random weights; on demand (minutes, GBs)',
+  },
+};
+
+export const DEFAULT_CONFIGS = ['tiny', 'medium'];
+export const DEFAULT_POLICIES = ['full', 'mlp_gate_up', 'sa_proj'];
+export const DEFAULT_STEPS = 8;
+export const DEFAULT_WARMUP = 2;
+/** The loss check needs at least this many steps (warm-up included): the loss of step K+1 has seen K updates. */
+export const CHECK_MIN_STEPS = 4;
+export const LOSS_RTOL = 1e-3;
+export const TORCH_DEVICES = ['cpu', 'cuda'] as const;
+export type TorchDevice = (typeof TORCH_DEVICES)[number];
+/** Constant lr large enough that 3 AdamW updates move the loss measurably (a wrong update shows). */
+export const BENCH_LR = 1e-3;
+
+/** The whole benchmark run, as `narrowtune bench`'s flags give it. */
+export interface BenchSettings {
+  configs: BenchConfig[];
+  policies: string[];
+  steps: number;
+  warmup: number;
+  vsTorch: boolean;
+  threads: number;
+  json: string | null;
+  profile: string | null;
+  cacheDir: string;
+  waitIdle: number;
+  profileThreads: number | null;
+  device: Device;
+  kernels: 'auto' | Kernels;
+  torchDevice: TorchDevice;
+  python: string;
+  rowTimeout: number;
+}
+
+/** What `narrowtune tune` would be given for this row: the defaults, a constant lr and no warm-up. */
+export function benchTuneOptions(
+  model: string,
+  data: string,
+  out: string,
+  c: BenchConfig,
+  policy: string,
+  steps: number,
+  s: Pick<BenchSettings, 'device' | 'kernels'>,
+): TuneOptions {
+  return {
+    ...DEFAULTS,
+    device: s.device,
+    kernels: s.kernels,
+    model,
+    data,
+    out,
+    policy: { preset: policy },
+    steps,
+    batchSize: c.batch,
+    seqLen: c.seq,
+    lr: BENCH_LR,
+    schedule: 'constant',
+    warmupSteps: 0,
+  };
+}

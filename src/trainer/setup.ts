@@ -1,0 +1,216 @@
+// Everything a fine-tune prepares before its first step: model, tokenizer, data and policy; the plan (padded
+// length, steps, schedule, optimizer, where the update runs); the compiled step session(s); the initial or
+// resumed state; the monitors. tune() and the benchmark both start here, so a benchmark row is what users run.
+import { createHash } from 'node:crypto';
+import { padLength } from '../data/batches.js';
+import { loadDataset, type Dataset } from '../data/dataset.js';
+import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
+import type { EmitHook } from '../graph/autodiff.js';
+import type { Kernels } from '../graph/graph-builder.js';
+import type { OptimizerSpec } from '../graph/optimizer.js';
+import { paramsOf, type ParamTensor } from '../graph/params.js';
+import { compileTrainStep } from '../graph/train-step.js';
+import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import { resolvePolicy, type ResolvedPolicy } from '../policy/policy.js';
+import { createSessionFor, SessionCache, type FloatArray, type SessionHandle, type SessionOptions } from '../runtime/session.js';
+import { DataFileError } from '../util/errors.js';
+import { createMonitors, type Monitors } from './monitors.js';
+import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
+import { sha256 } from './receipt.js';
+import type { Schedule } from './schedule.js';
+import { loadLatestStepCheckpoint, type TrainState } from './step-checkpoint.js';
+
+/** Above this much frozen weight, skip ORT's prepacked copies (bench: 0.5B model −1.7 GB, medium +2% time). */
+const LOW_MEMORY_BYTES = 1 << 30;
+
+/** One process-wide cache: repeated jobs on the same base model, policy and shapes reuse their sessions. */
+const sessions = new SessionCache();
+
+/** What the benchmark's profiler adds; sessions made with it are the run's own, never cached. */
+export interface Instrumentation {
+  session?: Pick<SessionOptions, 'profile' | 'intraOpThreads'>;
+  /** Called before each compile of the step graph (a provider may be given a second lowering). */
+  onCompile?: () => EmitHook;
+}
+
+/** A fine-tune ready for its next step; optimizerStep (step.ts) advances `state`. */
+export interface TrainingRun {
+  o: TuneOptions;
+  /** performance.now() when setup began; step events count elapsed time from it. */
+  startedAt: number;
+  ckpt: Checkpoint;
+  tokenizer: TextTokenizer;
+  dataset: Dataset;
+  policy: ResolvedPolicy;
+  /** Every decoder tensor in float32 (views of the checkpoint's bytes: read-only). */
+  params: ReadonlyMap<string, ParamTensor>;
+  /** sha256 of every tensor that must come out unchanged, including ones outside the decoder. */
+  frozenBefore: ReadonlyMap<string, string>;
+  seq: number;
+  totalSteps: number;
+  schedule: Schedule;
+  optimizer: OptimizerSpec;
+  /** The optimizer runs on the host (graph returns gradients) instead of inside the step graph. */
+  host: boolean;
+  /** `step` runs the last micro-batch (and the update unless `host`); `accumulate` the others. */
+  sessions: { step: SessionHandle; accumulate: SessionHandle | null };
+  compileMs: number;
+  sessionMs: number;
+  trainableParameters: number;
+  shapes: ReadonlyMap<string, number[]>;
+  /** Identifies this run's inputs: a step checkpoint of another run is never resumed. */
+  fingerprint: string;
+  hyperparameters: Record<string, unknown>;
+  state: TrainState;
+  monitors: Monitors;
+}
+
+/**
+ * The lowering the options ask for; for 'auto', float64 takes the portable one (onnxruntime's fused CPU
+ * Attention is off by ~1e-8 in float64, the portable form is exact to rounding) and float32 leaves the
+ * choice to the execution provider.
+ */
+function kernelsOf(o: TuneOptions): Kernels | undefined {
+  if (o.kernels !== 'auto') return o.kernels;
+  return o.precision === 'float64' ? 'portable' : undefined;
+}
+
+export function optimizerSpec(o: TuneOptions): OptimizerSpec {
+  return o.optimizer === 'sgd'
+    ? { kind: 'sgd', weightDecay: o.weightDecay }
+    : { kind: 'adamw', beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay };
+}
+
+export function totalSteps(o: TuneOptions, examples: number): number {
+  return o.steps ?? Math.max(1, Math.ceil((o.epochs * examples) / (o.batchSize * o.gradAccum)));
+}
+
+export async function setup(o: TuneOptions, instrument: Instrumentation = {}): Promise<TrainingRun> {
+  validateOptions(o);
+  const startedAt = performance.now();
+
+  // 1. model, tokenizer, data, policy
+  const ckpt = await loadCheckpoint(o.model);
+  const c = ckpt.config;
+  const tokenizer = await loadTokenizer(o.model);
+  const dataset = await loadDataset(o.data, tokenizer, { seqLen: o.seqLen });
+  dataset.examples.forEach((ex, i) => {
+    const bad = ex.inputIds.find((id) => id >= c.vocabSize);
+    if (bad !== undefined) throw new DataFileError(o.data, null, `example ${i + 1} has token id ${bad}, but the model's vocabulary has ${c.vocabSize} entries`);
+  });
+  const params = paramsOf(ckpt);
+  const policy = resolvePolicy(o.policy, [...params.keys()]);
+  const frozenBefore = new Map(policy.frozen.map((n) => [n, sha256(ckpt.tensors.get(n)!)]));
+  for (const [n, t] of ckpt.tensors) if (!params.has(n)) frozenBefore.set(n, sha256(t)); // e.g. a vision tower
+
+  // 2. plan: one padded shape for the whole run, so one compiled graph serves every step
+  const seq = padLength(dataset.examples, o.seqLen);
+  const steps = totalSteps(o, dataset.examples.length);
+  const schedule: Schedule = {
+    kind: o.schedule,
+    lr: o.lr,
+    totalSteps: steps,
+    warmupSteps: o.warmupSteps ?? Math.ceil(steps * WARMUP_FRACTION),
+  };
+  const opt = optimizerSpec(o);
+  const frozenBytes = policy.frozen.reduce((sum, n) => sum + params.get(n)!.data.byteLength, 0);
+  const lowMemory = frozenBytes > LOW_MEMORY_BYTES;
+  const host = o.optimizerPlacement === 'host' || (o.optimizerPlacement === 'auto' && lowMemory && o.precision === 'float32');
+
+  // 3. compile the step graph(s): with accumulation, micro-batches 1..K-1 only sum gradients
+  let compileMs = 0;
+  let sessionMs = 0;
+  const frozenKey = createHash('sha256').update(JSON.stringify([c.raw, policy.trainable, [...frozenBefore.values()]])).digest('hex');
+  const create = async (accumulate: boolean, update: boolean): Promise<SessionHandle> => {
+    const t0 = performance.now();
+    let compiling = 0;
+    const build = (kernels: Kernels) => {
+      const t = performance.now();
+      const onEmit = instrument.onCompile?.();
+      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision, kernels, onEmit });
+      compiling += performance.now() - t;
+      return model;
+    };
+    const handle = await createSessionFor(build, o.device, { ...instrument.session, lowMemory, kernels: kernelsOf(o) });
+    compileMs += compiling;
+    sessionMs += performance.now() - t0 - compiling;
+    return handle;
+  };
+  const session = (accumulate: boolean, update: boolean): Promise<SessionHandle> =>
+    instrument.session || instrument.onCompile
+      ? create(accumulate, update)
+      : sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision, o.kernels]), () => create(accumulate, update));
+  // With host updates every micro-batch runs one gradient graph; otherwise the last one also updates.
+  const stepSession = await session(o.gradAccum > 1, !host);
+  const accumSession = o.gradAccum > 1 ? (host ? stepSession : await session(true, false)) : null;
+  const trainableParameters = policy.trainable.reduce((sum, n) => sum + params.get(n)!.data.length, 0);
+
+  // 4. state: fresh, or the newest step checkpoint of this same run when resuming
+  const f64 = o.precision === 'float64';
+  const zeros = (n: number): FloatArray => (f64 ? new Float64Array(n) : new Float32Array(n));
+  const shapes = new Map(policy.trainable.map((n) => [n, params.get(n)!.shape]));
+  const hp = hyperparameters(o, schedule, seq);
+  const fingerprint = createHash('sha256')
+    .update(JSON.stringify([frozenKey, policy.trainable.map((n) => sha256(ckpt.tensors.get(n)!)), hp, dataset.examples]))
+    .digest('hex');
+  const baseParams = new Map<string, FloatArray>(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data]));
+  const resumed = o.resume && o.checkpointDir ? await loadLatestStepCheckpoint(o.checkpointDir, fingerprint, f64, baseParams) : null;
+  const state: TrainState = resumed ?? {
+    step: 0,
+    // Host updates write in place: never into the base weights (probes and the receipt read them).
+    params: host ? new Map([...baseParams].map(([n, a]) => [n, a.slice()])) : new Map(baseParams),
+    m: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
+    v: new Map(policy.trainable.map((n) => [n, zeros(params.get(n)!.data.length)])),
+    history: [],
+    kept: { step: 0, params: baseParams },
+  };
+  const monitors = await createMonitors(o, c, tokenizer, params, policy.trainable, steps);
+  return {
+    o,
+    startedAt,
+    ckpt,
+    tokenizer,
+    dataset,
+    policy,
+    params,
+    frozenBefore,
+    seq,
+    totalSteps: steps,
+    schedule,
+    optimizer: opt,
+    host,
+    sessions: { step: stepSession, accumulate: accumSession },
+    compileMs,
+    sessionMs,
+    trainableParameters,
+    shapes,
+    fingerprint,
+    hyperparameters: hp,
+    state,
+    monitors,
+  };
+}
+
+/** The receipt's record of the run's settings; also part of the fingerprint. */
+function hyperparameters(o: TuneOptions, s: Schedule, seq: number): Record<string, unknown> {
+  return {
+    optimizer: o.optimizer,
+    lr: o.lr,
+    weight_decay: o.weightDecay,
+    betas: [o.beta1, o.beta2],
+    eps: o.eps,
+    steps: s.totalSteps,
+    epochs: o.steps === null ? o.epochs : null,
+    batch_size: o.batchSize,
+    grad_accum: o.gradAccum,
+    seq_len: o.seqLen,
+    padded_seq: seq,
+    schedule: o.schedule,
+    warmup_steps: s.warmupSteps,
+    clip_norm: o.clipNorm,
+    seed: o.seed,
+    device: o.device,
+    precision: o.precision,
+    optimizer_placement: o.optimizerPlacement,
+  };
+}

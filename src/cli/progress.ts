@@ -1,6 +1,9 @@
 // Training progress for people: a redrawn bar on a terminal, plain log lines otherwise (CI, pipes).
 // Validation and drift-probe results print as their own lines; the bar keeps the latest drift figures.
-import type { TrainEvent } from '../trainer/trainer.js';
+// One display of a job's stored events serves both `tune` (the trainer's events, mapped as the store
+// maps them) and `jobs watch` (the server's stream, mapped back).
+import { toJobEvent, type JobEvent } from '../store/job-events.js';
+import type { TrainEvent } from '../trainer/events.js';
 
 const BAR_WIDTH = 24;
 
@@ -15,29 +18,37 @@ function duration(seconds: number): string {
 
 const signed = (x: number, digits = 4) => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
 
-export function progressReporter(stream: NodeJS.WriteStream): (e: TrainEvent) => void {
+/** Shows a job's events; `job` names it in the closing line. */
+export function jobProgressReporter(stream: NodeJS.WriteStream, job = 'job'): (e: JobEvent) => void {
   const tty = stream.isTTY === true;
   let drift = '';
-  const line = (text: string) => stream.write(tty ? `\r\x1b[2K${text}\n` : `${text}\n`);
+  // On a terminal the bar stays on its line until the last step; a line printed meanwhile replaces it.
+  let barOpen = false;
+  const line = (text: string) => {
+    stream.write(tty ? `\r\x1b[2K${text}\n` : `${text}\n`);
+    barOpen = false;
+  };
   return (e) => {
     switch (e.type) {
-      case 'start': {
+      case 'started': {
         const resumed = e.resumedFromStep > 0 ? `, resuming after step ${e.resumedFromStep}` : '';
-        const shape = e.batchSize > 0 ? ` of ${e.batchSize}×${e.gradAccum} sequences of ${e.seq} tokens` : '';
-        const timing = e.compileMs > 0 ? ` (graph ${Math.round(e.compileMs)} ms, session ${Math.round(e.sessionMs)} ms)` : '';
-        line(`training ${e.trainable.length} tensors (${e.trainableParameters.toLocaleString('en-US')} parameters)${e.frozenTensors > 0 ? `, ${e.frozenTensors} frozen` : ''}; ${e.totalSteps} steps${shape} on ${e.provider}${timing}${resumed}`);
+        const frozen = e.frozenTensors ? `, ${e.frozenTensors} frozen` : '';
+        const shape = e.batchSize && e.gradAccum && e.seq ? ` of ${e.batchSize}×${e.gradAccum} sequences of ${e.seq} tokens` : '';
+        const timing = e.compileMs ? ` (graph ${Math.round(e.compileMs)} ms, session ${Math.round(e.sessionMs ?? 0)} ms)` : '';
+        line(`training ${e.trainableTensors.length} tensors (${e.trainableParameters.toLocaleString('en-US')} parameters)${frozen}; ${e.totalSteps} steps${shape} on ${e.provider}${timing}${resumed}`);
         return;
       }
       case 'step': {
-        const stats = `loss ${e.loss.toFixed(4)}  lr ${e.lr.toExponential(2)}  grad ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSec)} tok/s`;
+        const stats = `loss ${e.loss.toFixed(4)}  lr ${e.learningRate.toExponential(2)}  grad ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSecond)} tok/s`;
         if (tty) {
           const filled = Math.round((BAR_WIDTH * e.step) / e.totalSteps);
-          const eta = (e.elapsedSec / e.step) * (e.totalSteps - e.step);
+          const eta = (e.elapsedSeconds / e.step) * (e.totalSteps - e.step);
           const bar = '█'.repeat(filled) + '░'.repeat(BAR_WIDTH - filled);
           stream.write(`\r\x1b[2K${bar} ${e.step}/${e.totalSteps}  ${stats}${drift}  eta ${duration(eta)}`);
-          if (e.step === e.totalSteps) stream.write('\n');
+          barOpen = e.step !== e.totalSteps;
+          if (!barOpen) stream.write('\n');
         } else {
-          stream.write(`step ${e.step}/${e.totalSteps}  ${stats}  elapsed ${duration(e.elapsedSec)}\n`);
+          stream.write(`step ${e.step}/${e.totalSteps}  ${stats}  elapsed ${duration(e.elapsedSeconds)}\n`);
         }
         return;
       }
@@ -59,8 +70,30 @@ export function progressReporter(stream: NodeJS.WriteStream): (e: TrainEvent) =>
       case 'checkpoint':
         if (!tty) stream.write(`checkpoint at step ${e.step}: ${e.path}\n`);
         return;
-      case 'done':
-        line(`wrote ${e.out} (final loss ${e.finalLoss.toFixed(4)}; frozen tensors ${e.frozenUnchanged ? 'bitwise unchanged' : 'CHANGED'})`);
+      case 'finished': {
+        // Keep the bar of an interrupted run: it shows how far the job got.
+        if (barOpen) stream.write('\n');
+        const output = e.outputPath ? `: ${e.outputPath}` : '';
+        const why = e.error ? ` — ${e.error.message}` : e.note ? ` — ${e.note}` : '';
+        line(`${job} ${e.state}${output}${why}`);
+        return;
+      }
+      default: {
+        const unknown: never = e;
+        throw new Error(`unhandled event ${JSON.stringify(unknown)}`);
+      }
+    }
+  };
+}
+
+/** Shows a local run: its events as a job would store them, then where the trainer wrote the model. */
+export function progressReporter(stream: NodeJS.WriteStream): (e: TrainEvent) => void {
+  const show = jobProgressReporter(stream);
+  return (e) => {
+    const stored = toJobEvent(e);
+    if (stored) show(stored);
+    else if (e.type === 'done') {
+      stream.write(`${stream.isTTY === true ? '\r\x1b[2K' : ''}wrote ${e.out} (final loss ${e.finalLoss.toFixed(4)}; frozen tensors ${e.frozenUnchanged ? 'bitwise unchanged' : 'CHANGED'})\n`);
     }
   };
 }

@@ -1,20 +1,14 @@
 // Schedules stored jobs onto trainer processes: at most N at once, the rest in FIFO order; relays each
 // process's events into the store; recovers jobs that were running when the server died.
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { toJobEvent, type JobError, type RestingState } from '../store/job-events.js';
 import type { JobRecord, JobStore } from '../store/job-store.js';
+import { DISABLED, type JobAttrs, type Telemetry } from '../telemetry/otel.js';
+import type { TrainEvent } from '../trainer/events.js';
 import type { TuneOptions } from '../trainer/options.js';
 import { tuneInProcess, type TuneProcess } from '../trainer/run-in-process.js';
-import { TrainingStopped, type TrainEvent, type TuneResult } from '../trainer/trainer.js';
+import { TrainingStopped, type TuneResult } from '../trainer/trainer.js';
 import { NarrowtuneError, serializeError } from '../util/errors.js';
-import { basename } from 'node:path';
-import { DISABLED, type JobAttrs, type Telemetry } from '../telemetry/otel.js';
-
-/** What StartTune stores: trainer options without the paths the runner derives from the job id. */
-export interface JobSpec {
-  options: Omit<TuneOptions, 'out' | 'checkpointDir' | 'resume'>;
-  /** The accepted request, echoed back in the job resource. */
-  request: unknown;
-}
 
 export interface JobRunnerOptions {
   store: JobStore;
@@ -47,7 +41,7 @@ export class JobRunner {
 
   /** Low-cardinality attributes: the base model's directory name and the policy. */
   private attrs(job: JobRecord): JobAttrs {
-    const o = (job.spec as JobSpec).options;
+    const o = job.spec.options;
     const policy = (o.policy.include?.length ?? 0) > 0 ? 'custom' : (o.policy.preset ?? 'mlp_gate_up');
     return { baseModel: basename(o.model), policy };
   }
@@ -76,9 +70,8 @@ export class JobRunner {
 
   private launch(job: JobRecord): void {
     const { store } = this.o;
-    const spec = job.spec as JobSpec;
     const dir = jobDir(this.o.dataDir, job.id);
-    const options: TuneOptions = { ...spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: true };
+    const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: true };
     store.markRunning(job.id);
     const attrs = this.attrs(job);
     const proc = this.start(options, (e) => this.record(job.id, e, attrs));
@@ -102,57 +95,23 @@ export class JobRunner {
 
   /** Relays one trainer event into the store; a store error must never take the server down. */
   private record(id: string, e: TrainEvent, attrs: JobAttrs): void {
+    // tokensPerSecond is tokens over the step's wall time, so this is that time.
+    if (e.type === 'step') this.telemetry.recordStep(attrs, { ...e, stepSeconds: e.tokens / e.tokensPerSecond });
+    if (e.type === 'probe') this.telemetry.recordProbe(attrs, e);
+    const stored = toJobEvent(e);
+    if (!stored) return;
     const { store } = this.o;
-    if (e.type === 'step') this.telemetry.recordStep(attrs, { loss: e.loss, learningRate: e.lr, gradNorm: e.gradNorm, tokensPerSecond: e.tokensPerSec });
-    if (e.type === 'probe') {
-      this.telemetry.recordProbe(attrs, {
-        numberMass: e.numberMass,
-        numberMassBase: e.numberMassBase,
-        klToBase: e.klToBase,
-        top1Agreement: e.top1Agreement,
-        heldoutLoss: e.heldoutLoss,
-        heldoutLossDelta: e.heldoutLossDelta,
-        classMass: Object.fromEntries(e.classes.map((c) => [c.name, c.mass])),
-      });
-    }
     try {
-      if (e.type === 'start') {
-        store.updateProgress(id, { step: e.resumedFromStep, totalSteps: e.totalSteps, trainable: e.trainable });
-        store.appendEvent(id, 'started', {
-          totalSteps: e.totalSteps,
-          trainableTensors: e.trainable,
-          trainableParameters: e.trainableParameters,
-          provider: e.provider,
-          resumedFromStep: e.resumedFromStep,
-        });
-      } else if (e.type === 'step') {
-        store.updateProgress(id, { step: e.step });
-        store.appendEvent(id, 'step', {
-          step: e.step,
-          totalSteps: e.totalSteps,
-          loss: e.loss,
-          learningRate: e.lr,
-          gradNorm: e.gradNorm,
-          tokensPerSecond: e.tokensPerSec,
-          elapsedSeconds: e.elapsedSec,
-        });
-      } else if (e.type === 'validation') {
-        store.appendEvent(id, 'validation', { step: e.step, loss: e.loss, tokenAccuracy: e.tokenAccuracy });
-      } else if (e.type === 'probe') {
-        const { type: _, positions: __, tokenAccuracy: ___, ...figures } = e;
-        store.appendEvent(id, 'probe', figures);
-      } else if (e.type === 'budget_exceeded') {
-        store.appendEvent(id, 'budget_exceeded', { limit: e.limit, value: e.value, threshold: e.threshold, step: e.step, keptStep: e.keptStep });
-      } else if (e.type === 'checkpoint') {
-        store.addCheckpoint(id, { step: e.step, path: e.path, final: false });
-        store.appendEvent(id, 'checkpoint', { step: e.step, path: e.path });
-      }
+      if (e.type === 'started') store.updateProgress(id, { step: e.resumedFromStep, totalSteps: e.totalSteps, trainable: e.trainableTensors });
+      else if (e.type === 'step') store.updateProgress(id, { step: e.step });
+      else if (e.type === 'checkpoint') store.addCheckpoint(id, { step: e.step, path: e.path, final: false });
+      store.appendEvent(id, stored);
     } catch (err) {
       process.emitWarning(`job ${id}: could not record ${e.type} event: ${(err as Error).message}`);
     }
   }
 
-  private finished(id: string, state: string): void {
+  private finished(id: string, state: RestingState): void {
     const job = this.o.store.getJob(id);
     if (job) this.telemetry.recordJobState(this.attrs(job), state);
   }
@@ -165,13 +124,10 @@ export class JobRunner {
 
   private succeeded(id: string, result: TuneResult): void {
     const { store } = this.o;
-    const steps = result.receipt.steps.length;
-    store.addCheckpoint(id, { step: steps, path: result.out, final: true });
-    const budgetStop = result.budgetStop
-      ? { limit: result.budgetStop.limit, value: result.budgetStop.value, threshold: result.budgetStop.threshold, step: result.budgetStop.step, keptStep: result.budgetStop.keptStep }
-      : undefined;
-    store.appendEvent(id, 'finished', { state: 'SUCCEEDED', outputPath: result.out, budgetStop });
-    store.finish(id, 'SUCCEEDED', { outputPath: result.out, result: budgetStop ? { budgetStop } : undefined });
+    store.addCheckpoint(id, { step: result.receipt.steps.length, path: result.out, final: true });
+    const budgetStop = result.budgetStop ?? undefined;
+    store.appendEvent(id, { type: 'finished', state: 'SUCCEEDED', outputPath: result.out, budgetStop });
+    store.finish(id, 'SUCCEEDED', { outputPath: result.out, result: budgetStop && { budgetStop } });
     this.finished(id, 'SUCCEEDED');
     this.release(id);
   }
@@ -184,26 +140,26 @@ export class JobRunner {
       return;
     }
     if ((error instanceof TrainingStopped && error.reason === 'cancel') || entry?.stopping === 'cancel') {
-      this.finishCancelled(id, null);
+      this.finishCancelled(id);
     } else if (entry?.stopping === 'shutdown') {
       this.release(id);
       return;
     } else {
       const e = serializeError(error);
-      const jobError = { kind: (error as NarrowtuneError).kind ?? 'internal', message: e.message, violations: (error as NarrowtuneError).violations ?? [] };
+      const jobError: JobError = { kind: (error as NarrowtuneError).kind ?? 'internal', message: e.message, violations: (error as NarrowtuneError).violations ?? [] };
       const { store } = this.o;
-      store.appendEvent(id, 'finished', { state: 'FAILED', error: jobError });
+      store.appendEvent(id, { type: 'finished', state: 'FAILED', error: jobError });
       store.finish(id, 'FAILED', { error: jobError });
       this.finished(id, 'FAILED');
     }
     this.release(id);
   }
 
-  private finishCancelled(id: string, note: string | null): void {
+  private finishCancelled(id: string, note?: string): void {
     const { store } = this.o;
     const job = store.getJob(id);
     const last = job?.checkpoints.at(-1);
-    store.appendEvent(id, 'finished', { state: 'CANCELLED', outputPath: last?.path ?? '', note });
+    store.appendEvent(id, { type: 'finished', state: 'CANCELLED', outputPath: last?.path, note });
     store.finish(id, 'CANCELLED', last ? { outputPath: last.path } : {});
     this.finished(id, 'CANCELLED');
   }

@@ -3,19 +3,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { NarrowtuneError, invalidArgument } from '../util/errors.js';
+import { decodeJobEvent, type JobError, type JobEvent, type JobResult, type JobSpec, type RestingState } from './job-events.js';
 import { newJobId } from './job-id.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import { migrate } from './schema.js';
 
-export type JobState = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+export type JobState = 'PENDING' | 'RUNNING' | RestingState;
 export const JOB_STATES: readonly JobState[] = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 export const RESTING_STATES: readonly JobState[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
-
-export interface JobError {
-  kind: string;
-  message: string;
-  violations: { field: string; description: string }[];
-}
 
 export interface CheckpointRecord {
   step: number;
@@ -28,7 +23,7 @@ export interface JobRecord {
   id: string;
   requestId: string | null;
   state: JobState;
-  spec: unknown;
+  spec: JobSpec;
   createTime: number;
   startTime: number | null;
   endTime: number | null;
@@ -39,8 +34,7 @@ export interface JobRecord {
   cancelRequested: boolean;
   checkpoints: CheckpointRecord[];
   outputPath: string | null;
-  /** Extra facts about how the job ended (JSON), e.g. { budgetStop: {...} }. */
-  result: unknown;
+  result: JobResult | null;
   queueOrder: number;
 }
 
@@ -48,8 +42,7 @@ export interface MetricEvent {
   jobId: string;
   sequence: number;
   time: number;
-  type: string;
-  payload: unknown;
+  event: JobEvent;
 }
 
 export type StoreNotification = { kind: 'event'; event: MetricEvent } | { kind: 'state'; job: JobRecord };
@@ -117,7 +110,7 @@ function toJson(value: unknown, field: string): string {
 }
 
 function toEvent(r: EventRow): MetricEvent {
-  return { jobId: r.job_id, sequence: r.sequence, time: r.time, type: r.type, payload: JSON.parse(r.payload) };
+  return { jobId: r.job_id, sequence: r.sequence, time: r.time, event: decodeJobEvent(r.type, JSON.parse(r.payload)) };
 }
 
 /** The error for a job id that names nothing; shared with followEvents so both read alike. */
@@ -179,7 +172,7 @@ export class JobStore {
 
   // ---- jobs ----
 
-  createJob(input: { requestId?: string | null; spec: unknown }): { job: JobRecord; created: boolean } {
+  createJob(input: { requestId?: string | null; spec: JobSpec }): { job: JobRecord; created: boolean } {
     const requestId = input.requestId || null; // proto3 sends '' for "not set"
     const spec = toJson(input.spec, 'spec');
     const insert = this.stmt(
@@ -286,7 +279,7 @@ export class JobStore {
     });
   }
 
-  finish(id: string, state: 'SUCCEEDED' | 'FAILED' | 'CANCELLED', extra: { error?: JobError; outputPath?: string; result?: unknown } = {}): JobRecord {
+  finish(id: string, state: RestingState, extra: { error?: JobError; outputPath?: string; result?: JobResult } = {}): JobRecord {
     if (!isResting(state)) throw invalidArgument('state', `finish needs a resting state, got ${state}`);
     return this.transition(id, (r) => {
       if (isResting(r.state)) throw alreadyResting(r);
@@ -334,16 +327,18 @@ export class JobStore {
 
   // ---- events ----
 
-  appendEvent(jobId: string, type: string, payload: unknown): MetricEvent {
+  appendEvent(jobId: string, e: JobEvent): MetricEvent {
+    // The type has its own column; the payload keeps the event's own names (older rows use the same ones).
+    const { type, ...payload } = e;
     const json = toJson(payload, 'payload');
-    const event = this.write(() => {
+    const event: MetricEvent = this.write(() => {
       const r = this.requireRow(jobId);
       // followEvents ends at "resting and nothing newer", so an event after the finish would never reach a follower.
       if (isResting(r.state)) throw alreadyResting(r);
       const sequence = this.lastSequence(jobId) + 1;
       const time = this.now();
       this.stmt('INSERT INTO events (job_id, sequence, time, type, payload) VALUES (?, ?, ?, ?, ?)').run(jobId, sequence, time, type, json);
-      return { jobId, sequence, time, type, payload: JSON.parse(json) as unknown };
+      return { jobId, sequence, time, event: decodeJobEvent(type, JSON.parse(json)) };
     });
     this.emit(jobId, { kind: 'event', event });
     return event;
@@ -443,7 +438,7 @@ export class JobStore {
       id: r.id,
       requestId: r.request_id,
       state: r.state,
-      spec: JSON.parse(r.spec) as unknown,
+      spec: JSON.parse(r.spec) as JobSpec,
       createTime: r.create_time,
       startTime: r.start_time,
       endTime: r.end_time,
@@ -454,7 +449,7 @@ export class JobStore {
       cancelRequested: r.cancel_requested === 1,
       checkpoints: byJob.get(r.id) ?? [],
       outputPath: r.output_path,
-      result: r.result === null ? null : (JSON.parse(r.result) as unknown),
+      result: r.result === null ? null : (JSON.parse(r.result) as JobResult),
       queueOrder: r.queue_order,
     }));
   }

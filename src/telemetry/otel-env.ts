@@ -1,4 +1,5 @@
-// Which OpenTelemetry signals the standard OTEL_* environment asks for. Pure, so tests can pass an env.
+// Which OpenTelemetry signals the standard OTEL_* environment asks for, and the defaults of the rest. Pure, so
+// tests can pass an env (and `narrowtune serve --help` can show the defaults without loading OpenTelemetry).
 
 export interface OtelEnvPlan {
   /** OTEL_SDK_DISABLED=true: nothing is exported, whatever else is configured. */
@@ -11,6 +12,9 @@ export interface OtelEnvPlan {
 }
 
 export const DEFAULT_SERVICE_NAME = 'narrowtune';
+
+/** Loopback like the gRPC server's default: exposing metrics to the network is the operator's choice. */
+export const DEFAULT_PROMETHEUS_HOST = '127.0.0.1';
 const NO_EXPORTER = 'none';
 
 export function readOtelEnv(env: NodeJS.ProcessEnv = process.env): OtelEnvPlan {

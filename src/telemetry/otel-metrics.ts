@@ -1,26 +1,14 @@
 // The narrowtune.* instruments on one Meter, and the only place job attributes become metric attributes.
 import type { Attributes, Counter, Gauge, Histogram, Meter } from '@opentelemetry/api';
+import type { DriftFigures } from '../eval/scorer.js';
+import type { TrainStep } from '../trainer/events.js';
 
 /** What every job metric is broken down by. Job ids are deliberately absent (unbounded cardinality). */
 export type JobAttrs = { baseModel: string; policy: string };
 
-export interface StepSample {
-  loss: number;
-  learningRate: number;
-  gradNorm: number;
-  tokensPerSecond: number;
-  stepSeconds?: number;
-}
+export type StepSample = Pick<TrainStep, 'loss' | 'learningRate' | 'gradNorm' | 'tokensPerSecond'> & { stepSeconds?: number };
 
-export interface ProbeSample {
-  numberMass: number;
-  numberMassBase: number;
-  klToBase: number;
-  top1Agreement: number;
-  heldoutLoss: number;
-  heldoutLossDelta: number;
-  classMass?: Record<string, number>;
-}
+export type ProbeSample = Pick<DriftFigures, 'numberMass' | 'numberMassDelta' | 'klToBase' | 'top1Agreement' | 'heldoutLossDelta' | 'classes'>;
 
 export const METRIC = {
   loss: 'narrowtune.train.loss',
@@ -109,11 +97,11 @@ export class JobMetrics {
   recordProbe(attrs: JobAttrs, p: ProbeSample): void {
     const a = jobMetricAttributes(attrs);
     record(this.numberMass, p.numberMass, a);
-    record(this.numberMassDelta, p.numberMass - p.numberMassBase, a);
+    record(this.numberMassDelta, p.numberMassDelta, a);
     record(this.klToBase, p.klToBase, a);
     record(this.top1Agreement, p.top1Agreement, a);
     record(this.heldoutLossDelta, p.heldoutLossDelta, a);
-    for (const [tokenClass, mass] of Object.entries(p.classMass ?? {})) record(this.classMass, mass, { ...a, [ATTR.tokenClass]: tokenClass });
+    for (const c of p.classes) record(this.classMass, c.mass, { ...a, [ATTR.tokenClass]: c.name });
   }
 
   /** Counts only resting states: the counter is "jobs finished", and transitions to RUNNING are not. */

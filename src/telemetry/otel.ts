@@ -5,7 +5,7 @@ import { MeterProvider, type IMetricReader, type MetricReader } from '@opentelem
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import { readOtelEnv, type OtelEnvPlan } from './otel-env.js';
+import { DEFAULT_PROMETHEUS_HOST, readOtelEnv, type OtelEnvPlan } from './otel-env.js';
 import { grpcInstrumentation, patchGrpc } from './otel-grpc.js';
 import { JobMetrics, jobMetricAttributes, type JobAttrs, type ProbeSample, type StepSample } from './otel-metrics.js';
 import { servePrometheus } from './otel-prometheus.js';
@@ -39,8 +39,6 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
-/** Loopback like the gRPC server's default: exposing metrics to the network is the operator's choice. */
-export const DEFAULT_PROMETHEUS_HOST = '127.0.0.1';
 const SCOPE = 'narrowtune';
 const PHASE_SPAN_PREFIX = 'narrowtune.job.';
 const SPAN_ATTR = { phase: 'narrowtune.job.phase', jobId: 'narrowtune.job_id' } as const;

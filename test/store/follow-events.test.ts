@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { followEvents } from '../../src/store/follow-events.js';
 import { JobStore, type MetricEvent } from '../../src/store/job-store.js';
 import { NarrowtuneError } from '../../src/util/errors.js';
+import { spec, step } from './fixtures.js';
 
 const stores: JobStore[] = [];
 afterEach(() => {
@@ -11,9 +12,9 @@ afterEach(() => {
 function setup(events = 0): { s: JobStore; id: string } {
   const s = JobStore.openInMemory();
   stores.push(s);
-  const { job } = s.createJob({ spec: {} });
+  const { job } = s.createJob({ spec: spec() });
   s.markRunning(job.id);
-  for (let i = 1; i <= events; i++) s.appendEvent(job.id, 'step', { i });
+  for (let i = 1; i <= events; i++) s.appendEvent(job.id, step(i));
   return { s, id: job.id };
 }
 
@@ -35,10 +36,10 @@ describe('followEvents', () => {
     const { s, id } = setup(3);
     const done = collect(followEvents(s, id, 0));
     await tick();
-    s.appendEvent(id, 'step', { i: 4 });
+    s.appendEvent(id, step(4));
     await tick();
-    s.appendEvent(id, 'step', { i: 5 });
-    s.appendEvent(id, 'done', {});
+    s.appendEvent(id, step(5));
+    s.appendEvent(id, { type: 'finished', state: 'SUCCEEDED', outputPath: '/out' });
     s.finish(id, 'SUCCEEDED');
     expect(await done).toEqual(range(1, 6));
   });
@@ -55,7 +56,7 @@ describe('followEvents', () => {
     let next = 5;
     const seqs = await collect(followEvents(s, id, 0), (e) => {
       // Append from inside the consumer: these land both in the live buffer and in later store reads.
-      if (e.sequence === 2 || e.sequence === 6) for (let k = 0; k < 3; k++) s.appendEvent(id, 'step', { i: next++ });
+      if (e.sequence === 2 || e.sequence === 6) for (let k = 0; k < 3; k++) s.appendEvent(id, step(next++));
       if (e.sequence === 10) s.finish(id, 'SUCCEEDED');
     });
     expect(seqs).toEqual(range(1, 10));
@@ -64,7 +65,7 @@ describe('followEvents', () => {
   it('stays gapless across backlog batches with live events interleaved', async () => {
     const { s, id } = setup(1200); // more than one FOLLOW_BATCH_SIZE page
     const seqs = await collect(followEvents(s, id, 0), (e) => {
-      if (e.sequence % 400 === 0) s.appendEvent(id, 'step', {});
+      if (e.sequence % 400 === 0) s.appendEvent(id, step(e.sequence));
       if (e.sequence === 1203) s.finish(id, 'SUCCEEDED');
     });
     expect(seqs).toEqual(range(1, 1203));
@@ -85,7 +86,7 @@ describe('followEvents', () => {
   it('ends for a job cancelled while pending', async () => {
     const s = JobStore.openInMemory();
     stores.push(s);
-    const { job } = s.createJob({ spec: {} });
+    const { job } = s.createJob({ spec: spec() });
     const done = collect(followEvents(s, job.id, 0));
     await tick();
     s.requestCancel(job.id);

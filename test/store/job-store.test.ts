@@ -2,8 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { JobEvent } from '../../src/store/job-events.js';
 import { JobStore, type JobRecord } from '../../src/store/job-store.js';
 import { NarrowtuneError } from '../../src/util/errors.js';
+import { checkpoint, spec, step } from './fixtures.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -35,32 +37,32 @@ function caught(fn: () => unknown): NarrowtuneError {
 describe('createJob', () => {
   it('creates a PENDING job with a url-safe id and returns the parsed spec', () => {
     const s = memStore();
-    const { job, created } = s.createJob({ spec: { model: 'm', lr: 1e-4, tags: ['a'] } });
+    const { job, created } = s.createJob({ spec: spec('m') });
     expect(created).toBe(true);
     expect(job.id).toMatch(/^[a-z2-7]{12}$/);
     expect(job).toMatchObject({ state: 'PENDING', requestId: null, step: 0, totalSteps: 0, trainable: [], error: null });
     expect(job).toMatchObject({ cancelRequested: false, checkpoints: [], outputPath: null, startTime: null, endTime: null });
-    expect(job.spec).toEqual({ model: 'm', lr: 1e-4, tags: ['a'] });
+    expect(job.spec).toEqual(spec('m'));
     expect(s.getJob(job.id)).toEqual(job);
     expect(s.getJob('nope')).toBeNull();
   });
 
   it('returns the existing job for a repeated requestId', () => {
     const s = memStore();
-    const a = s.createJob({ requestId: 'r1', spec: { n: 1 } });
-    const b = s.createJob({ requestId: 'r1', spec: { n: 2 } });
+    const a = s.createJob({ requestId: 'r1', spec: spec('a') });
+    const b = s.createJob({ requestId: 'r1', spec: spec('b') });
     expect(a.created).toBe(true);
     expect(b.created).toBe(false);
     expect(b.job).toEqual(a.job);
     // An empty request id is proto3's "unset", not a key.
-    expect(s.createJob({ requestId: '', spec: 1 }).created).toBe(true);
-    expect(s.createJob({ requestId: '', spec: 1 }).created).toBe(true);
+    expect(s.createJob({ requestId: '', spec: spec() }).created).toBe(true);
+    expect(s.createJob({ requestId: '', spec: spec() }).created).toBe(true);
     expect(s.countInStates(['PENDING'])).toBe(3);
   });
 
   it('keeps queueOrder increasing', () => {
     const s = memStore();
-    const orders = [1, 2, 3].map(() => s.createJob({ spec: null }).job.queueOrder);
+    const orders = [1, 2, 3].map(() => s.createJob({ spec: spec() }).job.queueOrder);
     expect(orders[1]! > orders[0]! && orders[2]! > orders[1]!).toBe(true);
   });
 });
@@ -69,22 +71,22 @@ describe('file-backed store', () => {
   it('keeps jobs, idempotency, checkpoints and events across reopen', () => {
     const dir = join(tempDir(), 'nested', 'data');
     let s = JobStore.open(dir);
-    const { job } = s.createJob({ requestId: 'req-7', spec: { x: 1 } });
+    const { job } = s.createJob({ requestId: 'req-7', spec: spec('x1') });
     s.markRunning(job.id, 10);
     s.updateProgress(job.id, { step: 3, trainable: ['layers.0.mlp.up_proj.weight'] });
     s.addCheckpoint(job.id, { step: 3, path: '/ck/3', final: false });
-    s.appendEvent(job.id, 'step', { loss: 1.5 });
-    s.appendEvent(job.id, 'step', { loss: 1.25 });
+    s.appendEvent(job.id, step(1, 1.5));
+    s.appendEvent(job.id, step(2, 1.25));
     s.close();
 
     s = JobStore.open(dir);
     cleanups.push(() => s.close());
-    const again = s.createJob({ requestId: 'req-7', spec: { x: 2 } });
+    const again = s.createJob({ requestId: 'req-7', spec: spec('x2') });
     expect(again.created).toBe(false);
-    expect(again.job).toMatchObject({ id: job.id, state: 'RUNNING', step: 3, totalSteps: 10, trainable: ['layers.0.mlp.up_proj.weight'], spec: { x: 1 } });
+    expect(again.job).toMatchObject({ id: job.id, state: 'RUNNING', step: 3, totalSteps: 10, trainable: ['layers.0.mlp.up_proj.weight'], spec: spec('x1') });
     expect(again.job.checkpoints).toEqual([{ step: 3, path: '/ck/3', final: false, createTime: expect.any(Number) }]);
-    expect(s.readEvents(job.id, 0).map((e) => e.payload)).toEqual([{ loss: 1.5 }, { loss: 1.25 }]);
-    expect(s.appendEvent(job.id, 'step', { loss: 1 }).sequence).toBe(3);
+    expect(s.readEvents(job.id, 0).map((e) => e.event)).toEqual([step(1, 1.5), step(2, 1.25)]);
+    expect(s.appendEvent(job.id, step(3)).sequence).toBe(3);
     expect(s.countInStates(['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'])).toBe(1);
   });
 
@@ -105,7 +107,7 @@ describe('state transitions', () => {
   it('runs PENDING → RUNNING → SUCCEEDED with times and output', () => {
     let t = 1000;
     const s = memStore(() => t);
-    const { job } = s.createJob({ spec: {} });
+    const { job } = s.createJob({ spec: spec() });
     t = 2000;
     expect(s.markRunning(job.id, 5)).toMatchObject({ state: 'RUNNING', startTime: 2000, totalSteps: 5 });
     t = 3000;
@@ -118,7 +120,7 @@ describe('state transitions', () => {
 
   it('records the error of a failed job', () => {
     const s = memStore();
-    const { job } = s.createJob({ spec: {} });
+    const { job } = s.createJob({ spec: spec() });
     s.markRunning(job.id);
     const error = { kind: 'invalid_argument', message: 'data.jsonl:3: bad line', violations: [{ field: 'data', description: 'data.jsonl:3: bad line' }] };
     expect(s.finish(job.id, 'FAILED', { error })).toMatchObject({ state: 'FAILED', error });
@@ -126,7 +128,7 @@ describe('state transitions', () => {
 
   it('refuses to leave a resting state, naming it', () => {
     const s = memStore();
-    const { job } = s.createJob({ spec: {} });
+    const { job } = s.createJob({ spec: spec() });
     s.finish(job.id, 'SUCCEEDED');
     for (const fn of [
       () => s.finish(job.id, 'FAILED'),
@@ -134,7 +136,7 @@ describe('state transitions', () => {
       () => s.requestCancel(job.id),
       () => s.requeue(job.id),
       () => s.updateProgress(job.id, { step: 1 }),
-      () => s.appendEvent(job.id, 'late', {}),
+      () => s.appendEvent(job.id, step(1)),
     ]) {
       const e = caught(fn);
       expect(e.kind).toBe('failed_precondition');
@@ -144,10 +146,10 @@ describe('state transitions', () => {
 
   it('cancels a PENDING job at once and flags a RUNNING one for its runner', () => {
     const s = memStore();
-    const pending = s.createJob({ spec: {} }).job;
+    const pending = s.createJob({ spec: spec() }).job;
     expect(s.requestCancel(pending.id)).toMatchObject({ state: 'CANCELLED', cancelRequested: true, endTime: expect.any(Number) });
 
-    const running = s.createJob({ spec: {} }).job;
+    const running = s.createJob({ spec: spec() }).job;
     s.markRunning(running.id);
     expect(s.requestCancel(running.id)).toMatchObject({ state: 'RUNNING', cancelRequested: true, endTime: null });
     expect(s.requestCancel(running.id).cancelRequested).toBe(true); // asking twice is fine
@@ -163,7 +165,7 @@ describe('state transitions', () => {
       () => s.finish('missing', 'FAILED'),
       () => s.requeue('missing'),
       () => s.updateProgress('missing', {}),
-      () => s.appendEvent('missing', 'x', {}),
+      () => s.appendEvent('missing', step(1)),
       () => s.addCheckpoint('missing', { step: 1, path: 'p', final: false }),
     ]) {
       expect(caught(fn).kind).toBe('not_found');
@@ -172,8 +174,8 @@ describe('state transitions', () => {
 
   it('requeues RUNNING jobs for recovery, keeping startTime and FIFO position', () => {
     const s = memStore();
-    const a = s.createJob({ spec: 'a' }).job;
-    const b = s.createJob({ spec: 'b' }).job;
+    const a = s.createJob({ spec: spec('a') }).job;
+    const b = s.createJob({ spec: spec('b') }).job;
     const started = s.markRunning(a.id);
     s.requeue(a.id);
     const back = s.getJob(a.id)!;
@@ -184,7 +186,7 @@ describe('state transitions', () => {
 
   it('upserts checkpoints by step, ascending', () => {
     const s = memStore();
-    const { job } = s.createJob({ spec: {} });
+    const { job } = s.createJob({ spec: spec() });
     s.addCheckpoint(job.id, { step: 20, path: '/ck/20', final: false });
     s.addCheckpoint(job.id, { step: 10, path: '/ck/10', final: false });
     s.addCheckpoint(job.id, { step: 20, path: '/ck/20b', final: true });
@@ -196,11 +198,11 @@ describe('state transitions', () => {
 
   it('notifies subscribers of state changes and events, until unsubscribed', () => {
     const s = memStore();
-    const { job } = s.createJob({ spec: {} });
+    const { job } = s.createJob({ spec: spec() });
     const seen: string[] = [];
     const off = s.subscribe(job.id, (n) => seen.push(n.kind === 'event' ? `event:${n.event.sequence}` : `state:${n.job.state}`));
     s.markRunning(job.id);
-    s.appendEvent(job.id, 'step', {});
+    s.appendEvent(job.id, step(1));
     s.requestCancel(job.id);
     off();
     s.finish(job.id, 'CANCELLED');
@@ -210,7 +212,7 @@ describe('state transitions', () => {
 
 describe('listJobs', () => {
   function seed(s: JobStore, n: number): JobRecord[] {
-    return Array.from({ length: n }, (_, i) => s.createJob({ spec: { i } }).job);
+    return Array.from({ length: n }, (_, i) => s.createJob({ spec: spec(`m${i}`) }).job);
   }
 
   it('pages newest first, covering every job exactly once', () => {
@@ -268,13 +270,13 @@ describe('listJobs', () => {
 describe('events', () => {
   it('numbers events 1, 2, 3… per job, independently across jobs', () => {
     const s = memStore();
-    const a = s.createJob({ spec: {} }).job;
-    const b = s.createJob({ spec: {} }).job;
+    const a = s.createJob({ spec: spec() }).job;
+    const b = s.createJob({ spec: spec() }).job;
     const seqA: number[] = [];
     const seqB: number[] = [];
     for (let i = 0; i < 5; i++) {
-      seqA.push(s.appendEvent(a.id, 'step', { i }).sequence);
-      if (i % 2 === 0) seqB.push(s.appendEvent(b.id, 'step', { i }).sequence);
+      seqA.push(s.appendEvent(a.id, step(i + 1)).sequence);
+      if (i % 2 === 0) seqB.push(s.appendEvent(b.id, checkpoint(i)).sequence);
     }
     expect(seqA).toEqual([1, 2, 3, 4, 5]);
     expect(seqB).toEqual([1, 2, 3]);
@@ -285,20 +287,22 @@ describe('events', () => {
 
   it('reads exactly the events after a sequence, with limit', () => {
     const s = memStore();
-    const { job } = s.createJob({ spec: {} });
-    for (let i = 1; i <= 6; i++) s.appendEvent(job.id, 'step', { i });
+    const { job } = s.createJob({ spec: spec() });
+    for (let i = 1; i <= 6; i++) s.appendEvent(job.id, step(i));
     const rest = s.readEvents(job.id, 3);
     expect(rest.map((e) => e.sequence)).toEqual([4, 5, 6]);
-    expect(rest.map((e) => e.payload)).toEqual([{ i: 4 }, { i: 5 }, { i: 6 }]);
-    expect(rest[0]).toMatchObject({ jobId: job.id, type: 'step', time: expect.any(Number) });
+    expect(rest.map((e) => e.event)).toEqual([step(4), step(5), step(6)]);
+    expect(rest[0]).toMatchObject({ jobId: job.id, time: expect.any(Number) });
     expect(s.readEvents(job.id, 1, 2).map((e) => e.sequence)).toEqual([2, 3]);
     expect(s.readEvents(job.id, 6)).toEqual([]);
   });
 
   it('refuses payloads that are not JSON', () => {
     const s = memStore();
-    const { job } = s.createJob({ spec: {} });
-    expect(caught(() => s.appendEvent(job.id, 'x', { n: 1n })).violations[0]!.field).toBe('payload');
+    const { job } = s.createJob({ spec: spec() });
+    // A bigint can only come from a caller that bypassed the types; the store must still refuse it whole.
+    const bad = { ...step(1), loss: 1n } as unknown as JobEvent;
+    expect(caught(() => s.appendEvent(job.id, bad)).violations[0]!.field).toBe('payload');
     expect(s.lastSequence(job.id)).toBe(0);
   });
 

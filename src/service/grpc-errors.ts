@@ -14,6 +14,18 @@ export const BAD_REQUEST_TYPE_URL = 'type.googleapis.com/google.rpc.BadRequest';
 export const INTERNAL_MESSAGE = 'internal error';
 const VIOLATION_SEPARATOR = '; ';
 
+/**
+ * Bounds on one error's size. Its message and details travel in HTTP/2 trailers, which peers refuse above
+ * 16 to 64 KiB; a request with thousands of bad fields (or one huge value echoed in a description) must still
+ * get a readable reply. The first violations are kept; the message says how many were left out.
+ */
+export const MAX_FIELD_VIOLATIONS = 32;
+export const MAX_FIELD_CHARS = 128;
+export const MAX_DESCRIPTION_CHARS = 1024;
+export const MAX_MESSAGE_CHARS = 4096;
+/** Total characters of the kept violations: about 10 KiB of trailer once base64-encoded. */
+const MAX_VIOLATION_CHARS_TOTAL = 8192;
+
 // A Record over ErrorKind makes adding a kind without a code a type error.
 const CODE_BY_KIND: Readonly<Record<ErrorKind, grpc.status>> = {
   invalid_argument: grpc.status.INVALID_ARGUMENT,
@@ -35,11 +47,31 @@ export interface JobError {
 /** The google.rpc.Status for a job's error, as TuneJob.error and JobFinished.error carry it. */
 export function statusFromJobError(err: JobError): Status {
   const code = codeForKind(err.kind);
-  const violations = err.violations ?? [];
+  const { kept: violations, omitted } = boundViolations(err.violations ?? []);
   // Without a known kind nobody classified the failure; say so rather than pass it off as the caller's fault.
-  const message = code === undefined ? `${INTERNAL_MESSAGE}: ${err.message}` : readableMessage(err.message, violations);
+  let message = code === undefined ? `${INTERNAL_MESSAGE}: ${err.message}` : readableMessage(err.message, violations);
+  message = truncate(message, MAX_MESSAGE_CHARS);
+  if (omitted > 0) message += ` (${omitted} more field violation${omitted === 1 ? '' : 's'} not listed)`;
   const details = violations.length === 0 ? [] : [badRequestAny(violations)];
   return { code: code ?? grpc.status.INTERNAL, message, details };
+}
+
+function truncate(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
+
+/** The first violations that fit the bounds above, each cut to length, and how many were left out. */
+export function boundViolations(all: readonly FieldViolation[]): { kept: FieldViolation[]; omitted: number } {
+  const kept: FieldViolation[] = [];
+  let chars = 0;
+  for (const v of all) {
+    const field = truncate(v.field, MAX_FIELD_CHARS);
+    const description = truncate(v.description, MAX_DESCRIPTION_CHARS);
+    chars += field.length + description.length;
+    if (kept.length === MAX_FIELD_VIOLATIONS || chars > MAX_VIOLATION_CHARS_TOTAL) break;
+    kept.push({ field, description });
+  }
+  return { kept, omitted: all.length - kept.length };
 }
 
 /** The google.rpc.Status for any thrown value. Stacks never leave the process. */

@@ -1,6 +1,7 @@
 // Confines paths from requests to configured roots: `..`, absolute paths elsewhere and symlinks that
 // lead out are rejected before anything is opened.
 import { realpathSync } from 'node:fs';
+import { access, constants, realpath } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { invalidArgument } from '../util/errors.js';
 
@@ -21,7 +22,7 @@ export function realRoots(roots: string[]): string[] {
  * points to, lies inside one of `roots` (already real paths). A missing file is allowed; its
  * nearest existing ancestor is checked instead.
  */
-export function confinePath(p: string, roots: string[], field: string): string {
+export async function confinePath(p: string, roots: string[], field: string): Promise<string> {
   if (p.length === 0) throw invalidArgument(field, 'is required');
   if (p.length > MAX_PATH_LENGTH || p.includes('\0')) throw invalidArgument(field, 'is not a valid path');
   const abs = isAbsolute(p) ? resolve(p) : resolve(roots[0], p);
@@ -33,7 +34,7 @@ export function confinePath(p: string, roots: string[], field: string): string {
   let rest = '';
   for (;;) {
     try {
-      real = resolve(realpathSync(probe), rest);
+      real = resolve(await realpath(probe), rest);
       break;
     } catch {
       const parent = resolve(probe, '..');
@@ -46,4 +47,15 @@ export function confinePath(p: string, roots: string[], field: string): string {
     throw invalidArgument(field, `"${p}" leads outside the allowed roots through a symbolic link`);
   }
   return real;
+}
+
+/** confinePath, then a check that the file can be opened for reading. */
+export async function confineReadable(p: string, roots: string[], field: string): Promise<string> {
+  const real = await confinePath(p, roots, field);
+  try {
+    await access(real, constants.R_OK);
+    return real;
+  } catch {
+    throw invalidArgument(field, `${real} does not exist or is not readable`);
+  }
 }

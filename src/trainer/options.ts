@@ -105,19 +105,40 @@ export const LIMITS = {
   seed: [0, 2 ** 32 - 1],
 } as const;
 
-/** Checks every field and reports all problems at once (the gRPC layer turns them into field violations). */
-export function validateOptions(o: TuneOptions): void {
+/** The options that are not file paths: what the service checks without a filesystem. */
+export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'validationData' | 'probeData'>;
+
+/** Which optional data files were given (whether or not they turn out readable): some settings need them. */
+export interface GivenData {
+  validationData: boolean;
+  probeData: boolean;
+}
+
+const inRange = (x: number, [lo, hi]: readonly [number, number]) => Number.isFinite(x) && x >= lo && x <= hi;
+
+/** The violation of an integer setting outside `range`, or null; shared so every caller words it alike. */
+export function integerViolation(x: number, field: string, range: readonly [number, number]): FieldViolation | null {
+  return Number.isInteger(x) && inRange(x, range) ? null : { field, description: `must be an integer in [${range[0]}, ${range[1]}], got ${x}` };
+}
+
+export function deviceViolation(device: string, field = 'device'): FieldViolation | null {
+  return (DEVICES as readonly string[]).includes(device) ? null : { field, description: `must be one of ${DEVICES.join(', ')}, got "${device}"` };
+}
+
+/**
+ * Ranges and enums of the settings, and the data some of them need: every problem at once. Fields are
+ * named as `tune`'s flags (snake case); the service renames them to its request fields.
+ */
+export function settingsViolations(o: TuneSettings, given: GivenData): FieldViolation[] {
   const v: FieldViolation[] = [];
   const need = (ok: boolean, field: string, description: string) => {
     if (!ok) v.push({ field, description });
   };
-  const inRange = (x: number, [lo, hi]: readonly [number, number]) => Number.isFinite(x) && x >= lo && x <= hi;
-  const int = (x: number, field: string, range: readonly [number, number]) =>
-    need(Number.isInteger(x) && inRange(x, range), field, `must be an integer in [${range[0]}, ${range[1]}], got ${x}`);
+  const int = (x: number, field: string, range: readonly [number, number]) => {
+    const bad = integerViolation(x, field, range);
+    if (bad) v.push(bad);
+  };
 
-  need(o.model.length > 0, 'model', 'is required');
-  need(o.data.length > 0, 'data', 'is required');
-  need(o.out.length > 0, 'out', 'is required');
   need(['adamw', 'sgd'].includes(o.optimizer), 'optimizer', `must be adamw or sgd, got "${o.optimizer}"`);
   need(o.lr > LIMITS.lr[0] && o.lr <= LIMITS.lr[1], 'lr', `must be in (0, 1], got ${o.lr}`);
   need(Number.isFinite(o.weightDecay) && o.weightDecay >= 0 && o.weightDecay < 1, 'weight_decay', `must be in [0, 1), got ${o.weightDecay}`);
@@ -135,11 +156,10 @@ export function validateOptions(o: TuneOptions): void {
   if (o.clipNorm !== null) need(Number.isFinite(o.clipNorm) && o.clipNorm > 0, 'clip_norm', `must be > 0, got ${o.clipNorm}`);
   need(['float32', 'float64'].includes(o.precision), 'precision', `must be float32 or float64, got "${o.precision}"`);
   if (o.checkpointEvery !== null) int(o.checkpointEvery, 'checkpoint_every', LIMITS.steps);
-  need(o.checkpointEvery === null || o.checkpointDir !== null, 'checkpoint_dir', 'is required with checkpoint_every');
   if (o.evalEvery !== null) int(o.evalEvery, 'eval_every', LIMITS.steps);
   if (o.probeEvery !== null) int(o.probeEvery, 'probe_every', LIMITS.steps);
-  need(o.evalEvery === null || o.validationData !== null, 'eval_every', 'needs validation data');
-  need(o.tokenClasses.length === 0 || o.probeData !== null, 'token_classes', 'need probe data');
+  need(o.evalEvery === null || given.validationData, 'eval_every', 'needs validation data');
+  need(o.tokenClasses.length === 0 || given.probeData, 'token_classes', 'need probe data');
   const b = o.driftBudget;
   const limits: [keyof DriftBudget, string][] = [
     ['maxKlToBase', 'drift_budget.max_kl_to_base'],
@@ -150,12 +170,29 @@ export function validateOptions(o: TuneOptions): void {
     const x = b[key];
     if (x === null) continue;
     need(Number.isFinite(x), field, `must be a finite number, got ${x}`);
-    need(o.probeData !== null, field, 'a drift budget needs probe data to measure drift on');
+    need(given.probeData, field, 'a drift budget needs probe data to measure drift on');
   }
   need(['auto', 'graph', 'host'].includes(o.optimizerPlacement), 'optimizer_placement', `must be auto, graph or host, got "${o.optimizerPlacement}"`);
   need(o.optimizerPlacement !== 'host' || o.precision === 'float32', 'optimizer_placement', 'host updates run in float32 only');
   need(['auto', 'fused', 'portable'].includes(o.kernels), 'kernels', `must be auto, fused or portable, got "${o.kernels}"`);
-  need(DEVICES.includes(o.device), 'device', `must be one of ${DEVICES.join(', ')}, got "${o.device}"`);
+  const device = deviceViolation(o.device);
+  if (device) v.push(device);
+  return v;
+}
+
+/** The paths a local run needs; whether they exist is found when they are opened. */
+export function pathViolations(o: Pick<TuneOptions, 'model' | 'data' | 'out' | 'checkpointEvery' | 'checkpointDir'>): FieldViolation[] {
+  const v: FieldViolation[] = [];
+  if (o.model.length === 0) v.push({ field: 'model', description: 'is required' });
+  if (o.data.length === 0) v.push({ field: 'data', description: 'is required' });
+  if (o.out.length === 0) v.push({ field: 'out', description: 'is required' });
+  if (o.checkpointEvery !== null && o.checkpointDir === null) v.push({ field: 'checkpoint_dir', description: 'is required with checkpoint_every' });
+  return v;
+}
+
+/** Checks every option, paths and settings, and reports all problems at once. */
+export function validateOptions(o: TuneOptions): void {
+  const v = [...pathViolations(o), ...settingsViolations(o, { validationData: o.validationData !== null, probeData: o.probeData !== null })];
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);
   }

@@ -6,6 +6,10 @@ import { BadRequest } from '../../src/gen/google/rpc/error_details.js';
 import { Status } from '../../src/gen/google/rpc/status.js';
 import {
   BAD_REQUEST_TYPE_URL,
+  MAX_DESCRIPTION_CHARS,
+  MAX_FIELD_CHARS,
+  MAX_FIELD_VIOLATIONS,
+  MAX_MESSAGE_CHARS,
   STATUS_DETAILS_KEY,
   decodeStatusDetails,
   statusFromError,
@@ -100,6 +104,29 @@ describe('statusFromError / statusFromJobError', () => {
     const status = statusFromJobError({ kind: 'invalid_argument', message: 'bad data', violations: VIOLATIONS });
     expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(BadRequest.decode(status.details[0]!.value).fieldViolations.map((v) => v.field)).toEqual(VIOLATIONS.map((v) => v.field));
+  });
+});
+
+describe('bounds on one error', () => {
+  it('keeps the first violations, cut to length, and says how many were left out', () => {
+    const many = Array.from({ length: 10_000 }, (_, i) => ({ field: `policy.include[${i}]`, description: `"nope${i}(" is not a valid regular expression` }));
+    const status = statusFromError(new NarrowtuneError('invalid_argument', 'invalid request', many));
+    const kept = BadRequest.decode(status.details[0]!.value).fieldViolations;
+    expect(kept).toHaveLength(MAX_FIELD_VIOLATIONS);
+    expect(kept[0]).toEqual({ ...many[0], reason: '' });
+    expect(status.message.length).toBeLessThan(MAX_MESSAGE_CHARS + 100);
+    expect(status.message).toMatch(/ \(9968 more field violations not listed\)$/);
+  });
+
+  it('cuts huge fields, descriptions and messages, keeping the trailer small', () => {
+    const huge = 'x'.repeat(4 << 20);
+    const err = toGrpcError(new NarrowtuneError('invalid_argument', huge, [{ field: huge, description: huge }, { field: 'b', description: huge }]));
+    const decoded = decodeStatusDetails(err.metadata)!;
+    const kept = decoded.badRequest!.fieldViolations;
+    expect(kept.map((v) => v.field.length)).toEqual([MAX_FIELD_CHARS, 1]);
+    expect(kept.every((v) => v.description.length === MAX_DESCRIPTION_CHARS && v.description.endsWith('…'))).toBe(true);
+    expect(err.details.length).toBe(MAX_MESSAGE_CHARS);
+    expect((err.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer).length).toBeLessThan(16 * 1024);
   });
 });
 

@@ -60,6 +60,8 @@ describe('StartTune and StreamMetrics', () => {
     const receipt = JSON.parse(await readFile(join(done.outputPath, 'narrowtune.json'), 'utf8'));
     expect(receipt.frozen_unchanged).toBe(true);
     expect(done.checkpoints.at(-1)).toMatchObject({ final: true, step: 12, path: done.outputPath });
+    // The request sent no policy; the echo names the preset the job trained with.
+    expect(done.request?.policy).toEqual({ preset: 'mlp_gate_up', include: [], exclude: [] });
 
     // A dashboard reconnecting after event 7 receives exactly the rest.
     const rest = await client.stream(job.name, 7);
@@ -122,6 +124,22 @@ describe('bad requests', () => {
     expect(f.violations.find((v) => v.field === 'policy.preset')!.description).toMatch(/presets: full, mlp, mlp_gate_up, sa_proj, sa_proj_gate_up/);
   });
 
+  it('ten thousand bad fields get a bounded reply, and the server keeps serving', async () => {
+    const include = Array.from({ length: 10_000 }, (_, i) => `(bad${i}`);
+    const tokenClasses = Array.from({ length: 10_000 }, (_, i) => ({ name: `C${i}`, pattern: '(' }));
+    const f = await failure(client.startTune({ baseModel: { source: { $case: 'path', value: base } }, trainingData: data, probeData: data, policy: { include }, tokenClasses }));
+    expect(f.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(f.violations).toEqual([
+      { field: 'token_classes', description: 'at most 32 classes, got 10000' },
+      { field: 'policy', description: 'at most 64 include/exclude patterns, got 10000' },
+    ]);
+    const names = Array.from({ length: 100_000 }, () => 'x'.repeat(30));
+    const g = await failure(client.getJob(names.join('/')));
+    expect(g.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(g.message.length).toBeLessThan(5000);
+    expect((await failure(client.getJob('jobs/aaaaaaaaaaaa'))).code).toBe(grpc.status.NOT_FOUND);
+  });
+
   it('paths outside the roots, through .. or a symlink', async () => {
     const outside = await failure(client.startTune({ baseModel: { source: { $case: 'path', value: '/etc' } }, trainingData: `${dir}/../../etc/passwd` }));
     expect(outside.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -138,7 +156,7 @@ describe('bad requests', () => {
     await truncate(join(broken, 'model.safetensors'), 1000);
     const f = await failure(client.startTune({ baseModel: { source: { $case: 'path', value: broken } }, trainingData: data }));
     expect(f.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(f.violations[0].field).toBe('base_model');
+    expect(f.violations[0].field).toBe('base_model.path');
     expect(f.violations[0].description).toMatch(/broken\/model\.safetensors: .*truncated/);
 
     await mkdir(join(dir, 'badjson'), { recursive: true });

@@ -1,0 +1,154 @@
+// Request parsing shared by the RPCs, and the parsers of the job-reference RPCs (get, list, cancel, stream).
+// A parser returns a typed command or throws one INVALID_ARGUMENT listing every field violation; field paths
+// are the request's own (`base_model.path`, `datasets[2].path`), so a client can point at what it sent.
+// StartTune and Evaluate have their own modules: start-tune-request.ts, evaluate-request.ts.
+import type {
+  CancelTuneJobRequest,
+  GetTuneJobRequest,
+  ListTuneJobsRequest,
+  ModelRef,
+  StreamMetricsRequest,
+  TokenClass,
+} from '../gen/narrowtune/v1/tuning_service.js';
+import { type CheckpointInfo, inspectCheckpoint } from '../model/checkpoint.js';
+import type { JobRecord, JobState } from '../store/job-store.js';
+import { NUMBER_CLASS } from '../eval/token-classes.js';
+import { NarrowtuneError } from '../util/errors.js';
+import { JOB_NAME, stateFromProto } from './messages.js';
+import { confinePath, confineReadable } from './paths.js';
+import { Violations } from './violations.js';
+
+/** What parsers read besides the request: the roots paths must lie in, and jobs a ModelRef may name. */
+export interface RequestContext {
+  store: { getJob(id: string): JobRecord | null };
+  /** Real paths of the directories requests may read models and data from. */
+  modelRoots: string[];
+  dataRoots: string[];
+  /** checkpoint_every when a StartTune request leaves it unset. */
+  checkpointEvery: number;
+}
+
+// Bounds on what one request may ask the server to check; a 4 MiB request could otherwise carry millions.
+export const MAX_REQUEST_ID = 128;
+export const MAX_PATTERNS = 64;
+export const MAX_TOKEN_CLASSES = 32;
+export const MAX_PATTERN_CHARS = 512;
+const TOKEN_CLASS_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+
+/** A job name → its id; `field` names the request field it came from. */
+export function parseJobName(name: string, field = 'name'): string {
+  const m = JOB_NAME.exec(name);
+  if (!m) {
+    throw new NarrowtuneError('invalid_argument', `${field}: "${name}" is not a job name (jobs/{id})`, [{ field, description: 'must be "jobs/{id}"' }]);
+  }
+  return m[1];
+}
+
+/** The job a (parsed) name refers to; NOT_FOUND when there is none. */
+export function findJob(store: RequestContext['store'], id: string, field = 'name'): JobRecord {
+  const job = store.getJob(id);
+  if (!job) throw new NarrowtuneError('not_found', `job jobs/${id} not found`, [{ field, description: 'no such job' }]);
+  return job;
+}
+
+export interface JobCommand {
+  id: string;
+}
+
+export function parseGetTuneJob(r: GetTuneJobRequest): JobCommand {
+  return { id: parseJobName(r.name) };
+}
+
+export function parseCancelTuneJob(r: CancelTuneJobRequest): JobCommand {
+  return { id: parseJobName(r.name) };
+}
+
+export interface StreamMetricsCommand extends JobCommand {
+  fromSequence: number;
+}
+
+export function parseStreamMetrics(r: StreamMetricsRequest): StreamMetricsCommand {
+  const v = new Violations();
+  if (r.fromSequence < 0) v.add('from_sequence', 'must not be negative');
+  const id = v.collectSync(() => parseJobName(r.name));
+  v.throwIfAny();
+  return { id: id!, fromSequence: r.fromSequence };
+}
+
+export interface ListTuneJobsCommand {
+  pageSize: number;
+  pageToken: string | undefined;
+  states: JobState[];
+}
+
+export function parseListTuneJobs(r: ListTuneJobsRequest): ListTuneJobsCommand {
+  const v = new Violations();
+  if (r.pageSize < 0) v.add('page_size', 'must not be negative');
+  const states = new Set<JobState>();
+  r.states.forEach((s, i) => {
+    const state = stateFromProto(s);
+    if (state) states.add(state);
+    else v.add(`states[${i}]`, `${s} is not a job state`);
+  });
+  v.throwIfAny();
+  return { pageSize: r.pageSize, pageToken: r.pageToken || undefined, states: [...states] };
+}
+
+/** A ModelRef resolved to a directory that reads as a checkpoint. */
+export interface ResolvedModel {
+  dir: string;
+  info: CheckpointInfo;
+  /** `base_model.path` or `base_model.job`: where later problems with this model are reported. */
+  field: string;
+}
+
+/**
+ * A ModelRef → a checkpoint directory: a path inside the model roots, or a SUCCEEDED job's output. Problems
+ * go into `v` under `${field}.path` or `${field}.job`; an unknown or unfinished job throws (NOT_FOUND,
+ * FAILED_PRECONDITION) as no other field could change that answer.
+ */
+export async function resolveModel(v: Violations, ctx: RequestContext, ref: ModelRef | undefined, field: string): Promise<ResolvedModel | undefined> {
+  const source = ref?.source;
+  if (!source) return v.add(field, 'is required (path or job)'), undefined;
+  const at = `${field}.${source.$case}`;
+  const rename = () => at;
+  const dir = await v.collect(async () => {
+    if (source.$case === 'path') return confinePath(source.value, ctx.modelRoots, at);
+    const job = findJob(ctx.store, parseJobName(source.value, at), at);
+    if (job.state !== 'SUCCEEDED' || !job.outputPath) {
+      throw new NarrowtuneError('failed_precondition', `${at}: job ${source.value} is ${job.state}; only a SUCCEEDED job has a model`, [
+        { field: at, description: `job is ${job.state}, not SUCCEEDED` },
+      ]);
+    }
+    return job.outputPath;
+  }, rename);
+  if (dir === undefined) return undefined;
+  const info = await v.collect(() => inspectCheckpoint(dir), rename);
+  return info && { dir, info, field: at };
+}
+
+/** A data file inside the data roots that can be read; '' is reported as missing only when `required`. */
+export async function dataFile(v: Violations, ctx: RequestContext, path: string, field: string, required: boolean): Promise<string | null> {
+  if (!path) {
+    if (required) v.add(field, 'is required');
+    return null;
+  }
+  return (await v.collect(() => confineReadable(path, ctx.dataRoots, field))) ?? null;
+}
+
+/**
+ * Syntax checks of token classes at request time; whether a pattern matches any token needs the
+ * model's tokenizer and is checked by the job (or the evaluation) itself.
+ */
+export function checkTokenClasses(v: Violations, classes: readonly TokenClass[]): void {
+  if (classes.length > MAX_TOKEN_CLASSES) return v.add('token_classes', `at most ${MAX_TOKEN_CLASSES} classes, got ${classes.length}`);
+  classes.forEach((c, i) => {
+    if (!TOKEN_CLASS_NAME.test(c.name) || c.name === NUMBER_CLASS) v.add(`token_classes[${i}].name`, `must match ${TOKEN_CLASS_NAME} and not be "${NUMBER_CLASS}"`);
+    try {
+      if (c.pattern.length === 0 || c.pattern.length > MAX_PATTERN_CHARS) throw new Error(`must be 1 to ${MAX_PATTERN_CHARS} characters`);
+      new RegExp(c.pattern, 'u');
+    } catch (e) {
+      v.add(`token_classes[${i}].pattern`, (e as Error).message);
+    }
+  });
+}

@@ -1,0 +1,119 @@
+// StartTuneRequest → the job to store: paths confined and readable, the base model inspected, the policy
+// resolved against its tensor names, the settings checked by the trainer's own rules; every violation at once.
+import { StartTuneRequest } from '../gen/narrowtune/v1/tuning_service.js';
+import type { CheckpointInfo } from '../model/checkpoint.js';
+import { type PolicySpec, resolvePolicy } from '../policy/policy.js';
+import type { Device } from '../runtime/session.js';
+import type { JobSpec } from '../store/job-events.js';
+import { DEFAULTS, settingsViolations, type TuneOptions, type TuneSettings } from '../trainer/options.js';
+import { PATTERN_DEADLINE_MS, slowPattern } from './pattern-deadline.js';
+import { checkTokenClasses, dataFile, MAX_PATTERNS, MAX_REQUEST_ID, type RequestContext, resolveModel } from './requests.js';
+import { Violations } from './violations.js';
+
+export interface StartTuneCommand {
+  /** null: every call makes a new job. */
+  requestId: string | null;
+  spec: JobSpec;
+}
+
+/** Request field paths of the settings, keyed by the field names options.ts reports. */
+export const OPTION_FIELDS: Readonly<Record<string, string>> = {
+  optimizer: 'hyperparameters.optimizer',
+  lr: 'hyperparameters.learning_rate',
+  weight_decay: 'hyperparameters.weight_decay',
+  steps: 'hyperparameters.steps',
+  epochs: 'hyperparameters.epochs',
+  batch_size: 'hyperparameters.batch_size',
+  grad_accum: 'hyperparameters.grad_accum',
+  seq_len: 'hyperparameters.seq_len',
+  schedule: 'hyperparameters.schedule',
+  warmup_steps: 'hyperparameters.warmup_steps',
+  clip_norm: 'hyperparameters.clip_norm',
+  seed: 'hyperparameters.seed',
+  checkpoint_every: 'hyperparameters.checkpoint_every',
+  eval_every: 'hyperparameters.eval_every',
+  probe_every: 'hyperparameters.probe_every',
+  device: 'device',
+  token_classes: 'token_classes',
+};
+
+export async function parseStartTune(req: StartTuneRequest, ctx: RequestContext): Promise<StartTuneCommand> {
+  const v = new Violations();
+  if (req.requestId.length > MAX_REQUEST_ID) v.add('request_id', `must be at most ${MAX_REQUEST_ID} characters`);
+  checkTokenClasses(v, req.tokenClasses);
+  const model = await resolveModel(v, ctx, req.baseModel, 'base_model');
+  const data = await dataFile(v, ctx, req.trainingData, 'training_data', true);
+  const validationData = await dataFile(v, ctx, req.validationData, 'validation_data', false);
+  const probeData = await dataFile(v, ctx, req.probeData, 'probe_data', false);
+
+  const settings = settingsFromRequest(req, ctx.checkpointEvery);
+  // Whether optional data was sent, not whether it passed its own check: a bad path must not also read as missing.
+  const given = { validationData: req.validationData !== '', probeData: req.probeData !== '' };
+  for (const x of settingsViolations(settings, given)) v.add(OPTION_FIELDS[x.field] ?? x.field, x.description);
+  if (req.hyperparameters?.steps !== undefined && req.hyperparameters.epochs !== undefined) {
+    v.add('hyperparameters.steps', 'give steps or epochs, not both');
+  }
+  const policy = model ? await resolveRequestPolicy(v, settings.policy, model.info) : undefined;
+  v.throwIfAny();
+
+  const options = { ...settings, policy: policy!, model: model!.dir, data: data!, validationData, probeData };
+  // The resolved preset is stored with the job rather than filled in when the job is shown: the echo (and
+  // `jobs get`) then says what the job trains with, and so does a runner that resumes it after a restart, even
+  // if a later version changes the default.
+  const echo: StartTuneRequest = { ...req, policy: { preset: policy!.preset ?? '', include: policy!.include ?? [], exclude: policy!.exclude ?? [] } };
+  return { requestId: req.requestId || null, spec: { options, request: StartTuneRequest.toJSON(echo) } };
+}
+
+/** The trainer settings a request asks for; unset fields take the trainer's defaults. */
+export function settingsFromRequest(r: StartTuneRequest, checkpointEvery: number): TuneSettings {
+  const h = r.hyperparameters;
+  const clip = h?.clipNorm;
+  return {
+    ...DEFAULTS,
+    policy: { preset: r.policy?.preset || undefined, include: r.policy?.include ?? [], exclude: r.policy?.exclude ?? [] },
+    optimizer: (h?.optimizer || DEFAULTS.optimizer) as TuneOptions['optimizer'],
+    lr: h?.learningRate ?? DEFAULTS.lr,
+    weightDecay: h?.weightDecay ?? DEFAULTS.weightDecay,
+    steps: h?.steps ?? null,
+    epochs: h?.epochs ?? DEFAULTS.epochs,
+    batchSize: h?.batchSize ?? DEFAULTS.batchSize,
+    gradAccum: h?.gradAccum ?? DEFAULTS.gradAccum,
+    seqLen: h?.seqLen ?? DEFAULTS.seqLen,
+    schedule: (h?.schedule || DEFAULTS.schedule) as TuneOptions['schedule'],
+    warmupSteps: h?.warmupSteps ?? null,
+    clipNorm: clip === undefined ? DEFAULTS.clipNorm : clip === 0 ? null : clip,
+    seed: h?.seed ?? DEFAULTS.seed,
+    device: (r.device || DEFAULTS.device) as Device,
+    checkpointEvery: h?.checkpointEvery ?? checkpointEvery,
+    evalEvery: h?.evalEvery ?? null,
+    probeEvery: h?.probeEvery ?? null,
+    tokenClasses: r.tokenClasses.map((c) => ({ name: c.name, pattern: c.pattern })),
+    driftBudget: {
+      maxKlToBase: r.driftBudget?.maxKlToBase ?? null,
+      maxNumberMassDelta: r.driftBudget?.maxNumberMassDelta ?? null,
+      maxHeldoutLossDelta: r.driftBudget?.maxHeldoutLossDelta ?? null,
+    },
+  };
+}
+
+/**
+ * The policy checked against the model's trainable tensor names, with the preset it resolves to filled in
+ * (the default when the request names none and gives no include patterns).
+ */
+async function resolveRequestPolicy(v: Violations, spec: PolicySpec, info: CheckpointInfo): Promise<PolicySpec | undefined> {
+  const include = spec.include ?? [];
+  const exclude = spec.exclude ?? [];
+  if (include.length + exclude.length > MAX_PATTERNS) {
+    return v.add('policy', `at most ${MAX_PATTERNS} include/exclude patterns, got ${include.length + exclude.length}`), undefined;
+  }
+  // A tied model's lm_head is the embedding, which no policy may train.
+  const names = [...info.tensors.keys()].filter((n) => n !== 'lm_head.weight' || !info.config.tieWordEmbeddings);
+  const slow = await slowPattern([...include, ...exclude], names);
+  if (slow !== null) {
+    const field = slow < include.length ? `policy.include[${slow}]` : `policy.exclude[${slow - include.length}]`;
+    return v.add(field, `takes longer than ${PATTERN_DEADLINE_MS} ms to match the model's tensor names; nested quantifiers such as (a+)+ backtrack exponentially`), undefined;
+  }
+  const resolved = v.collectSync(() => resolvePolicy(spec, names));
+  if (!resolved) return undefined;
+  return { preset: resolved.name === 'custom' ? undefined : resolved.name, include, exclude };
+}

@@ -1,12 +1,38 @@
 // Flag parsing helpers: every bad value is an error that names the flag and what it expected.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { invalidArgument } from '../util/errors.js';
+import { closest } from './suggest.js';
 
 export type Flags = Record<string, string | boolean | string[] | undefined>;
+type FlagOptions = NonNullable<ParseArgsConfig['options']>;
 
-export function parseFlags(argv: string[], options: NonNullable<ParseArgsConfig['options']>): Flags {
+/** `--lr -1` means the value -1: Node's parser would call it ambiguous (is -1 a flag?). */
+const NEGATIVE_NUMBER = /^-\.?\d/;
+
+/**
+ * Parses `--name value` and `--name=value` flags. Unknown flags, values that are missing or look like flags
+ * fail here with the flag's name (and the flag that was probably meant) rather than in Node's parser wording.
+ */
+export function parseFlags(argv: string[], options: FlagOptions): Flags {
+  const args = [...argv];
+  for (let i = 0; i < args.length && args[i] !== '--'; i++) {
+    const arg = args[i];
+    if (!arg.startsWith('--')) continue;
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const option = Object.hasOwn(options, name) ? options[name] : undefined;
+    if (option === undefined) {
+      const guess = closest(name, Object.keys(options));
+      throw invalidArgument(`--${name}`, `unknown option${guess ? `; did you mean --${guess}?` : ''} (--help lists the options)`);
+    }
+    if (option.type !== 'string' || eq >= 0) continue;
+    const value = args[i + 1];
+    if (value !== undefined && NEGATIVE_NUMBER.test(value)) args.splice(i, 2, `--${name}=${value}`);
+    else if (value === undefined || value === '--') throw invalidArgument(`--${name}`, 'takes a value');
+    else if (value.startsWith('-')) throw invalidArgument(`--${name}`, `takes a value; to pass one that starts with "-", write --${name}=${value}`);
+  }
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Flags;
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Flags;
   } catch (e) {
     throw invalidArgument('arguments', (e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
   }

@@ -1,5 +1,6 @@
 // `narrowtune jobs start|get|list|cancel|watch`: a terminal client of a running narrowtune server.
 import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import {
   type StreamMetricsResponse,
@@ -10,30 +11,20 @@ import {
   tuneJob_StateToJSON,
   TuningServiceClient,
 } from '../gen/narrowtune/v1/tuning_service.js';
-import { decodeStatusDetails } from '../service/grpc-errors.js';
-import { SERVER_DEFAULTS } from '../service/server.js';
+import { jobEventFromProto } from '../service/event-to-proto.js';
+import { DEFAULT_TARGET } from '../service/server-defaults.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { type Flags, int, list, parseFlags, str } from './args.js';
-import { progressReporter } from './progress.js';
+import { CANCEL_WAIT_S } from './jobs-help.js';
+import { jobProgressReporter } from './progress.js';
+import { serverError, serverUnreachable } from './rpc-errors.js';
+import { closest } from './suggest.js';
 import { optionsFromFlags, TRAINING_FLAGS } from './tune-command.js';
 
-const DEFAULT_TARGET = `${SERVER_DEFAULTS.host}:${SERVER_DEFAULTS.port}`;
-
-export const JOBS_HELP = `Usage: narrowtune jobs <start|get|list|cancel|watch> [options] [--target HOST:PORT]
-
-Talks to a narrowtune server (default --target ${DEFAULT_TARGET}).
-
-  jobs start --model DIR --data FILE [tune's policy and optimisation flags] [--request-id ID] [--watch]
-                      starts a job (paths are resolved here, then checked against the server's roots)
-  jobs get NAME       prints a job as JSON
-  jobs list [--state STATE]... [--page-size N] [--page-token T]
-                      lists jobs, newest first
-  jobs cancel NAME    cancels a pending or running job
-  jobs watch NAME [--from-sequence N]
-                      follows a job's metrics live until it comes to rest
-
-NAME is "jobs/{id}" (the id alone also works). Exit status: 0 done (for watch: SUCCEEDED), 1 otherwise.
-`;
+const SUBCOMMANDS = ['start', 'get', 'list', 'cancel', 'watch'];
+/** How often `jobs cancel` asks whether the job has come to rest. */
+const POLL_MS = 200;
+const RESTING = new Set([TuneJob_State.SUCCEEDED, TuneJob_State.FAILED, TuneJob_State.CANCELLED]);
 
 function jobNameArg(positionals: string[]): string {
   const name = positionals[0];
@@ -45,14 +36,6 @@ function call<T>(fn: (cb: (e: grpc.ServiceError | null, r: T) => void) => void):
   return new Promise((ok, fail) => fn((e, r) => (e ? fail(e) : ok(r))));
 }
 
-/** An RPC error as the server meant it: code name, message and each field violation on its own line. */
-function describeRpcError(e: grpc.ServiceError): string {
-  const details = e.metadata ? decodeStatusDetails(e.metadata) : null;
-  const lines = [`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`];
-  for (const v of details?.badRequest?.fieldViolations ?? []) lines.push(`  ${v.field}: ${v.description}`);
-  return lines.join('\n');
-}
-
 function summary(job: TuneJob): string {
   const p = job.progress;
   return `${job.name}  ${tuneJob_StateToJSON(job.state).padEnd(9)}  step ${p?.step ?? 0}/${p?.totalSteps ?? 0}${job.outputPath ? `  ${job.outputPath}` : ''}`;
@@ -60,35 +43,29 @@ function summary(job: TuneJob): string {
 
 /** Replays the server's events through the same progress display as `narrowtune tune`. */
 async function watch(client: TuningServiceClient, name: string, from: number): Promise<TuneJob_State> {
-  const show = progressReporter(process.stderr);
+  const show = jobProgressReporter(process.stderr, name);
   const call = client.streamMetrics({ name, fromSequence: from });
   let finalState = TuneJob_State.STATE_UNSPECIFIED;
   await new Promise<void>((ok, fail) => {
     call.on('data', (m: StreamMetricsResponse) => {
-      const e = m.event;
-      if (e?.$case === 'started') {
-        const v = e.value;
-        show({ type: 'start', totalSteps: v.totalSteps, resumedFromStep: v.resumedFromStep, batchSize: 0, gradAccum: 0, seq: 0, examples: 0, trainable: v.trainableTensors, trainableParameters: v.trainableParameters, frozenTensors: 0, provider: v.provider, compileMs: 0, sessionMs: 0 });
-      } else if (e?.$case === 'step') {
-        const v = e.value;
-        show({ type: 'step', step: v.step, totalSteps: v.totalSteps, loss: v.loss, lr: v.learningRate, gradNorm: v.gradNorm, tokens: 0, tokensPerSec: v.tokensPerSecond, elapsedSec: v.elapsedSeconds });
-      } else if (e?.$case === 'validation') {
-        show({ type: 'validation', step: e.value.step, loss: e.value.loss, tokenAccuracy: e.value.tokenAccuracy });
-      } else if (e?.$case === 'probe') {
-        show({ type: 'probe', positions: 0, tokenAccuracy: 0, ...e.value });
-      } else if (e?.$case === 'budgetExceeded') {
-        const v = e.value;
-        show({ type: 'budget_exceeded', limit: v.limit as 'max_kl_to_base', value: v.value, threshold: v.threshold, step: v.step, keptStep: v.keptStep });
-      } else if (e?.$case === 'finished') {
-        finalState = e.value.state;
-        const err = e.value.error ? ` — ${e.value.error.message}` : '';
-        process.stderr.write(`\n${name} ${tuneJob_StateToJSON(e.value.state)}${e.value.outputPath ? `: ${e.value.outputPath}` : ''}${err}\n`);
-      }
+      if (m.event?.$case === 'finished') finalState = m.event.value.state;
+      const e = jobEventFromProto(m.event);
+      if (e) show(e);
     });
     call.on('end', ok);
     call.on('error', fail);
   });
   return finalState;
+}
+
+/** The job once it has come to rest, or as it stands after `ms`. */
+async function settled(client: TuningServiceClient, job: TuneJob, ms: number): Promise<TuneJob> {
+  const deadline = Date.now() + ms;
+  while (!RESTING.has(job.state) && Date.now() < deadline) {
+    await sleep(POLL_MS);
+    job = (await call<{ job?: TuneJob }>((cb) => client.getTuneJob({ name: job.name }, cb))).job!;
+  }
+  return job;
 }
 
 async function startJob(client: TuningServiceClient, f: Flags): Promise<TuneJob> {
@@ -133,7 +110,8 @@ async function startJob(client: TuningServiceClient, f: Flags): Promise<TuneJob>
   return res.job!;
 }
 
-export async function jobsCommand(argv: string[]): Promise<void> {
+/** Exit status: 1 when a watched job did not succeed; errors throw. */
+export async function jobsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   const common = { target: { type: 'string' } } as const;
   const parse = (options: Parameters<typeof parseFlags>[1], positional = 0) => {
@@ -141,8 +119,13 @@ export async function jobsCommand(argv: string[]): Promise<void> {
     const f = parseFlags(rest.slice(positionals.length), { ...common, ...options });
     return { f, positionals };
   };
-  const connect = (f: Flags) => new TuningServiceClient(str(f, 'target') ?? DEFAULT_TARGET, grpc.credentials.createInsecure());
+  let target = DEFAULT_TARGET;
+  const connect = (f: Flags) => {
+    target = str(f, 'target') ?? DEFAULT_TARGET;
+    return new TuningServiceClient(target, grpc.credentials.createInsecure());
+  };
   let client: TuningServiceClient | null = null;
+  const succeeded = (state: TuneJob_State) => (state === TuneJob_State.SUCCEEDED ? 0 : 1);
   try {
     switch (sub) {
       case 'start': {
@@ -150,15 +133,14 @@ export async function jobsCommand(argv: string[]): Promise<void> {
         client = connect(f);
         const job = await startJob(client, f);
         process.stdout.write(`${job.name}\n`);
-        if (f.watch === true && (await watch(client, job.name, 0)) !== TuneJob_State.SUCCEEDED) process.exitCode = 1;
-        return;
+        return f.watch === true ? succeeded(await watch(client, job.name, 0)) : 0;
       }
       case 'get': {
         const { f, positionals } = parse({}, 1);
         client = connect(f);
         const res = await call<{ job?: TuneJob }>((cb) => client!.getTuneJob({ name: jobNameArg(positionals) }, cb));
         process.stdout.write(`${JSON.stringify(TuneJobMsg.toJSON(res.job!), null, 2)}\n`);
-        return;
+        return 0;
       }
       case 'list': {
         const { f } = parse({ state: { type: 'string', multiple: true }, 'page-size': { type: 'string' }, 'page-token': { type: 'string' } });
@@ -173,28 +155,31 @@ export async function jobsCommand(argv: string[]): Promise<void> {
         );
         for (const job of res.jobs) process.stdout.write(`${summary(job)}\n`);
         if (res.nextPageToken) process.stdout.write(`next page: --page-token ${res.nextPageToken}\n`);
-        return;
+        return 0;
       }
       case 'cancel': {
         const { f, positionals } = parse({}, 1);
         client = connect(f);
         const res = await call<{ job?: TuneJob }>((cb) => client!.cancelTuneJob({ name: jobNameArg(positionals) }, cb));
-        process.stdout.write(`${summary(res.job!)}\n`);
-        return;
+        // The reply shows the job before the cancel took effect: report the state it comes to rest in.
+        const job = await settled(client, res.job!, CANCEL_WAIT_S * 1000);
+        const note = RESTING.has(job.state) ? '' : `  (cancel requested; it stops at its next step — follow it with: narrowtune jobs watch ${job.name})`;
+        process.stdout.write(`${summary(job)}${note}\n`);
+        return 0;
       }
       case 'watch': {
         const { f, positionals } = parse({ 'from-sequence': { type: 'string' } }, 1);
         client = connect(f);
-        if ((await watch(client, jobNameArg(positionals), int(f, 'from-sequence') ?? 0)) !== TuneJob_State.SUCCEEDED) process.exitCode = 1;
-        return;
+        return succeeded(await watch(client, jobNameArg(positionals), int(f, 'from-sequence') ?? 0));
       }
-      default:
-        throw invalidArgument('jobs', `unknown subcommand "${sub ?? ''}"; one of start, get, list, cancel, watch`);
+      default: {
+        const guess = sub === undefined ? undefined : closest(sub, SUBCOMMANDS);
+        throw new NarrowtuneError('invalid_argument', `unknown subcommand "${sub ?? ''}"${guess ? `; did you mean "${guess}"?` : ''} (one of ${SUBCOMMANDS.join(', ')})`);
+      }
     }
   } catch (e) {
-    if (e instanceof NarrowtuneError || !(e as grpc.ServiceError).code) throw e;
-    const rpc = e as grpc.ServiceError;
-    throw new NarrowtuneError(rpc.code === grpc.status.INVALID_ARGUMENT ? 'invalid_argument' : 'failed_precondition', describeRpcError(rpc));
+    if (e instanceof NarrowtuneError || !(e as grpc.ServiceError).code || !client) throw e;
+    throw serverUnreachable(e as grpc.ServiceError, client, target) ?? serverError(e as grpc.ServiceError);
   } finally {
     client?.close();
   }

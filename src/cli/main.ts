@@ -1,13 +1,9 @@
 // The `narrowtune` command: dispatches subcommands and turns domain errors into one-line messages.
+// A command's modules load only when it runs, so help, version and typos answer without loading ONNX Runtime,
+// gRPC or OpenTelemetry.
 import { readFileSync } from 'node:fs';
 import { NarrowtuneError } from '../util/errors.js';
-import { INIT_MODEL_HELP, initModelCommand } from './init-model-command.js';
-import { BENCH_HELP, benchCommand } from './bench-command.js';
-import { DEMO_HELP, demoCommand } from './demo-command.js';
-import { HEALTH_HELP, healthCommand } from './health-command.js';
-import { JOBS_HELP, jobsCommand } from './jobs-command.js';
-import { SERVE_HELP, serveCommand } from './serve-command.js';
-import { TUNE_HELP, tuneCommand } from './tune-command.js';
+import { closest } from './suggest.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -28,14 +24,39 @@ Commands:
 Run \`narrowtune <command> --help\` for a command's options.
 `;
 
-const COMMANDS: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
-  tune: { help: TUNE_HELP, run: tuneCommand },
-  'init-model': { help: INIT_MODEL_HELP, run: initModelCommand },
-  serve: { help: SERVE_HELP, run: serveCommand },
-  jobs: { help: JOBS_HELP, run: jobsCommand },
-  health: { help: HEALTH_HELP, run: healthCommand },
-  demo: { help: DEMO_HELP, run: demoCommand },
-  bench: { help: BENCH_HELP, run: benchCommand },
+/** A command's run function returns its exit code when that is not simply "done" (0). */
+type Run = (argv: string[]) => Promise<number | void>;
+
+const COMMANDS: Record<string, { help: () => Promise<string>; run: () => Promise<Run> }> = {
+  tune: {
+    help: async () => (await import('./tune-help.js')).TUNE_HELP,
+    run: async () => (await import('./tune-command.js')).tuneCommand,
+  },
+  'init-model': {
+    help: async () => (await import('./init-model-help.js')).INIT_MODEL_HELP,
+    run: async () => (await import('./init-model-command.js')).initModelCommand,
+  },
+  serve: {
+    help: async () => (await import('./serve-help.js')).SERVE_HELP,
+    run: async () => (await import('./serve-command.js')).serveCommand,
+  },
+  jobs: {
+    help: async () => (await import('./jobs-help.js')).JOBS_HELP,
+    run: async () => (await import('./jobs-command.js')).jobsCommand,
+  },
+  health: {
+    help: async () => (await import('./health-help.js')).HEALTH_HELP,
+    run: async () => (await import('./health-command.js')).healthCommand,
+  },
+  demo: {
+    help: async () => (await import('./demo-help.js')).DEMO_HELP,
+    run: async () => (await import('./demo-command.js')).demoCommand,
+  },
+  // The benchmark keeps its help in its own module: `bench --help` loads the benchmark.
+  bench: {
+    help: async () => (await import('./bench-command.js')).BENCH_HELP,
+    run: async () => (await import('./bench-command.js')).benchCommand,
+  },
 };
 
 /** Exit codes: 0 done, 1 failed, 2 bad usage (arguments, files, patterns). */
@@ -49,18 +70,19 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const command = COMMANDS[name];
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {
-    process.stderr.write(`narrowtune: unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(', ')}\n`);
+    const guess = closest(name, Object.keys(COMMANDS));
+    process.stderr.write(`narrowtune: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''} (commands: ${Object.keys(COMMANDS).join(', ')})\n`);
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(command.help);
+    process.stdout.write(await command.help());
     return 0;
   }
   try {
-    await command.run(rest);
-    return 0;
+    const run = await command.run();
+    return (await run(rest)) ?? 0;
   } catch (e) {
     if (e instanceof NarrowtuneError) {
       process.stderr.write(`narrowtune ${name}: ${e.message}\n`);

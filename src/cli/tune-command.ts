@@ -1,56 +1,13 @@
 // `narrowtune tune`: fine-tune a Hugging Face checkpoint under a freezing policy.
-import { PRESET_NAMES } from '../policy/policy.js';
+import { readdir, stat } from 'node:fs/promises';
+import { NARROWTUNE_MARKER } from '../model/checkpoint.js';
 import { DEVICES } from '../runtime/session.js';
-import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
+import type { TrainEvent } from '../trainer/events.js';
+import { DEFAULTS, settingsViolations, type TuneOptions } from '../trainer/options.js';
 import { tuneInWorker } from '../trainer/run-in-worker.js';
-import { invalidArgument } from '../util/errors.js';
+import { invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { type Flags, int, list, num, oneOf, parseFlags, required, str } from './args.js';
 import { progressReporter } from './progress.js';
-
-export const TUNE_HELP = `Usage: narrowtune tune --model DIR --data FILE --out DIR [options]
-
-Fine-tunes a Hugging Face Llama/Qwen2/Qwen3 checkpoint. Only the tensors the policy allows change;
-every other tensor is compiled into the graph as a constant, and narrowtune.json in --out proves with
-SHA-256 hashes that they did not move.
-
-Required:
-  --model DIR            Hugging Face model directory (config.json, *.safetensors, tokenizer.json)
-  --data FILE            JSONL: {"prompt","completion"} | {"messages":[...]} | {"input_ids","labels"}
-  --out DIR              output checkpoint directory (written atomically)
-
-Policy (default ${DEFAULTS.policy.preset ?? 'mlp_gate_up'}):
-  --policy NAME          ${PRESET_NAMES.join(' | ')}
-  --include RE           train tensors whose full name matches RE (repeatable; replaces --policy)
-  --exclude RE           keep tensors matching RE frozen (repeatable)
-
-Optimisation:
-  --optimizer adamw|sgd  (default ${DEFAULTS.optimizer})
-  --lr X                 peak learning rate (default ${DEFAULTS.lr})
-  --weight-decay X       (default ${DEFAULTS.weightDecay})
-  --steps N              optimizer steps, cycling through the data as needed
-  --epochs N             passes over the data when --steps is not given (default ${DEFAULTS.epochs})
-  --batch-size B         sequences per micro-batch (default ${DEFAULTS.batchSize})
-  --grad-accum K         micro-batches per optimizer step (default ${DEFAULTS.gradAccum})
-  --seq-len L            truncate examples to L tokens (default ${DEFAULTS.seqLen})
-  --schedule constant|cosine  (default ${DEFAULTS.schedule})
-  --warmup-steps W       linear warm-up steps (default 3% of the steps)
-  --clip-norm X          global gradient-norm clip, 0 disables (default ${DEFAULTS.clipNorm})
-  --seed S               data order seed (default ${DEFAULTS.seed})
-  --device D             ${DEVICES.join(' | ')} (default ${DEFAULTS.device}); auto: cuda if installed, then
-                         webgpu if a GPU device node exists (never a software Vulkan), then cpu
-  --precision P          float32 | float64 compute (default ${DEFAULTS.precision}; float64 for exactness checks)
-
-Validation and drift telemetry:
-  --validation-data FILE validation JSONL: loss and token accuracy every --eval-every steps
-  --eval-every N         (default: about ten times per run, and the last step)
-  --probe-data FILE      held-out JSONL: drift from the base model every --probe-every steps
-                         (number_mass, kl_to_base, top1_agreement, heldout_loss, token classes)
-  --probe-every N        (default: about ten times per run, and the last step)
-  --token-class NAME=RE  report the probability mass of tokens whose text matches RE (repeatable)
-  --max-kl-to-base X     drift budget: stop when a probe exceeds it and keep the last checkpoint
-  --max-number-mass-delta X        that was within budget as the result
-  --max-heldout-loss-delta X
-`;
 
 /** Flags shared by `tune` and `jobs start`. */
 export const TRAINING_FLAGS = {
@@ -91,8 +48,20 @@ function tokenClasses(f: Flags): { name: string; pattern: string }[] {
   });
 }
 
-/** Trainer options from parsed flags (paths are left as given). */
+/** A settings violation's field (snake case, maybe under drift_budget.) as the flag that sets it. */
+function flagOf(field: string): string {
+  return field === 'token_classes' ? '--token-class' : `--${field.slice(field.lastIndexOf('.') + 1).replace(/_/g, '-')}`;
+}
+
+/** Trainer options from parsed flags (paths are left as given); bad settings fail here, named by their flags. */
 export function optionsFromFlags(f: Flags): Omit<TuneOptions, 'out'> {
+  const o = readOptions(f);
+  const v = settingsViolations(o, { validationData: o.validationData !== null, probeData: o.probeData !== null }).map((x) => ({ ...x, field: flagOf(x.field) }));
+  if (v.length > 0) throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);
+  return o;
+}
+
+function readOptions(f: Flags): Omit<TuneOptions, 'out'> {
   const clip = num(f, 'clip-norm');
   return {
     ...DEFAULTS,
@@ -126,18 +95,60 @@ export function optionsFromFlags(f: Flags): Omit<TuneOptions, 'out'> {
   };
 }
 
-export function parseTuneArgs(argv: string[]): TuneOptions {
-  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, precision: { type: 'string' } });
-  return { ...optionsFromFlags(f), out: required(f, 'out') };
+export function parseTuneArgs(argv: string[]): TuneOptions & { overwrite: boolean } {
+  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, overwrite: { type: 'boolean' }, precision: { type: 'string' } });
+  return { ...optionsFromFlags(f), out: required(f, 'out'), overwrite: f.overwrite === true };
+}
+
+/**
+ * Refuses, before any training, an --out that holds something: a previous result only with --overwrite, anything
+ * else never (writeCheckpoint would refuse it at the end). An empty directory holds nothing to lose.
+ */
+export async function checkOut(out: string, overwrite: boolean): Promise<void> {
+  const st = await stat(out).catch(() => null);
+  if (st === null) return;
+  if (!st.isDirectory()) throw invalidArgument('--out', `${out} exists and is not a directory`);
+  const entries = await readdir(out);
+  if (entries.length === 0) return;
+  if (!entries.includes(NARROWTUNE_MARKER)) {
+    throw invalidArgument('--out', `${out} is not empty and holds no narrowtune output (no ${NARROWTUNE_MARKER}); choose another directory`);
+  }
+  if (!overwrite) throw invalidArgument('--out', `${out} already holds a fine-tuned model; pass --overwrite to replace it`);
+}
+
+/**
+ * Adam moves a weight by about the learning rate per step at most (SGD too, under the default clip-norm 1), so
+ * lr × steps bounds how far any weight can travel. At the recipe's lr 5e-6 a run needs hundreds of steps to show;
+ * below 5e-4 in all (100 steps at 5e-6, a rule of thumb) the loss barely moves, and a first run on a small file
+ * (5 steps) looks as if nothing happened.
+ */
+export const MIN_LR_STEPS = 5e-4;
+
+/** One line saying which flags to raise when a run is too small to change the model visibly, else null. */
+export function smallRunNote(lr: number, steps: number): string | null {
+  if (lr * steps >= MIN_LR_STEPS) return null;
+  const fmt = (x: number) => x.toExponential(0);
+  const n = `${steps} step${steps === 1 ? '' : 's'}`;
+  return (
+    `note: ${n} at lr ${fmt(lr)} can move a weight by about ${fmt(lr * steps)} at most, likely too little to ` +
+    `change the model; raise --steps or --epochs (${Math.ceil(Number((MIN_LR_STEPS / lr).toPrecision(12)))} steps at this lr) or --lr (${fmt(MIN_LR_STEPS / steps)} for ${n})`
+  );
 }
 
 export async function tuneCommand(argv: string[]): Promise<void> {
-  const options = parseTuneArgs(argv);
+  const { overwrite, ...options } = parseTuneArgs(argv);
+  await checkOut(options.out, overwrite);
+  const show = progressReporter(process.stderr);
+  const onEvent = (e: TrainEvent) => {
+    show(e);
+    const note = e.type === 'started' ? smallRunNote(options.lr, e.totalSteps) : null;
+    if (note) process.stderr.write(`${note}\n`);
+  };
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
   try {
-    await tuneInWorker(options, progressReporter(process.stderr), controller.signal);
+    await tuneInWorker(options, onEvent, controller.signal);
   } finally {
     process.off('SIGINT', onSignal);
   }

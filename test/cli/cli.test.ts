@@ -1,8 +1,11 @@
 // The narrowtune command as a user runs it: a separate process, exit codes, help, and real files.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StartTuneRequest, type TuneJob, TuneJob_State, TuningServiceClient } from '../../src/gen/narrowtune/v1/tuning_service.js';
 import { startServer, type RunningServer } from '../../src/service/server.js';
 import { repeatData, tempDir } from '../trainer/fixtures.js';
 
@@ -25,6 +28,16 @@ function runAsync(args: string[]): Promise<{ code: number | null; stdout: string
   });
 }
 
+/** A port nothing listens on: bound by the OS for a moment, then released. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 let dir: string;
 beforeAll(async () => {
   dir = await tempDir('nt-cli-');
@@ -35,13 +48,16 @@ describe('narrowtune CLI', () => {
   it('prints help for itself and every command', () => {
     const top = run(['--help']);
     expect(top.code).toBe(0);
-    for (const cmd of ['tune', 'init-model', 'serve', 'jobs', 'health']) {
+    for (const cmd of ['tune', 'init-model', 'serve', 'jobs', 'health', 'demo']) {
       expect(top.stdout).toContain(cmd);
       const help = run([cmd, '--help']);
       expect(help.code).toBe(0);
       expect(help.stdout).toMatch(new RegExp(`Usage: narrowtune ${cmd}`));
     }
-    expect(run(['tune', '--help']).stdout).toContain('--policy NAME          full | mlp | mlp_gate_up | sa_proj | sa_proj_gate_up');
+    const tune = run(['tune', '--help']).stdout;
+    expect(tune).toContain('--policy NAME          full | mlp | mlp_gate_up | sa_proj | sa_proj_gate_up');
+    expect(tune).toContain('--overwrite ');
+    expect(run(['tuen']).stderr).toContain('unknown command "tuen"; did you mean "tune"?');
   });
 
   it('init-model then tune with the frozen-down policy; receipt and progress lines', async () => {
@@ -51,21 +67,32 @@ describe('narrowtune CLI', () => {
     expect(init.stderr).toMatch(/wrote .*base: qwen2, [\d,]+ parameters/);
     const data = await repeatData(dir);
     const out = join(dir, 'tuned');
-    const tune = run(['tune', '--model', base, '--data', data, '--out', out, '--steps', '6', '--lr', '1e-2', '--batch-size', '4', '--seq-len', '32']);
+    // The default lr (the paper's 5e-6) over 6 steps: the run says it is too small to change the model.
+    const args = ['tune', '--model', base, '--data', data, '--out', out, '--steps', '6', '--batch-size', '4', '--seq-len', '32'];
+    const tune = run(args);
     expect(tune.code).toBe(0);
-    expect(tune.stderr).toMatch(/training 4 tensors \([\d,]+ parameters\), \d+ frozen; 6 steps/);
+    expect(tune.stderr).toMatch(/training 4 tensors \([\d,]+ parameters\), \d+ frozen; 6 steps.*\nnote: 6 steps at lr 5e-6 .* raise --steps or --epochs/);
     expect(tune.stderr.match(/^step \d\/6 {2}loss/gm)).toHaveLength(6);
     expect(tune.stderr).toMatch(/frozen tensors bitwise unchanged/);
     const receipt = JSON.parse(await readFile(join(out, 'narrowtune.json'), 'utf8'));
     expect(receipt.policy.name).toBe('mlp_gate_up');
     expect(receipt.frozen_unchanged).toBe(true);
+
+    const again = run(args);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('already holds a fine-tuned model; pass --overwrite to replace it');
   });
 
   it('bad usage exits 2 with a message naming the flag', () => {
     const r = run(['tune', '--model', 'x', '--data', 'y', '--out', 'z', '--lr', 'fast']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--lr: expected a number, got "fast"');
-    expect(run(['tune', '--nope']).code).toBe(2);
+    const misspelt = run(['tune', '--learning-rate', '1e-4']);
+    expect(misspelt.code).toBe(2);
+    expect(misspelt.stderr).toContain('--learning-rate: unknown option; did you mean --lr?');
+    const negative = run(['tune', '--model', 'x', '--data', 'y', '--out', 'z', '--lr', '-1']);
+    expect(negative.code).toBe(2);
+    expect(negative.stderr).toContain('--lr: must be in (0, 1], got -1');
     expect(run(['frobnicate']).code).toBe(2);
     const missing = run(['tune', '--model', join(dir, 'missing'), '--data', 'y', '--out', 'z']);
     expect(missing.code).toBe(2);
@@ -73,6 +100,16 @@ describe('narrowtune CLI', () => {
     const device = run(['tune', '--model', join(dir, 'base'), '--data', join(dir, 'train.jsonl'), '--out', join(dir, 'o'), '--device', 'cuda']);
     expect(device.code).toBe(1);
     expect(device.stderr).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  });
+
+  it('says how to get a server when none answers', async () => {
+    const target = `127.0.0.1:${await closedPort()}`;
+    for (const args of [['jobs', 'list'], ['health']]) {
+      const r = await runAsync([...args, '--target', target]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`could not reach a narrowtune server at ${target} (connect ECONNREFUSED`);
+      expect(r.stderr).toContain('start one with `narrowtune serve` or pass --target');
+    }
   });
 
   describe('jobs against a running server', () => {
@@ -102,6 +139,37 @@ describe('narrowtune CLI', () => {
       const bad = await runAsync(['jobs', 'start', '--model', join(dir, 'base'), '--data', join(dir, 'train.jsonl'), '--include', 'nope', ...target]);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toMatch(/INVALID_ARGUMENT[\s\S]*policy\.include\[0\]: "nope" matches no tensor/);
+    });
+
+    it('a failed job fails start --watch and watch; cancel prints the state the job comes to rest in', async () => {
+      const target = ['--target', `127.0.0.1:${server.port}`];
+      const outOfVocab = join(dir, 'out-of-vocab.jsonl');
+      await writeFile(outOfVocab, `${JSON.stringify({ input_ids: [1, 2, 999_999], labels: [1, 2, 999_999] })}\n`);
+      const start = await runAsync(['jobs', 'start', '--model', join(dir, 'base'), '--data', outOfVocab, '--watch', ...target]);
+      expect(start.code).toBe(1);
+      const failed = start.stdout.trim();
+      expect(start.stderr).toContain(`${failed} FAILED`);
+      expect((await runAsync(['jobs', 'watch', failed, ...target])).code).toBe(1);
+
+      // A job far from done, cancelled while it runs: the reply says RUNNING, the job then stops within a step.
+      const client = new TuningServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+      const rpc = <T>(fn: (cb: (e: grpc.ServiceError | null, r: T) => void) => void) => new Promise<T>((ok, fail) => fn((e, r) => (e ? fail(e) : ok(r))));
+      const long = await rpc<{ job?: TuneJob }>((cb) =>
+        client.startTune(
+          StartTuneRequest.fromPartial({
+            baseModel: { source: { $case: 'path', value: join(dir, 'base') } },
+            trainingData: join(dir, 'train.jsonl'),
+            hyperparameters: { steps: 100_000, seqLen: 32 },
+          }),
+          cb,
+        ),
+      );
+      const name = long.job!.name;
+      while ((await rpc<{ job?: TuneJob }>((cb) => client.getTuneJob({ name }, cb))).job!.state !== TuneJob_State.RUNNING) await new Promise((r) => setTimeout(r, 100));
+      client.close();
+      const cancel = await runAsync(['jobs', 'cancel', name, ...target]);
+      expect(cancel.code).toBe(0);
+      expect(cancel.stdout).toMatch(new RegExp(`^${name} {2}CANCELLED {2}step \\d+/100000`));
     });
   });
 });

@@ -1,0 +1,27 @@
+// What a failed RPC tells a person at a terminal: the server's reasons, or that no server answered and how to
+// get one.
+import * as grpc from '@grpc/grpc-js';
+import { decodeStatusDetails } from '../service/grpc-errors.js';
+import { NarrowtuneError } from '../util/errors.js';
+
+/**
+ * The error when no server answered at `target` (nothing listens there, the name does not resolve, the connection
+ * dropped), else null. A server can itself answer UNAVAILABLE (e.g. a device it lacks); its channel is then READY.
+ */
+export function serverUnreachable(e: grpc.ServiceError, client: grpc.Client, target: string): NarrowtuneError | null {
+  const connectionFailure = e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED;
+  if (!connectionFailure || client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) return null;
+  const cause = (e.details || e.message).replace(/^No connection established\. Last error: (Error: )?/, '').replace(/\.? Resolution note:.*$/, '');
+  return new NarrowtuneError(
+    'unavailable',
+    `could not reach a narrowtune server at ${target} (${cause}) — start one with \`narrowtune serve\` or pass --target HOST:PORT`,
+  );
+}
+
+/** An RPC error as the server meant it: code name, message and each field violation on its own line. */
+export function serverError(e: grpc.ServiceError): NarrowtuneError {
+  const details = e.metadata ? decodeStatusDetails(e.metadata) : null;
+  const lines = [`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`];
+  for (const v of details?.badRequest?.fieldViolations ?? []) lines.push(`  ${v.field}: ${v.description}`);
+  return new NarrowtuneError(e.code === grpc.status.INVALID_ARGUMENT ? 'invalid_argument' : 'failed_precondition', lines.join('\n'));
+}

@@ -1,0 +1,52 @@
+// `narrowtune tune --help`, apart from the command so that printing it loads nothing heavy.
+import { PRESET_NAMES } from '../policy/policy.js';
+import { DEVICES } from '../runtime/session.js';
+import { DEFAULTS } from '../trainer/options.js';
+
+export const TUNE_HELP = `Usage: narrowtune tune --model DIR --data FILE --out DIR [options]
+
+Fine-tunes a Hugging Face Llama/Qwen2/Qwen3 checkpoint. Only the tensors the policy allows change;
+every other tensor is compiled into the graph as a constant, and narrowtune.json in --out proves with
+SHA-256 hashes that they did not move.
+
+Input and output (--model, --data and --out are required):
+  --model DIR            Hugging Face model directory (config.json, *.safetensors, tokenizer.json)
+  --data FILE            JSONL: {"prompt","completion"} | {"messages":[...]} | {"input_ids","labels"}
+  --out DIR              output checkpoint directory, written atomically; it must not exist, be empty,
+                         or hold an earlier narrowtune output and --overwrite be given
+  --overwrite            let --out replace an earlier narrowtune output
+
+Policy (default ${DEFAULTS.policy.preset ?? 'mlp_gate_up'}):
+  --policy NAME          ${PRESET_NAMES.join(' | ')}
+  --include RE           train tensors whose full name matches RE (repeatable; replaces --policy)
+  --exclude RE           keep tensors matching RE frozen (repeatable)
+
+Optimisation (defaults: the paper's recipe, whose small lr needs hundreds of steps to show; a run
+too small to change the model says so, and which flags to raise):
+  --optimizer adamw|sgd  (default ${DEFAULTS.optimizer})
+  --lr X                 peak learning rate (default ${DEFAULTS.lr.toExponential()})
+  --weight-decay X       (default ${DEFAULTS.weightDecay})
+  --steps N              optimizer steps, cycling through the data as needed
+  --epochs N             passes over the data when --steps is not given (default ${DEFAULTS.epochs})
+  --batch-size B         sequences per micro-batch (default ${DEFAULTS.batchSize})
+  --grad-accum K         micro-batches per optimizer step (default ${DEFAULTS.gradAccum})
+  --seq-len L            truncate examples to L tokens (default ${DEFAULTS.seqLen})
+  --schedule constant|cosine  (default ${DEFAULTS.schedule})
+  --warmup-steps W       linear warm-up steps (default 3% of the steps)
+  --clip-norm X          global gradient-norm clip, 0 disables (default ${DEFAULTS.clipNorm})
+  --seed S               data order seed (default ${DEFAULTS.seed})
+  --device D             ${DEVICES.join(' | ')} (default ${DEFAULTS.device}); auto: cuda if installed, then
+                         webgpu if a GPU device node exists (never a software Vulkan), then cpu
+  --precision P          float32 | float64 compute (default ${DEFAULTS.precision}; float64 for exactness checks)
+
+Validation and drift telemetry:
+  --validation-data FILE validation JSONL: loss and token accuracy every --eval-every steps
+  --eval-every N         (default: about ten times per run, and the last step)
+  --probe-data FILE      held-out JSONL: drift from the base model every --probe-every steps
+                         (number_mass, kl_to_base, top1_agreement, heldout_loss, token classes)
+  --probe-every N        (default: about ten times per run, and the last step)
+  --token-class NAME=RE  report the probability mass of tokens whose text matches RE (repeatable)
+  --max-kl-to-base X     drift budget: stop when a probe exceeds it and keep the last checkpoint
+  --max-number-mass-delta X        that was within budget as the result
+  --max-heldout-loss-delta X
+`;

@@ -7,22 +7,19 @@
 // `npx tsx src/demo/build-base-model.ts`) rebuilds it bit for bit from the seed.
 
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { generate } from '../eval/generate.js';
 import { WEIGHTS_FILE } from '../model/checkpoint.js';
 import { initModel, type InitModelOptions } from '../model/init-model.js';
 import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
-import { tune, type TrainEvent } from '../trainer/trainer.js';
+import type { TrainEvent } from '../trainer/events.js';
+import { tune } from '../trainer/trainer.js';
+import { DEMO_BASE_MODEL_DIR } from './demo-plans.js';
 import { generalTextData, heldoutSkills, skillData, targetSkills, type Skill, type SkillExample } from './skills.js';
 
-/**
- * Absolute path of the shipped base model: <repository>/demo/base-model. This module sits two levels below the
- * root both as source (src/demo/) and compiled (dist/demo/, tsconfig.build.json's rootDir is src).
- */
-export const DEMO_BASE_MODEL_DIR = fileURLToPath(new URL('../../demo/base-model', import.meta.url));
+export { DEMO_BASE_MODEL_DIR };
 
 /**
  * Architecture of the base model: 230,848 parameters, 0.9 MB in F32. F32 on purpose: the demo fine-tunes with small
@@ -147,7 +144,11 @@ export async function buildBaseModel(out: string = DEMO_BASE_MODEL_DIR, opts: Bu
   const onEvent = opts.onEvent ?? (() => {});
   const target = resolve(out);
   const t0 = performance.now();
-  const work = await mkdtemp(join(tmpdir(), 'nt-demo-base-'));
+  // The generated inputs live beside the output, so the receipt names them the same way on every machine
+  // (../base-model.inputs/init and …/pretrain.jsonl) and a rebuild differs from the shipped one only in created_at.
+  const work = `${target}.inputs`;
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
   try {
     const init = await initModel({ ...BASE_ARCH, seed, out: join(work, 'init') });
     const data = join(work, 'pretrain.jsonl');
@@ -210,8 +211,8 @@ npx tsx src/demo/build-base-model.ts
 
 Seed ${r.seed}, ${r.steps} optimizer steps (\`--seed\` and \`--steps\` change them). The weights are a pure function of the
 seed and steps on a given CPU and onnxruntime build: a rebuild gives the same bytes, \`model.safetensors\` SHA-256
-\`${r.weightsSha256}\`. Only \`created_at\` and the temporary input paths in
-\`narrowtune.json\` differ between builds.
+\`${r.weightsSha256}\`. Only \`created_at\` in \`narrowtune.json\` differs between builds; it names the generated
+inputs relative to the model, in a working folder beside it (\`../${basename(r.out)}.inputs/\`) that the build removes.
 
 Time: ${r.trainSeconds.toFixed(0)} s of training, ${r.totalSeconds.toFixed(0)} s in all (including the evaluation below), on
 ${r.machine.cpus} CPU cores (${r.machine.cpuModel}; 1-minute load average ${r.machine.loadAverage.toFixed(1)} when training ended,

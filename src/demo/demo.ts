@@ -18,17 +18,12 @@ import {
   TuningServiceClient,
 } from '../gen/narrowtune/v1/tuning_service.js';
 import { startServer } from '../service/server.js';
-import { DEMO_BASE_MODEL_DIR } from './base-model.js';
+import { DEMO_BASE_MODEL_DIR, DEMO_PLANS, DEMO_POLICIES } from './demo-plans.js';
 import { renderReport } from './report.js';
+import type { DemoResult, PolicyResult, StageResult } from './result.js';
 import { heldoutSkills, type SkillExample, skillData, targetSkills } from './skills.js';
 
-export const DEMO_POLICIES = ['full', 'mlp', 'mlp_gate_up', 'sa_proj'] as const;
-
-/** Sizes and hyper-parameters of a run; `quick` fits in about two minutes on two cores. */
-export const DEMO_PLANS = {
-  quick: { trainExamples: 512, evalExamples: 24, probeExamples: 6, steps: 60, batchSize: 16, lr: 1e-3, probeEvery: 30 },
-  full: { trainExamples: 2048, evalExamples: 64, probeExamples: 12, steps: 300, batchSize: 16, lr: 1e-3, probeEvery: 50 },
-} as const;
+export { DEMO_PLANS, DEMO_POLICIES };
 
 const DATA_SEED = 2026;
 const MAX_ANSWER_TOKENS = 12;
@@ -47,45 +42,6 @@ export interface DemoOptions {
   steps?: number;
   /** Live progress lines. */
   log?: (line: string) => void;
-}
-
-export interface StageResult {
-  stage: string;
-  job: string;
-  steps: number;
-  events: number;
-  finalLoss: number;
-  /** The last probe of the job: drift on the held-out probe set against the base model. */
-  probe: { numberMassDelta: number; klToBase: number } | null;
-  /** Accuracy on every target and held-out eval set after this stage. */
-  accuracy: Record<string, number>;
-  deltaForgetting: number;
-  numberMassDelta: number;
-}
-
-export interface PolicyResult {
-  policy: string;
-  stages: StageResult[];
-  /** Mean over stages of (accuracy on the stage's target right after it − the base's accuracy on it). */
-  deltaLearning: number;
-  /** Mean over stages of the mean held-out accuracy change from the base (negative = forgotten). */
-  deltaForgetting: number;
-  /** Mean over stages of the number_mass change on held-out eval sets (bias drift). */
-  numberMassDrift: number;
-}
-
-export interface DemoResult {
-  mode: 'quick' | 'full';
-  lr: number;
-  steps: number;
-  baseModel: string;
-  baseAccuracy: Record<string, number>;
-  targets: string[];
-  heldout: string[];
-  policies: PolicyResult[];
-  seconds: number;
-  reportPath: string;
-  jsonPath: string;
 }
 
 function call<T>(fn: (cb: (e: grpc.ServiceError | null, r: T) => void) => void): Promise<T> {

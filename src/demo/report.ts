@@ -1,6 +1,6 @@
 // The demo's HTML report: one self-contained file (inline SVG, no scripts, no network) with the
 // paper-style table and two charts — Δ learning against Δ forgetting, and held-out accuracy per stage.
-import type { DemoResult } from './demo.js';
+import type { DemoResult } from './result.js';
 
 const COLORS: Record<string, string> = { full: '#d62728', mlp: '#ff7f0e', mlp_gate_up: '#2ca02c', sa_proj: '#1f77b4', sa_proj_gate_up: '#9467bd' };
 const W = 560;

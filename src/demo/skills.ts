@@ -325,12 +325,6 @@ export const targetSkills: readonly Skill[] = [
 
 export const allSkills: readonly Skill[] = [...heldoutSkills, ...targetSkills];
 
-export function skillByName(name: string): Skill {
-  const s = allSkills.find((x) => x.name === name);
-  if (!s) throw new Error(`unknown skill "${name}"; known: ${allSkills.map((x) => x.name).join(', ')}`);
-  return s;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Splits
 

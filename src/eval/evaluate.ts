@@ -9,16 +9,15 @@
 import { padLength } from '../data/batches.js';
 import { loadDataset, type Example } from '../data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
-import type { ParamTensor } from '../graph/train-step.js';
+import { paramsOf, paramTensor, type ParamTensor } from '../graph/params.js';
 import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { expectedTensors, type ModelConfig } from '../model/config.js';
-import { viewFloat32 } from '../model/safetensors.js';
+import type { ModelConfig } from '../model/config.js';
 import type { Device } from '../runtime/session.js';
-import { compileTokenClasses, type CompiledTokenClasses, type UserTokenClass } from '../telemetry/token-classes.js';
 import { type FieldViolation, invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { choiceExample, loadChoiceSet, loadGenerateSet, type ChoiceItem, type GenerateItem } from './eval-data.js';
 import { Generator, stopIdsOf } from './generate.js';
 import { driftFigures, Scorer, type DriftFigures, type ScoreSums } from './scorer.js';
+import { compileTokenClasses, type CompiledTokenClasses, type UserTokenClass } from './token-classes.js';
 
 export type EvalKind = 'loss' | 'generate' | 'choice';
 export type EvalRole = 'target' | 'held_out' | null;
@@ -186,13 +185,6 @@ async function loadSet(d: EvalDatasetOptions, i: number, tokenizer: TextTokenize
   }
 }
 
-export function paramsOf(ckpt: Checkpoint): Map<string, ParamTensor> {
-  return new Map([...expectedTensors(ckpt.config).keys()].map((n) => {
-    const t = ckpt.tensors.get(n)!;
-    return [n, { shape: t.shape, data: viewFloat32(t) }];
-  }));
-}
-
 /**
  * The base's parameters, reusing the model's ParamTensor wherever the stored tensors are byte-identical: the score
  * graph stores a shared object once, so a base that differs in a few tensors costs only those.
@@ -202,7 +194,7 @@ export function baseParamsOf(base: Checkpoint, model: Checkpoint, current: Reado
     const b = base.tensors.get(n)!;
     const m = model.tensors.get(n)!;
     const same = b.dtype === m.dtype && Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength).equals(m.data);
-    return [n, same ? current.get(n)! : { shape: b.shape, data: viewFloat32(b) }];
+    return [n, same ? current.get(n)! : paramTensor(b)];
   }));
 }
 

@@ -7,10 +7,8 @@ import { leadingSpecialIds } from '../data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
 import { cacheLength, compileGenerateStep, GEN_IO } from '../graph/generate-step.js';
 import type { Kernels } from '../graph/graph-builder.js';
-import type { ParamTensor } from '../graph/train-step.js';
+import { paramsOf } from '../graph/params.js';
 import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { expectedTensors } from '../model/config.js';
-import { viewFloat32 } from '../model/safetensors.js';
 import { createSessionFor, int64Tensor, type Device } from '../runtime/session.js';
 import { invalidArgument } from '../util/errors.js';
 
@@ -114,12 +112,7 @@ export class Generator {
         `prompt length ${promptLen} + max new tokens ${maxNewTokens} = ${T} exceeds the model's max_position_embeddings ${c.maxPositionEmbeddings}`,
       );
     }
-    const params = new Map<string, ParamTensor>(
-      [...expectedTensors(c).keys()].map((n) => {
-        const t = ckpt.tensors.get(n)!;
-        return [n, { shape: t.shape, data: viewFloat32(t) }];
-      }),
-    );
+    const params = paramsOf(ckpt);
     const stopIds = new Set(opts.stopIds ?? (await stopIdsOf(ckpt.dir)));
     const spec = { config: c, params, batch, promptLen, maxNewTokens };
     const prefill = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'prefill', kernels }), device, { kernels: opts.kernels });

@@ -1,7 +1,7 @@
 // Runs `evaluate` in a worker thread and returns its result: decoding and scoring call session.run, which blocks
 // its thread, and the caller's (the gRPC server's) event loop must keep serving.
-import { startWorker } from '../trainer/run-in-worker.js';
 import { deserializeError } from '../util/errors.js';
+import { startWorker } from '../util/worker.js';
 import type { EvaluateOptions, EvaluateResult } from './evaluate.js';
 
 export function evaluateInWorker(options: EvaluateOptions): Promise<EvaluateResult> {

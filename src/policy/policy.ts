@@ -114,5 +114,5 @@ export function resolvePolicy(spec: PolicySpec, names: readonly string[]): Resol
     ]);
   }
   const chosen = new Set(trainable);
-  return { name, include, exclude, trainable, frozen: names.filter((n) => !chosen.has(n)), };
+  return { name, include, exclude, trainable, frozen: names.filter((n) => !chosen.has(n)) };
 }

@@ -4,16 +4,19 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
-import type { CompiledModel, Kernels } from '../graph/graph-builder.js';
 import { NarrowtuneError } from '../util/errors.js';
+import { disableOrtTelemetry } from '../util/ort-telemetry.js';
+
+disableOrtTelemetry();
 
 export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
 export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu', 'auto'];
 
 const HOW_TO: Record<Exclude<Device, 'cpu' | 'auto'>, string> = {
   cuda:
-    'the CUDA execution provider is not bundled with onnxruntime-node; reinstall with ' +
-    '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a host with network access, CUDA 12 and cuDNN 9 (see Dockerfile)',
+    'the CUDA execution provider is not bundled with onnxruntime-node; fetch it with ' +
+    '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` on a host with network ' +
+    'access, CUDA 12 and cuDNN 9 (see Dockerfile)',
   webgpu: 'the WebGPU execution provider needs a GPU with a Vulkan driver: install libvulkan1 and the GPU vendor\'s Vulkan ICD',
 };
 
@@ -55,7 +58,19 @@ export interface SessionOptions {
   lowMemory?: boolean;
 }
 
-export type ModelBytes = Uint8Array | CompiledModel;
+/**
+ * How a graph lowers the ops that have a fused onnxruntime kernel (src/graph/graph-builder.ts emits both):
+ * declared here because which one runs best depends on the provider (kernelsFor).
+ */
+export type Kernels = 'fused' | 'portable';
+
+/** A serialised model whose large initializers travel beside the protobuf (onnxruntime's `externalData`). */
+export interface ModelWithExternalData {
+  bytes: Uint8Array;
+  externalData: { path: string; data: Uint8Array }[];
+}
+
+export type ModelBytes = Uint8Array | ModelWithExternalData;
 
 async function createWith(model: ModelBytes, provider: SessionHandle['provider'], opts: SessionOptions): Promise<SessionHandle> {
   const executionProviders = provider === 'cpu' ? ['cpu'] : [provider, 'cpu'];

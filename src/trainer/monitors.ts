@@ -4,10 +4,10 @@ import { padLength } from '../data/batches.js';
 import { loadDataset, type Example } from '../data/dataset.js';
 import type { TextTokenizer } from '../data/tokenizer.js';
 import { driftFigures, Scorer, type DriftFigures } from '../eval/scorer.js';
-import type { ParamTensor } from '../graph/train-step.js';
+import { compileTokenClasses } from '../eval/token-classes.js';
+import type { ParamTensor } from '../graph/params.js';
 import type { ModelConfig } from '../model/config.js';
 import type { FloatArray } from '../runtime/session.js';
-import { compileTokenClasses } from '../telemetry/token-classes.js';
 import type { DriftBudget, TuneOptions } from './options.js';
 
 /** Without an explicit interval, monitors run about this many times per job (and at the last step). */

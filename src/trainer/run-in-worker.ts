@@ -1,21 +1,10 @@
 // Runs `tune` in a worker thread: session.run blocks its thread, and the caller's (a CLI's progress
 // bar, a server's RPCs) must keep running.
-import { Worker } from 'node:worker_threads';
 import { deserializeError } from '../util/errors.js';
+import { startWorker } from '../util/worker.js';
 import type { TuneOptions } from './options.js';
-import type { TrainEvent, TuneResult } from './trainer.js';
-
-/**
- * Starts a worker on the sibling module `name`. From sources (tests, a checkout without a build) the
- * worker first registers tsx's loader, which `execArgv: ['--import', 'tsx']` does not do for workers on Node 20.
- */
-export function startWorker(name: string, base: string, workerData: unknown): Worker {
-  if (!base.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, base), { workerData });
-  const api = import.meta.resolve('tsx/esm/api');
-  const entry = new URL(`./${name}.ts`, base).href;
-  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(boot, { eval: true, workerData });
-}
+import type { TrainEvent } from './events.js';
+import type { TuneResult } from './trainer.js';
 
 export function tuneInWorker(options: TuneOptions, onEvent: (e: TrainEvent) => void = () => {}, signal?: AbortSignal): Promise<TuneResult> {
   const worker = startWorker('tune-worker', import.meta.url, { options });

@@ -4,11 +4,11 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_POLICIES, type DemoResult, runDemo, summaryTable } from '../../src/demo/demo.js';
+import { DEMO_POLICIES, runDemo, summaryTable } from '../../src/demo/demo.js';
+import type { DemoResult } from '../../src/demo/result.js';
 import { JobStore } from '../../src/store/job-store.js';
+import { CHROMIUM, needs } from '../support/system-tools.js';
 import { tempDir } from '../trainer/fixtures.js';
-
-const CHROMIUM = '/usr/bin/chromium';
 
 let dir: string;
 let result: DemoResult;
@@ -32,7 +32,7 @@ describe('narrowtune demo --quick', () => {
           expect(job.state).toBe('SUCCEEDED');
           const events = store.readEvents(job.id, 0);
           expect(events.length).toBe(s.events);
-          expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['started', 'step', 'probe', 'finished']));
+          expect(events.map((e) => e.event.type)).toEqual(expect.arrayContaining(['started', 'step', 'probe', 'finished']));
           expect(Object.keys(s.accuracy).sort()).toEqual([...result.targets, ...result.heldout].sort());
         }
       }
@@ -55,7 +55,7 @@ describe('narrowtune demo --quick', () => {
     expect(json.policies.map((p) => p.deltaLearning)).toEqual(result.policies.map((p) => p.deltaLearning));
   });
 
-  it.skipIf(!existsSync(CHROMIUM))('the report renders in headless Chromium, and its charts carry the table\'s numbers', async () => {
+  it('the report renders in headless Chromium, and its charts carry the table\'s numbers', needs('chromium'), async () => {
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],

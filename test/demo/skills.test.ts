@@ -1,6 +1,6 @@
 // The demo's skill suite (deterministic, disjoint splits; answer formats; no digits in held-out data) and the
 // shipped base model (loads; knows the held-out skills; does not know the targets).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
@@ -153,6 +153,9 @@ describe('shipped base model', () => {
     expect([...ckpt.tensors.values()].every((t) => t.dtype === 'F32')).toBe(true);
     const tokenizer = await loadTokenizer(DEMO_BASE_MODEL_DIR);
     expect(tokenizer.encode(' cat', { addSpecialTokens: false })).toEqual([32, 99, 97, 116]);
+    // The receipt names the build's inputs as every rebuild does, not by a temporary path of the machine that built it.
+    const receipt = JSON.parse(readFileSync(join(DEMO_BASE_MODEL_DIR, 'narrowtune.json'), 'utf8')) as { base_model: string; data: string };
+    expect([receipt.base_model, receipt.data]).toEqual(['../base-model.inputs/init', '../base-model.inputs/pretrain.jsonl']);
   });
 
   it('knows every held-out skill (greedy exact match on the eval split)', () => {

@@ -10,19 +10,20 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leadingSpecialIds, loadDataset, type Example } from '../../src/data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../../src/data/tokenizer.js';
-import { baseParamsOf, evaluate, paramsOf, type DatasetScore, type EvalDatasetOptions, type EvaluateResult } from '../../src/eval/evaluate.js';
+import { paramsOf } from '../../src/graph/params.js';
+import { baseParamsOf, evaluate, type DatasetScore, type EvalDatasetOptions, type EvaluateResult } from '../../src/eval/evaluate.js';
 import { stopIdsOf } from '../../src/eval/generate.js';
 import { EvalDataset_Kind, EvalDataset_Role, EvaluateRequest } from '../../src/gen/narrowtune/v1/tuning_service.js';
 import { startServer } from '../../src/service/server.js';
+import { needs, PYTHON } from '../support/system-tools.js';
 import { loadCheckpoint } from '../../src/model/checkpoint.js';
-import { isNumberToken } from '../../src/telemetry/token-classes.js';
+import { isNumberToken } from '../../src/eval/token-classes.js';
 import { DEFAULTS } from '../../src/trainer/options.js';
 import { tune } from '../../src/trainer/trainer.js';
 import { connect, failure } from '../service/client.js';
 import { countingData, heldoutData } from '../telemetry/fixtures.js';
 import { tempDir, TINY_LLAMA, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
 
-const PYTHON = '/usr/bin/python3';
 const TORCH_EVAL = new URL('../reference/torch_eval.py', import.meta.url).pathname;
 const TORCH_FIGURES = new URL('../reference/torch_figures.py', import.meta.url).pathname;
 const VOWEL = { name: 'vowel', pattern: '^[aeiou]$' };
@@ -156,7 +157,7 @@ function reference(model: string) {
 }
 
 describe('GENERATE', () => {
-  it('outputs equal a naive float64 greedy decode, and accuracy is their exact-match rate (also through answer_regex)', async () => {
+  it('outputs equal a naive float64 greedy decode, and accuracy is their exact-match rate (also through answer_regex)', needs('torch'), async () => {
     for (const [model, pick] of [[tuned, (d: DatasetScore) => d], [base, (d: DatasetScore) => d.base!]] as const) {
       const ref = await reference(model);
       for (const s of GENERATE_SETS) {
@@ -192,7 +193,7 @@ describe('GENERATE', () => {
 });
 
 describe('CHOICE', () => {
-  it('log-likelihoods and picks equal an independent float64 computation, for the model and the base', async () => {
+  it('log-likelihoods and picks equal an independent float64 computation, for the model and the base', needs('torch'), async () => {
     const data = await lines<ChoiceLine>(files.choice);
     const answers = data.map((d) => (typeof d.answer === 'number' ? d.answer : d.choices.indexOf(d.answer)));
     const tokens = data.reduce((s, d, k) => s + tokenizer.encode(d.choices[answers[k]], { addSpecialTokens: false }).length, 0);
@@ -225,7 +226,7 @@ interface Figures {
 }
 
 describe('drift figures', () => {
-  it('on a LOSS and a CHOICE dataset equal torch_figures.py\'s, as the trainer\'s probes define them', async () => {
+  it('on a LOSS and a CHOICE dataset equal torch_figures.py\'s, as the trainer\'s probes define them', needs('torch'), async () => {
     const vocab = Array.from({ length: tokenizer.vocabSize }, (_, id) => tokenizer.tokenText(id));
     const classes = {
       number: vocab.flatMap((t, id) => (isNumberToken(t) ? [id] : [])),
@@ -349,7 +350,7 @@ describe('over gRPC', () => {
 
       const otherArch = await tinyModel(dir, TINY_LLAMA, 'llama');
       const arch = await failure(client.evaluate(EvaluateRequest.fromPartial({ model: path(tuned), baseModel: path(otherArch), datasets: [{ path: files.heldout }] })));
-      expect(arch.violations).toEqual([{ field: 'base_model', description: expect.stringMatching(/^has arch "llama" but the model has "qwen2"/) }]);
+      expect(arch.violations).toEqual([{ field: 'base_model.path', description: expect.stringMatching(/^has arch "llama" but the model has "qwen2"/) }]);
 
       // Data files are parsed in the worker; a bad line still comes back as a field violation with its line.
       const broken = join(dir, 'broken-choice.jsonl');

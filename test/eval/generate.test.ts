@@ -8,15 +8,14 @@ import { generate, Generator, stopIdsOf } from '../../src/eval/generate.js';
 import { Tape } from '../../src/graph/autodiff.js';
 import { compileGenerateStep, GEN_IO } from '../../src/graph/generate-step.js';
 import { GraphBuilder, type Kernels, type Value } from '../../src/graph/graph-builder.js';
-import type { ParamTensor } from '../../src/graph/train-step.js';
+import { paramsOf } from '../../src/graph/params.js';
 import { logits } from '../../src/graph/transformer.js';
 import { loadCheckpoint, type Checkpoint } from '../../src/model/checkpoint.js';
-import { expectedTensors } from '../../src/model/config.js';
 import type { InitModelOptions } from '../../src/model/init-model.js';
 import { fromFloat32, toFloat32 } from '../../src/model/safetensors.js';
 import { createSession, int64Tensor } from '../../src/runtime/session.js';
 import { Rng } from '../../src/util/rng.js';
-import { WEBGPU_REQUIRED, webgpuUnavailable } from '../runtime/webgpu-probe.js';
+import { needs } from '../support/system-tools.js';
 import { tempDir, TINY_LLAMA, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
 
 /** Attention-23 as onnxruntime's fused kernel, and the MatMul/Softmax form the WebGPU provider runs. */
@@ -25,19 +24,10 @@ const KERNELS: Kernels[] = ['fused', 'portable'];
 const TINY_QWEN3: Omit<InitModelOptions, 'out'> = { arch: 'qwen3', hidden: 32, layers: 2, heads: 4, kvHeads: 2, headDim: 8, intermediate: 64, seed: 3 };
 
 let dir: string;
-let webgpuDown: string | null;
 beforeAll(async () => {
   dir = await tempDir('nt-generate-');
-  webgpuDown = await webgpuUnavailable();
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
-
-function params(ckpt: Checkpoint): Map<string, ParamTensor> {
-  return new Map([...expectedTensors(ckpt.config).keys()].map((n) => {
-    const t = ckpt.tensors.get(n)!;
-    return [n, { shape: t.shape, data: toFloat32(t) }];
-  }));
-}
 
 /**
  * A freshly initialised model is nearly indifferent to its input (weights ~N(0, 0.02)), so a wrong position or
@@ -62,7 +52,7 @@ function sharpen(ckpt: Checkpoint, seed: number): Checkpoint {
 async function referenceModel(ckpt: Checkpoint, seq: number) {
   const g = new GraphBuilder('reference');
   const tape = new Tape(g);
-  const p = params(ckpt);
+  const p = paramsOf(ckpt);
   const cache = new Map<string, Value>();
   const lookup = (name: string): Value => {
     if (!cache.has(name)) cache.set(name, g.initializer(name, 'float32', p.get(name)!.shape, p.get(name)!.data));
@@ -124,7 +114,7 @@ describe.each([
 
   it.for(KERNELS)('prefill logits match the full forward at each row\'s last prompt token (%s kernels)', async (kernels) => {
     const B = prompts.length;
-    const model = compileGenerateStep({ config: ckpt.config, params: params(ckpt), batch: B, promptLen: P, maxNewTokens: M, phase: 'prefill', logits: true, kernels });
+    const model = compileGenerateStep({ config: ckpt.config, params: paramsOf(ckpt), batch: B, promptLen: P, maxNewTokens: M, phase: 'prefill', logits: true, kernels });
     const { session } = await createSession(model, 'cpu');
     try {
       const ids = new BigInt64Array(B * P);
@@ -179,8 +169,7 @@ describe.each([
     }
   });
 
-  it('on WebGPU (lavapipe in CI), the same ids', async (ctx) => {
-    if (webgpuDown !== null && !WEBGPU_REQUIRED) ctx.skip(`no Vulkan device for WebGPU here: ${webgpuDown}`);
+  it('on WebGPU (lavapipe in CI), the same ids', needs('vulkan'), async () => {
     const gen = await Generator.create(ckpt, 4, P, M, 'webgpu', { stopIds: [] });
     try {
       expect(await gen.generateIds(prompts)).toEqual(expected);

@@ -21,7 +21,7 @@ export interface TrainingRun {
 export async function trainingRun(o: Pick<TuneOptions, 'model' | 'data' | 'out' | 'probeData'> & Partial<TuneOptions>): Promise<TrainingRun> {
   const run: TrainingRun = { provider: '', losses: [], gradNorms: [], probes: [], tensors: new Map() };
   await tune({ ...DEFAULTS, steps: 4, batchSize: 4, seqLen: 32, optimizer: 'sgd', lr: 0.1, schedule: 'constant', warmupSteps: 0, probeEvery: 2, ...o }, (e) => {
-    if (e.type === 'start') run.provider = e.provider;
+    if (e.type === 'started') run.provider = e.provider;
     if (e.type === 'step') {
       run.losses.push(e.loss);
       run.gradNorms.push(e.gradNorm);

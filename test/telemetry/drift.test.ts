@@ -9,14 +9,15 @@ import { loadDataset } from '../../src/data/dataset.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { TuneJob_State } from '../../src/gen/narrowtune/v1/tuning_service.js';
 import { startServer } from '../../src/service/server.js';
-import { isNumberToken } from '../../src/telemetry/token-classes.js';
+import { isNumberToken } from '../../src/eval/token-classes.js';
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
-import { tune, type TrainEvent } from '../../src/trainer/trainer.js';
+import type { TrainEvent } from '../../src/trainer/events.js';
+import { tune } from '../../src/trainer/trainer.js';
 import { connect } from '../service/client.js';
+import { needs, PYTHON } from '../support/system-tools.js';
 import { tempDir, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
 import { countingData, heldoutData } from './fixtures.js';
 
-const PYTHON = '/usr/bin/python3';
 const FIGURES = new URL('../reference/torch_figures.py', import.meta.url).pathname;
 const VOWEL = { name: 'vowel', pattern: '^[aeiou]$' };
 
@@ -89,7 +90,7 @@ function expectFigures(p: Omit<Probe, 'type'>, ref: Reference): void {
 }
 
 describe('probe figures', () => {
-  it('match an independent float64 computation, in the trainer and in the gRPC stream', async () => {
+  it('match an independent float64 computation, in the trainer and in the gRPC stream', needs('torch'), async () => {
     const out = join(dir, 'full');
     const probes: Probe[] = [];
     const opts: TuneOptions = { ...DEFAULTS, ...TUNE, model: base, data: counting, out, policy: { preset: 'full' }, probeData: probe, tokenClasses: [VOWEL] };
@@ -126,7 +127,7 @@ describe('probe figures', () => {
 describe('drift budget', () => {
   const budget = { maxKlToBase: 0.1, maxNumberMassDelta: null, maxHeldoutLossDelta: null };
 
-  it('stops full tuning at the first probe over budget and keeps the last weights within it', async () => {
+  it('stops full tuning at the first probe over budget and keeps the last weights within it', needs('torch'), async () => {
     const out = join(dir, 'full-budget');
     const events: TrainEvent[] = [];
     const { budgetStop, receipt } = await tune(

@@ -35,7 +35,17 @@ const NEVER_MS = 3_600_000;
 const JOB = { baseModel: '/srv/models/qwen3-0.6b/', policy: 'freeze-down' };
 const JOB_ID = 'j-0123456789';
 const STEP = { loss: 2.5, learningRate: 3e-4, gradNorm: 0.75, tokensPerSecond: 1234, stepSeconds: 0.2 };
-const PROBE = { numberMass: 0.3, numberMassBase: 0.1, klToBase: 0.05, top1Agreement: 0.9, heldoutLoss: 3.1, heldoutLossDelta: 0.02, classMass: { digit: 0.25, word: 0.6 } };
+const PROBE = {
+  numberMass: 0.3,
+  numberMassDelta: 0.2,
+  klToBase: 0.05,
+  top1Agreement: 0.9,
+  heldoutLossDelta: 0.02,
+  classes: [
+    { name: 'digit', mass: 0.25, massBase: 0.2, delta: 0.05 },
+    { name: 'word', mass: 0.6, massBase: 0.7, delta: -0.1 },
+  ],
+};
 
 let telemetry: Telemetry | null = null;
 
@@ -126,7 +136,7 @@ describe('job metrics and spans', () => {
     expect(single(METRIC.stepDuration)).toMatchObject({ count: 1, sum: STEP.stepSeconds });
     expect(got.get(METRIC.stepDuration)?.descriptor.unit).toBe('s');
     expect(single(METRIC.numberMass)).toBe(PROBE.numberMass);
-    expect(single(METRIC.numberMassDelta)).toBeCloseTo(PROBE.numberMass - PROBE.numberMassBase, 12);
+    expect(single(METRIC.numberMassDelta)).toBe(PROBE.numberMassDelta);
     expect(single(METRIC.klToBase)).toBe(PROBE.klToBase);
     expect(single(METRIC.top1Agreement)).toBe(PROBE.top1Agreement);
     expect(single(METRIC.heldoutLossDelta)).toBe(PROBE.heldoutLossDelta);

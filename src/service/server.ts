@@ -10,6 +10,8 @@ import { HealthImplementation, protoPath as HEALTH_PROTO } from 'grpc-health-che
 import { TuningServiceService } from '../gen/narrowtune/v1/tuning_service.js';
 import { JobRunner } from '../runner/job-runner.js';
 import { JobStore } from '../store/job-store.js';
+import { openAuthenticator } from './caller.js';
+import { grpcHandlers } from './grpc-handlers.js';
 import { TuningService } from './tuning-service.js';
 import type { Telemetry } from '../telemetry/otel.js';
 import { realRoots } from './paths.js';
@@ -57,18 +59,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     telemetry: opts.telemetry,
   });
   const shutdownController = new AbortController();
+  const roots = {
+    modelRoots: realRoots(opts.modelRoots ?? [dataDir, process.cwd()]),
+    dataRoots: realRoots(opts.dataRoots ?? [dataDir, process.cwd()]),
+  };
   const service = new TuningService({
     store,
     runner,
-    modelRoots: realRoots(opts.modelRoots ?? [dataDir, process.cwd()]),
-    dataRoots: realRoots(opts.dataRoots ?? [dataDir, process.cwd()]),
+    ...roots,
     maxQueuedJobs: opts.maxQueuedJobs ?? SERVER_DEFAULTS.maxQueuedJobs,
     checkpointEvery: opts.checkpointEvery ?? SERVER_DEFAULTS.checkpointEvery,
     shutdown: shutdownController.signal,
   });
 
   const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES });
-  server.addService(TuningServiceService, service.handlers());
+  server.addService(TuningServiceService, grpcHandlers(service, openAuthenticator(roots), shutdownController.signal));
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
   // Reflection describes every service this server answers, so `grpcurl … list` shows both.

@@ -1,6 +1,6 @@
-// TuningService handlers: parse the request (requests.ts), call the store/runner/evaluator, map the result
-// (messages.ts). Every error leaves through toGrpcError; nothing a client sends can throw past a handler.
-import type * as grpc from '@grpc/grpc-js';
+// The TuningService implementation, transport-neutral: parse the request (requests.ts), call the
+// store/runner/evaluator, map the result (messages.ts). grpc-handlers.ts (and any other transport) adapts it;
+// every call arrives with its caller (caller.ts), already authenticated by the transport.
 import type {
   CancelTuneJobRequest,
   EvaluateRequest,
@@ -12,7 +12,6 @@ import type {
   StreamMetricsRequest,
   StreamMetricsResponse,
   TuneJob,
-  TuningServiceServer,
 } from '../gen/narrowtune/v1/tuning_service.js';
 import { evaluateInWorker } from '../eval/run-in-worker.js';
 import type { JobRunner } from '../runner/job-runner.js';
@@ -21,7 +20,7 @@ import type { JobStore } from '../store/job-store.js';
 import { NarrowtuneError } from '../util/errors.js';
 import { parseEvaluate } from './evaluate-request.js';
 import { eventToProto } from './event-to-proto.js';
-import { toGrpcError } from './grpc-errors.js';
+import type { CallContext } from './caller.js';
 import { evaluateResponseToProto, jobToProto } from './messages.js';
 import { findJob, parseCancelTuneJob, parseGetTuneJob, parseListTuneJobs, parseStreamMetrics, type RequestContext } from './requests.js';
 import { parseStartTune } from './start-tune-request.js';
@@ -34,24 +33,17 @@ export interface ServiceContext extends RequestContext {
   shutdown: AbortSignal;
 }
 
-function drainOrAbort(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      call.off('drain', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    call.once('drain', done);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 export class TuningService {
   constructor(private readonly ctx: ServiceContext) {}
 
-  async startTune(req: StartTuneRequest): Promise<TuneJob> {
+  /** The parsers' context for this caller: its roots (a key may narrow the server's). */
+  private requestContext(call: CallContext): RequestContext {
+    return { ...this.ctx, modelRoots: call.caller.modelRoots, dataRoots: call.caller.dataRoots };
+  }
+
+  async startTune(req: StartTuneRequest, call: CallContext): Promise<TuneJob> {
     const { store, runner, maxQueuedJobs } = this.ctx;
-    const command = await parseStartTune(req, this.ctx);
+    const command = await parseStartTune(req, this.requestContext(call));
     if (store.countInStates(['PENDING']) >= maxQueuedJobs) {
       throw new NarrowtuneError('resource_exhausted', `the queue is full (${maxQueuedJobs} pending jobs); retry later`);
     }
@@ -60,16 +52,16 @@ export class TuningService {
     return jobToProto(store.getJob(job.id) ?? job);
   }
 
-  getTuneJob(req: GetTuneJobRequest): TuneJob {
+  getTuneJob(req: GetTuneJobRequest, _call: CallContext): TuneJob {
     return jobToProto(findJob(this.ctx.store, parseGetTuneJob(req).id));
   }
 
-  listTuneJobs(req: ListTuneJobsRequest): ListTuneJobsResponse {
+  listTuneJobs(req: ListTuneJobsRequest, _call: CallContext): ListTuneJobsResponse {
     const page = this.ctx.store.listJobs(parseListTuneJobs(req));
     return { jobs: page.jobs.map(jobToProto), nextPageToken: page.nextPageToken };
   }
 
-  cancelTuneJob(req: CancelTuneJobRequest): TuneJob {
+  cancelTuneJob(req: CancelTuneJobRequest, _call: CallContext): TuneJob {
     const { store } = this.ctx;
     const job = findJob(store, parseCancelTuneJob(req).id);
     // A pending job never reaches a trainer: its stream gets its closing event here.
@@ -77,56 +69,14 @@ export class TuningService {
     return jobToProto(store.requestCancel(job.id));
   }
 
-  async *streamMetrics(req: StreamMetricsRequest, signal: AbortSignal): AsyncGenerator<StreamMetricsResponse> {
+  async *streamMetrics(req: StreamMetricsRequest, call: CallContext): AsyncGenerator<StreamMetricsResponse> {
     const { id, fromSequence } = parseStreamMetrics(req);
     findJob(this.ctx.store, id);
-    for await (const e of followEvents(this.ctx.store, id, fromSequence, signal)) yield eventToProto(e);
+    for await (const e of followEvents(this.ctx.store, id, fromSequence, call.signal)) yield eventToProto(e);
   }
 
-  async evaluate(req: EvaluateRequest): Promise<EvaluateResponse> {
+  async evaluate(req: EvaluateRequest, call: CallContext): Promise<EvaluateResponse> {
     // Data files are parsed in the worker; their problems come back as INVALID_ARGUMENT with the file and line.
-    return evaluateResponseToProto(await evaluateInWorker(await parseEvaluate(req, this.ctx)));
-  }
-
-  /** The grpc-js implementation: thin adapters that only move values and errors. */
-  handlers(): TuningServiceServer {
-    const unary =
-      <Req, Res>(fn: (req: Req) => Res | Promise<Res>) =>
-      (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
-        Promise.resolve()
-          .then(() => fn(call.request))
-          .then(
-            (res) => callback(null, res),
-            (e: unknown) => callback(toGrpcError(e)),
-          );
-      };
-    return {
-      startTune: unary(async (r) => ({ job: await this.startTune(r) })),
-      getTuneJob: unary((r) => ({ job: this.getTuneJob(r) })),
-      listTuneJobs: unary((r) => this.listTuneJobs(r)),
-      cancelTuneJob: unary((r) => ({ job: this.cancelTuneJob(r) })),
-      evaluate: unary((r) => this.evaluate(r)),
-      streamMetrics: (call) => {
-        const controller = new AbortController();
-        const abort = () => controller.abort();
-        call.on('cancelled', abort);
-        call.on('close', abort);
-        this.ctx.shutdown.addEventListener('abort', abort, { once: true });
-        void (async () => {
-          try {
-            for await (const msg of this.streamMetrics(call.request, controller.signal)) {
-              if (controller.signal.aborted) break;
-              // Respect back-pressure: a slow dashboard pauses reading from the store, not memory growth.
-              if (!call.write(msg)) await drainOrAbort(call, controller.signal);
-            }
-            call.end();
-          } catch (e) {
-            call.emit('error', toGrpcError(e));
-          } finally {
-            this.ctx.shutdown.removeEventListener('abort', abort);
-          }
-        })();
-      },
-    };
+    return evaluateResponseToProto(await evaluateInWorker(await parseEvaluate(req, this.requestContext(call))));
   }
 }

@@ -8,6 +8,9 @@ export type ErrorKind =
   | 'unavailable' // e.g. an execution provider that is not installed
   | 'already_exists'
   | 'resource_exhausted' // e.g. the server's concurrent-job limit is reached
+  | 'unauthenticated' // no, unknown, expired or revoked credentials
+  | 'permission_denied' // the caller's role or tenant does not allow it (also for another tenant's job: AIP-211)
+  | 'cancelled' // the client went away or its deadline passed
   | 'internal';
 
 export interface FieldViolation {

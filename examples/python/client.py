@@ -3,6 +3,9 @@
 
 Run ./generate.sh first (stubs go to gen/). Exits 0 when the job succeeded and was evaluated, 1 on an RPC
 error or a job that did not succeed; errors print their status code and any BadRequest field violations.
+
+TLS with --tls-ca (and --tls-cert/--tls-key for mutual TLS); the API key from --api-key or $NARROWTUNE_API_KEY
+goes as "authorization: Bearer KEY" on every call. Without TLS a key is sent only to a loopback server.
 """
 
 import argparse
@@ -21,6 +24,7 @@ from narrowtune.v1 import tuning_service_pb2_grpc as pb_grpc  # noqa: E402
 # gRPC's rich error model: a serialized google.rpc.Status in this trailer (binary, hence -bin).
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 DEFAULT_TARGET = "127.0.0.1:50051"
+API_KEY_ENV = "NARROWTUNE_API_KEY"
 DEFAULT_POLICY = "mlp_gate_up"
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,7 +44,40 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--request-id", default=None, help="idempotency key (default: a fresh UUID)")
-    return p.parse_args(argv)
+    p.add_argument("--tls-ca", metavar="FILE", help="PEM CA that signed the server's certificate (turns on TLS)")
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate, for mutual TLS (with --tls-key)")
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
+                   help=f"API key (default ${API_KEY_ENV}, which keeps it out of the process list)")
+    args = p.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
+    return args
+
+
+def read_file(path):
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def channel(args):
+    """A channel with TLS when a CA or client certificate is given, carrying the API key on every call."""
+    if args.tls_ca or args.tls_cert:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=read_file(args.tls_ca),
+            private_key=read_file(args.tls_key),
+            certificate_chain=read_file(args.tls_cert))
+    elif args.api_key:
+        # Plaintext that gRPC allows to carry call credentials, and only to a loopback address.
+        creds = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+    else:
+        return grpc.insecure_channel(args.target)
+    if args.api_key:
+        # Sends "authorization: Bearer <key>" with each call, streams included.
+        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(args.api_key))
+    return grpc.secure_channel(args.target, creds)
 
 
 def start_request(args):
@@ -108,8 +145,8 @@ def follow(stub, name):
 
 
 def run(args):
-    with grpc.insecure_channel(args.target) as channel:
-        stub = pb_grpc.TuningServiceStub(channel)
+    with channel(args) as ch:
+        stub = pb_grpc.TuningServiceStub(ch)
         job = stub.StartTune(start_request(args)).job
         print(f"started {job.name}", flush=True)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Generates narrowtune's Python stubs (messages and gRPC client) into examples/python/gen/, which is not committed.
 # Needs protoc and grpc_python_plugin (Debian: apt-get install protobuf-compiler-grpc). The google/protobuf
-# well-known types it imports are shipped under well-known/ (from protobuf 3.21, BSD-3-Clause), because Debian
-# keeps them in libprotobuf-dev, which protobuf-compiler only recommends; google/rpc is vendored under proto/.
+# well-known types it imports (any, duration, timestamp) are shipped under well-known/ (from protobuf 3.21,
+# BSD-3-Clause), because Debian keeps them in libprotobuf-dev, which protobuf-compiler only recommends;
+# google/rpc is vendored under proto/.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -2,9 +2,9 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath } from 'grpc-health-check';
-import { DEFAULT_TARGET } from '../service/server-defaults.js';
 import { NarrowtuneError } from '../util/errors.js';
 import { int, parseFlags, str } from './args.js';
+import { clientConnection, PROBE_FLAGS } from './client-options.js';
 import { serverUnreachable } from './rpc-errors.js';
 
 type HealthClient = grpc.Client & {
@@ -13,12 +13,12 @@ type HealthClient = grpc.Client & {
 
 /** Exit status 0 only when the server (or the asked service) is SERVING. */
 export async function healthCommand(argv: string[]): Promise<number> {
-  const f = parseFlags(argv, { target: { type: 'string' }, service: { type: 'string' }, 'timeout-ms': { type: 'string' } });
+  const f = parseFlags(argv, { ...PROBE_FLAGS, service: { type: 'string' }, 'timeout-ms': { type: 'string' } });
+  const { target, tls, credentials, options } = clientConnection(f);
   const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(protoPath, { enums: String })) as unknown as {
-    grpc: { health: { v1: { Health: new (target: string, creds: grpc.ChannelCredentials) => HealthClient } } };
+    grpc: { health: { v1: { Health: new (target: string, creds: grpc.ChannelCredentials, options: grpc.ClientOptions) => HealthClient } } };
   };
-  const target = str(f, 'target') ?? DEFAULT_TARGET;
-  const client = new pkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure());
+  const client = new pkg.grpc.health.v1.Health(target, credentials, options);
   try {
     const status = await new Promise<string>((ok, fail) =>
       client.check({ service: str(f, 'service') ?? '' }, { deadline: Date.now() + (int(f, 'timeout-ms') ?? 3000) }, (e, r) => (e ? fail(e) : ok(r.status))),
@@ -27,7 +27,7 @@ export async function healthCommand(argv: string[]): Promise<number> {
     return status === 'SERVING' ? 0 : 1;
   } catch (e) {
     const rpc = e as grpc.ServiceError;
-    throw serverUnreachable(rpc, client, target) ?? new NarrowtuneError('unavailable', `health check failed: ${rpc.details ?? rpc.message}`);
+    throw serverUnreachable(rpc, client, target, tls) ?? new NarrowtuneError('unavailable', `health check failed: ${rpc.details ?? rpc.message}`);
   } finally {
     client.close();
   }

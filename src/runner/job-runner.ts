@@ -9,13 +9,18 @@ import type { TuneOptions } from '../trainer/options.js';
 import { tuneInProcess, type TuneProcess } from '../trainer/run-in-process.js';
 import { TrainingStopped, type TuneResult } from '../trainer/trainer.js';
 import { NarrowtuneError, serializeError } from '../util/errors.js';
+import { type Logger, SILENT } from '../util/log.js';
 
 export interface JobRunnerOptions {
   store: JobStore;
   dataDir: string;
   maxConcurrentJobs: number;
+  /** Jobs of one tenant training at once; its further jobs wait while other tenants' start. Jobs without a tenant are not limited. */
+  tenantMaxRunning?: number;
   /** Seconds a cancelled or shut-down trainer gets to checkpoint before it is killed. */
   stopGraceSeconds?: number;
+  /** Lifecycle lines: started, resumed, checkpoints, stops, finished (default: none). */
+  log?: Logger;
   /** Metrics and spans of each job; job ids go on spans only, never on metric attributes. */
   telemetry?: Telemetry;
   /** Injected in tests; defaults to a child process per job. */
@@ -29,14 +34,16 @@ export function jobDir(dataDir: string, id: string): string {
 }
 
 export class JobRunner {
-  private running = new Map<string, { proc: TuneProcess; unsubscribe: () => void; stopping: 'cancel' | 'shutdown' | null }>();
+  private running = new Map<string, { proc: TuneProcess; unsubscribe: () => void; stopping: 'cancel' | 'shutdown' | null; tenant: string | null }>();
   private closed = false;
   private readonly start: NonNullable<JobRunnerOptions['startProcess']>;
   private readonly telemetry: Telemetry;
+  private readonly log: Logger;
 
   constructor(private readonly o: JobRunnerOptions) {
     this.start = o.startProcess ?? tuneInProcess;
     this.telemetry = o.telemetry ?? DISABLED;
+    this.log = o.log ?? SILENT;
   }
 
   /** Low-cardinality attributes: the base model's directory name and the policy. */
@@ -50,7 +57,10 @@ export class JobRunner {
   recover(): void {
     for (const job of this.o.store.jobsInStates(['RUNNING'])) {
       if (job.cancelRequested) this.finishCancelled(job.id, 'cancelled while the server was down');
-      else this.o.store.requeue(job.id);
+      else {
+        this.o.store.requeue(job.id);
+        this.log.info({ job: job.id, step: job.step }, 'job requeued: it was running when the server stopped');
+      }
     }
     this.pump();
   }
@@ -59,12 +69,25 @@ export class JobRunner {
     return this.running.size;
   }
 
-  /** Starts queued jobs while there is capacity; called after every change that may free or add work. */
+  /**
+   * Starts queued jobs while there is capacity, in FIFO order but skipping those of a tenant at its
+   * tenantMaxRunning (so one tenant's backlog does not hold up the others); called after every change that may
+   * free or add work.
+   */
   pump(): void {
     if (this.closed) return;
+    const limit = this.o.tenantMaxRunning;
+    const perTenant = new Map<string, number>();
+    for (const { tenant } of this.running.values()) if (tenant !== null) perTenant.set(tenant, (perTenant.get(tenant) ?? 0) + 1);
     for (const job of this.o.store.jobsInStates(['PENDING'])) {
       if (this.running.size >= this.o.maxConcurrentJobs) return;
-      if (!this.running.has(job.id)) this.launch(job);
+      if (this.running.has(job.id)) continue;
+      if (limit !== undefined && job.tenant !== null) {
+        const n = perTenant.get(job.tenant) ?? 0;
+        if (n >= limit) continue;
+        perTenant.set(job.tenant, n + 1);
+      }
+      this.launch(job);
     }
   }
 
@@ -73,12 +96,13 @@ export class JobRunner {
     const dir = jobDir(this.o.dataDir, job.id);
     const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: true };
     store.markRunning(job.id);
+    this.log.info({ job: job.id, tenant: job.tenant, queuedMs: Date.now() - job.createTime }, 'job started');
     const attrs = this.attrs(job);
     const proc = this.start(options, (e) => this.record(job.id, e, attrs));
     const unsubscribe = store.subscribe(job.id, (n) => {
       if (n.kind === 'state' && n.job.cancelRequested) this.stop(job.id, 'cancel');
     });
-    this.running.set(job.id, { proc, unsubscribe, stopping: null });
+    this.running.set(job.id, { proc, unsubscribe, stopping: null, tenant: job.tenant });
     // These handlers write to the store; whatever goes wrong there must not become an unhandled
     // rejection that takes the server (and every other job) down.
     void this.telemetry.jobPhase('train', { ...attrs, jobId: job.id }, () => proc.done).catch(() => undefined);
@@ -102,6 +126,7 @@ export class JobRunner {
     if (!stored) return;
     const { store } = this.o;
     try {
+      this.logEvent(id, e);
       if (e.type === 'started') store.updateProgress(id, { step: e.resumedFromStep, totalSteps: e.totalSteps, trainable: e.trainableTensors });
       else if (e.type === 'step') store.updateProgress(id, { step: e.step });
       else if (e.type === 'checkpoint') store.addCheckpoint(id, { step: e.step, path: e.path, final: false });
@@ -111,9 +136,21 @@ export class JobRunner {
     }
   }
 
+  private logEvent(id: string, e: TrainEvent): void {
+    if (e.type === 'started' && e.resumedFromStep > 0) this.log.info({ job: id, fromStep: e.resumedFromStep, totalSteps: e.totalSteps }, 'job resumed');
+    else if (e.type === 'started') this.log.info({ job: id, totalSteps: e.totalSteps, provider: e.provider, trainable: e.trainableTensors.length }, 'job training');
+    else if (e.type === 'checkpoint') this.log.info({ job: id, step: e.step }, 'job checkpoint');
+    else if (e.type === 'budget_exceeded') this.log.info({ job: id, step: e.step, limit: e.limit, keptStep: e.keptStep }, 'job drift budget exceeded');
+    else if (e.type === 'step') this.log.trace({ job: id, step: e.step, loss: e.loss }, 'job step');
+  }
+
   private finished(id: string, state: RestingState): void {
     const job = this.o.store.getJob(id);
-    if (job) this.telemetry.recordJobState(this.attrs(job), state);
+    if (!job) return;
+    this.telemetry.recordJobState(this.attrs(job), state);
+    const line = { job: id, state, step: job.step, totalSteps: job.totalSteps, ms: job.startTime === null ? null : Date.now() - job.startTime };
+    if (state === 'FAILED') this.log.warn({ ...line, errorKind: job.error?.kind, err: job.error?.message }, 'job finished');
+    else this.log.info(line, 'job finished');
   }
 
   private release(id: string): void {
@@ -169,6 +206,7 @@ export class JobRunner {
     const entry = this.running.get(id);
     if (!entry || entry.stopping) return;
     entry.stopping = reason;
+    this.log.info({ job: id, reason }, 'job stopping');
     entry.proc.stop(reason);
     const grace = (this.o.stopGraceSeconds ?? DEFAULT_STOP_GRACE_SECONDS) * 1000;
     const timer = setTimeout(() => entry.proc.kill(), grace);

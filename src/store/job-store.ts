@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { NarrowtuneError, invalidArgument } from '../util/errors.js';
+import { KeyStore } from './key-store.js';
 import { decodeJobEvent, type JobError, type JobEvent, type JobResult, type JobSpec, type RestingState } from './job-events.js';
 import { newJobId } from './job-id.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
@@ -21,6 +22,10 @@ export interface CheckpointRecord {
 
 export interface JobRecord {
   id: string;
+  /** The tenant that owns the job; null when it was created without authentication. */
+  tenant: string | null;
+  /** The API key that created it; null without authentication. */
+  creatorKeyId: string | null;
   requestId: string | null;
   state: JobState;
   spec: JobSpec;
@@ -32,6 +37,10 @@ export interface JobRecord {
   trainable: string[];
   error: JobError | null;
   cancelRequested: boolean;
+  /** The API key that asked to cancel (null without authentication, or when nobody did). */
+  cancelRequestedBy: string | null;
+  /** When a cancel was first asked for. */
+  cancelTime: number | null;
   checkpoints: CheckpointRecord[];
   outputPath: string | null;
   result: JobResult | null;
@@ -63,7 +72,10 @@ export function isResting(state: JobState): boolean {
 interface JobRow {
   queue_order: number;
   id: string;
+  tenant: string | null;
+  creator_key_id: string | null;
   request_id: string | null;
+  request_hash: string | null;
   state: JobState;
   spec: string;
   create_time: number;
@@ -74,6 +86,8 @@ interface JobRow {
   trainable: string;
   error: string | null;
   cancel_requested: number;
+  cancel_requested_by: string | null;
+  cancel_time: number | null;
   output_path: string | null;
   result: string | null;
 }
@@ -118,6 +132,15 @@ export function jobNotFound(id: string): NarrowtuneError {
   return new NarrowtuneError('not_found', `job jobs/${id} not found`, [{ field: 'name', description: `no job jobs/${id}` }]);
 }
 
+/** A request id names one request per tenant; sent again with another request it is a client bug, not a retry. */
+function requestIdReused(requestId: string, job: { id: string }): NarrowtuneError {
+  return new NarrowtuneError(
+    'already_exists',
+    `request_id "${requestId.slice(0, 128)}" was already used by a different request (it created jobs/${job.id}); send a new request_id for a new job`,
+    [{ field: 'request_id', description: `already used by a different request (jobs/${job.id})` }],
+  );
+}
+
 function alreadyResting(job: { id: string; state: JobState }): NarrowtuneError {
   return new NarrowtuneError('failed_precondition', `job jobs/${job.id} is already ${job.state}`);
 }
@@ -132,8 +155,20 @@ function checkCount(value: number | undefined, field: string): void {
   }
 }
 
+/** Who creates a job and what it is; tenant and creator are null on a server without authentication. */
+export interface NewJob {
+  requestId?: string | null;
+  /** A digest of the request, so that a request id sent again with another request is refused (null: not checked). */
+  requestHash?: string | null;
+  tenant?: string | null;
+  creatorKeyId?: string | null;
+  spec: JobSpec;
+}
+
 export class JobStore {
   private readonly db: Database.Database;
+  /** The API keys, in the same database. */
+  readonly keys: KeyStore;
   private readonly now: () => number;
   private readonly listeners = new Map<string, Set<StoreListener>>();
   // Keyed by SQL text; the IN (?, ?, …) lists vary only with the number of states, so this stays small.
@@ -145,6 +180,7 @@ export class JobStore {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     db.pragma('foreign_keys = ON');
     migrate(db);
+    this.keys = new KeyStore(db, this.now);
   }
 
   static open(dataDir: string, options: JobStoreOptions = {}): JobStore {
@@ -172,34 +208,53 @@ export class JobStore {
 
   // ---- jobs ----
 
-  createJob(input: { requestId?: string | null; spec: JobSpec }): { job: JobRecord; created: boolean } {
+  /**
+   * Creates a PENDING job, or returns the job its tenant's request id already made (created: false); the same
+   * request id with a different request hash is ALREADY_EXISTS.
+   */
+  createJob(input: NewJob): { job: JobRecord; created: boolean } {
     const requestId = input.requestId || null; // proto3 sends '' for "not set"
+    const requestHash = input.requestHash ?? null;
+    const tenant = input.tenant ?? null;
     const spec = toJson(input.spec, 'spec');
+    // No conflict target: the request id's unique index is on an expression; an id collision also lands here.
     const insert = this.stmt(
-      `INSERT INTO jobs (id, request_id, state, spec, create_time) VALUES (?, ?, 'PENDING', ?, ?)
-       ON CONFLICT (request_id) DO NOTHING`,
+      `INSERT INTO jobs (id, tenant, creator_key_id, request_id, request_hash, state, spec, create_time) VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?)
+       ON CONFLICT DO NOTHING`,
     );
     const result = this.write(() => {
       if (requestId !== null) {
-        const existing = this.row('SELECT * FROM jobs WHERE request_id = ?', requestId);
+        const existing = this.requestRow(tenant, requestId, requestHash);
         if (existing) return { id: existing.id, created: false };
       }
-      for (let attempt = 1; ; attempt++) {
+      for (let attempt = 1; attempt <= ID_ATTEMPTS; attempt++) {
         const id = newJobId();
-        try {
-          const info = insert.run(id, requestId, spec, this.now());
-          // Only reachable if another connection inserted the request id between our SELECT and INSERT.
-          if (info.changes === 0) return { id: this.row('SELECT * FROM jobs WHERE request_id = ?', requestId)!.id, created: false };
-          return { id, created: true };
-        } catch (e) {
-          const idCollision = (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && /jobs\.id/.test((e as Error).message);
-          if (!idCollision || attempt >= ID_ATTEMPTS) throw e;
-        }
+        if (insert.run(id, tenant, input.creatorKeyId ?? null, requestId, requestHash, spec, this.now()).changes === 1) return { id, created: true };
+        // Only reachable if another connection inserted the request id between our SELECT and INSERT.
+        const existing = requestId === null ? undefined : this.requestRow(tenant, requestId, requestHash);
+        if (existing) return { id: existing.id, created: false };
       }
+      throw new NarrowtuneError('internal', `no unused job id after ${ID_ATTEMPTS} attempts`);
     });
     const job = this.getJob(result.id)!;
     if (result.created) this.emit(job.id, { kind: 'state', job });
     return { job, created: result.created };
+  }
+
+  /**
+   * The job a tenant's request id made, or null; ALREADY_EXISTS when it was made by a different request. The
+   * service asks before its capacity checks, so that a retry of an accepted request never reads as "queue full".
+   */
+  findRequest(tenant: string | null, requestId: string, requestHash: string | null): JobRecord | null {
+    const r = this.requestRow(tenant, requestId, requestHash);
+    return r ? this.toJobs([r])[0]! : null;
+  }
+
+  private requestRow(tenant: string | null, requestId: string, requestHash: string | null): JobRow | undefined {
+    const r = this.row(`SELECT * FROM jobs WHERE coalesce(tenant, '') = ? AND request_id = ?`, tenant ?? '', requestId);
+    // Jobs from before request hashes were stored cannot be compared: a retry of them is taken as the same request.
+    if (r && requestHash !== null && r.request_hash !== null && r.request_hash !== requestHash) throw requestIdReused(requestId, r);
+    return r;
   }
 
   getJob(id: string): JobRecord | null {
@@ -207,16 +262,22 @@ export class JobStore {
     return r ? this.toJobs([r])[0]! : null;
   }
 
-  listJobs(opts: { pageSize?: number; pageToken?: string; states?: JobState[] }): { jobs: JobRecord[]; nextPageToken: string } {
+  /** Newest first; `tenant` limits the list to that tenant's jobs. */
+  listJobs(opts: { pageSize?: number; pageToken?: string; states?: JobState[]; tenant?: string }): { jobs: JobRecord[]; nextPageToken: string } {
     const states = [...new Set(opts.states ?? [])].sort();
     checkStates(states, 'states');
-    const filter = states.join(',');
+    // Tokens of unfiltered lists keep their old form, so they stay valid across the upgrade.
+    const filter = states.join(',') + (opts.tenant === undefined ? '' : `;tenant=${opts.tenant}`);
     const size = opts.pageSize ? Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(opts.pageSize))) : DEFAULT_PAGE_SIZE;
     const where: string[] = [];
     const params: (string | number)[] = [];
     if (states.length > 0) {
       where.push(`state IN (${states.map(() => '?').join(', ')})`);
       params.push(...states);
+    }
+    if (opts.tenant !== undefined) {
+      where.push('tenant = ?');
+      params.push(opts.tenant);
     }
     if (opts.pageToken) {
       const c = decodePageToken(opts.pageToken, filter);
@@ -244,10 +305,16 @@ export class JobStore {
     return this.toJobs(rows);
   }
 
-  countInStates(states: JobState[]): number {
+  /** Jobs in these states; with `tenant`, only that tenant's. */
+  countInStates(states: JobState[], tenant?: string): number {
     checkStates(states, 'states');
     if (states.length === 0) return 0;
-    const r = this.stmt(`SELECT count(*) AS n FROM jobs WHERE state IN (${states.map(() => '?').join(', ')})`).get(...states) as { n: number };
+    const inStates = `state IN (${states.map(() => '?').join(', ')})`;
+    const r = (
+      tenant === undefined
+        ? this.stmt(`SELECT count(*) AS n FROM jobs WHERE ${inStates}`).get(...states)
+        : this.stmt(`SELECT count(*) AS n FROM jobs WHERE ${inStates} AND tenant = ?`).get(...states, tenant)
+    ) as { n: number };
     return r.n;
   }
 
@@ -294,14 +361,17 @@ export class JobStore {
     });
   }
 
-  requestCancel(id: string): JobRecord {
+  /** Cancels a PENDING job at once, or asks a RUNNING one to stop; the first request's key and time are kept. */
+  requestCancel(id: string, by: string | null = null): JobRecord {
     return this.transition(id, (r) => {
       if (isResting(r.state)) throw alreadyResting(r);
+      const now = this.now();
+      const who = `cancel_requested_by = CASE WHEN cancel_requested = 1 THEN cancel_requested_by ELSE ? END, cancel_time = coalesce(cancel_time, ?)`;
       if (r.state === 'PENDING') {
         // Nothing is running it, so nobody else would ever finish it.
-        this.stmt(`UPDATE jobs SET state = 'CANCELLED', cancel_requested = 1, end_time = ? WHERE id = ?`).run(this.now(), id);
+        this.stmt(`UPDATE jobs SET state = 'CANCELLED', ${who}, cancel_requested = 1, end_time = ? WHERE id = ?`).run(by, now, now, id);
       } else {
-        this.stmt(`UPDATE jobs SET cancel_requested = 1 WHERE id = ?`).run(id);
+        this.stmt(`UPDATE jobs SET ${who}, cancel_requested = 1 WHERE id = ?`).run(by, now, id);
       }
     });
   }
@@ -436,6 +506,8 @@ export class JobStore {
     }
     return rows.map((r) => ({
       id: r.id,
+      tenant: r.tenant,
+      creatorKeyId: r.creator_key_id,
       requestId: r.request_id,
       state: r.state,
       spec: JSON.parse(r.spec) as JobSpec,
@@ -447,6 +519,8 @@ export class JobStore {
       trainable: JSON.parse(r.trainable) as string[],
       error: r.error === null ? null : (JSON.parse(r.error) as JobError),
       cancelRequested: r.cancel_requested === 1,
+      cancelRequestedBy: r.cancel_requested_by,
+      cancelTime: r.cancel_time,
       checkpoints: byJob.get(r.id) ?? [],
       outputPath: r.output_path,
       result: r.result === null ? null : (JSON.parse(r.result) as JobResult),

@@ -137,6 +137,27 @@ describe('JobRunner scheduling', () => {
     expect(procs[0]!.options).toEqual({ ...store.getJob(id)!.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: true });
     expect(store.getJob(id)!.state).toBe('RUNNING');
   });
+
+  it('runs at most tenantMaxRunning jobs of one tenant; the others wait while other tenants start', async () => {
+    const { store, runner, procs } = setup({ maxConcurrentJobs: 3, tenantMaxRunning: 1 });
+    const submit = (tenant: string | null, model: string) => store.createJob({ tenant, spec: spec(`/models/${model}`) }).job.id;
+    const [a1, a2] = [submit('acme', 'a1'), submit('acme', 'a2')];
+    submit('beta', 'b1');
+    submit(null, 'n1'); // made without authentication: no tenant, no tenant limit
+    runner.pump();
+    expect(procs.map((p) => p.options.model)).toEqual(['/models/a1', '/models/b1', '/models/n1']);
+    expect(store.getJob(a2)!.state).toBe('PENDING');
+
+    procs[1]!.succeed(4); // beta's job ends: the free slot must not go to acme's second job
+    await settled();
+    expect(procs).toHaveLength(3);
+    expect(store.getJob(a2)!.state).toBe('PENDING');
+
+    procs[0]!.succeed(4);
+    await settled();
+    expect(store.getJob(a1)!.state).toBe('SUCCEEDED');
+    expect(procs.map((p) => p.options.model)).toEqual(['/models/a1', '/models/b1', '/models/n1', '/models/a2']);
+  });
 });
 
 describe('JobRunner events', () => {

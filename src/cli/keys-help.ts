@@ -1,0 +1,23 @@
+// `narrowtune keys --help`, apart from the command so that printing it opens no database.
+
+export const DEFAULT_DATA_DIR = 'narrowtune-data';
+
+export const KEYS_HELP = `Usage: narrowtune keys <create|list|revoke> [options] [--data-dir DIR]
+
+Manages the API keys of a server started with \`narrowtune serve --auth api-key\` (the default beyond
+loopback). Keys live in the server's --data-dir (default ./${DEFAULT_DATA_DIR}), hashed; this command works
+on the files directly, also while the server runs, and a change applies to the next call.
+
+  keys create --tenant NAME [--role admin|member|reader] [--expires-in 30d]
+              [--model-root DIR]... [--data-root DIR]...
+                      makes a key and prints its secret alone on stdout, once: it cannot be shown again.
+                      --role (default member): reader may get, list and stream jobs; member may also
+                      start jobs, cancel its tenant's jobs and evaluate; admin sees and cancels every
+                      tenant's jobs. --expires-in: a number and s, m, h, d or w (default: never).
+                      --model-root/--data-root narrow the server's roots for this key (they must lie
+                      inside them; checked at every call)
+  keys list [--json]  ids, tenants, roles, creation, expiry, last use and status; never secrets
+  keys revoke KEY_ID  refuses the key from the next call on
+
+Callers send the secret as the metadata "authorization: Bearer <secret>".
+`;

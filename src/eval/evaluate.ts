@@ -14,6 +14,7 @@ import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Device } from '../runtime/session.js';
 import { type FieldViolation, invalidArgument, NarrowtuneError } from '../util/errors.js';
+import { compileUserRegex, MAX_USER_REGEX_CHARS, type UserRegex } from '../util/user-regex.js';
 import { choiceExample, loadChoiceSet, loadGenerateSet, type ChoiceItem, type GenerateItem } from './eval-data.js';
 import { Generator, stopIdsOf } from './generate.js';
 import { driftFigures, Scorer, type DriftFigures, type ScoreSums } from './scorer.js';
@@ -29,7 +30,7 @@ export interface EvalDatasetOptions {
   role: EvalRole;
   /** GENERATE: most tokens generated per prompt. */
   maxNewTokens: number;
-  /** GENERATE: regular expression (flag u) extracting the answer from the output; '' for the whole output. */
+  /** GENERATE: RE2 regular expression extracting the answer from the output; '' for the whole output. */
   answerRegex: string;
 }
 
@@ -85,29 +86,23 @@ export interface EvaluateResult {
 
 export const EVAL_DEFAULTS = { batchSize: 8, seqLen: 1024, device: 'cpu' as Device, maxNewTokens: 32 };
 export const MAX_NEW_TOKENS = 1024;
-export const MAX_ANSWER_REGEX_CHARS = 512;
-const ANSWER_REGEX_FLAGS = 'u';
+export const MAX_ANSWER_REGEX_CHARS = MAX_USER_REGEX_CHARS;
 
-/** Compiles an answer_regex (flag u); throws a field violation on `field`. */
-export function compileAnswerRegex(source: string, field: string): RegExp | null {
+/** Compiles an answer_regex (RE2 syntax, user-regex.ts); throws a field violation on `field`. */
+export function compileAnswerRegex(source: string, field: string): UserRegex | null {
   if (source === '') return null;
-  if (source.length > MAX_ANSWER_REGEX_CHARS) throw invalidArgument(field, `must be at most ${MAX_ANSWER_REGEX_CHARS} characters`);
-  try {
-    return new RegExp(source, ANSWER_REGEX_FLAGS);
-  } catch (e) {
-    throw invalidArgument(field, `"${source}" is not a valid regular expression: ${(e as Error).message}`);
-  }
+  return compileUserRegex(source, field, MAX_ANSWER_REGEX_CHARS);
 }
 
 /**
  * The answer in a generated text: with a regex, its first capture group if it has groups (an unmatched group is
  * ''), else the whole match, or null when it does not match; without, the whole text. Trimmed.
  */
-export function extractAnswer(text: string, regex: RegExp | null): string | null {
+export function extractAnswer(text: string, regex: UserRegex | null): string | null {
   if (!regex) return text.trim();
   const m = regex.exec(text);
   if (!m) return null;
-  return (m.length > 1 ? (m[1] ?? '') : m[0]).trim();
+  return (m.length > 1 ? (m[1] ?? '') : (m[0] ?? '')).trim();
 }
 
 /** Why `base` cannot be compared with `model` in one graph (null when it can): every config field must agree. */
@@ -135,7 +130,7 @@ export function summarize(datasets: readonly Pick<DatasetScore, 'role' | 'base'>
 
 type LoadedSet =
   | { kind: 'loss'; examples: Example[] }
-  | { kind: 'generate'; examples: Example[]; items: GenerateItem[]; regex: RegExp | null }
+  | { kind: 'generate'; examples: Example[]; items: GenerateItem[]; regex: UserRegex | null }
   | { kind: 'choice'; items: ChoiceItem[]; correct: Example[]; others: Example[]; otherIndex: [item: number, choice: number][] };
 
 /** Runs `fn`, adding an invalid_argument error's violations to `into` instead of throwing. */
@@ -216,7 +211,7 @@ async function generateAll(ckpt: Checkpoint, tokenizer: TextTokenizer, items: Ge
   }
 }
 
-function generateAnswers(texts: string[], items: GenerateItem[], regex: RegExp | null): Answers {
+function generateAnswers(texts: string[], items: GenerateItem[], regex: UserRegex | null): Answers {
   return { outputs: texts, correct: texts.map((t, k) => extractAnswer(t, regex) === items[k].answer) };
 }
 

@@ -1,6 +1,7 @@
 // Token classes for bias drift (probes, Evaluate): the paper's number tokens plus user regex classes, as a 0/1 [vocab, C] matrix.
 
-import { NarrowtuneError, type FieldViolation } from '../util/errors.js';
+import { NarrowtuneError, quote, type FieldViolation } from '../util/errors.js';
+import { compileUserRegex, MAX_USER_REGEX_CHARS, type UserRegex } from '../util/user-regex.js';
 import type { TextTokenizer } from '../data/tokenizer.js';
 
 /** The built-in class of Zhu et al. (arXiv 2510.08564): the mass that drifts onto numbers after tuning on counting. */
@@ -27,11 +28,7 @@ export interface CompiledTokenClasses {
 }
 
 const NAME_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
-const MIN_PATTERN_LENGTH = 1;
-const MAX_PATTERN_LENGTH = 512;
 const MAX_USER_CLASSES = 32;
-// `u`: token texts hold astral characters (emoji, CJK extensions) that `.` must not split, and it enables \p{...}.
-const PATTERN_FLAGS = 'u';
 const IN_CLASS = 1;
 
 // The paper's number set, tested on the trimmed token text. No signs (`-5`), exponents or grouped decimals:
@@ -95,8 +92,11 @@ function vocabularyTexts(tokenizer: TextTokenizer): VocabularyTexts {
   return entry;
 }
 
-/** Validates the user classes, collecting every problem; returns their compiled patterns in order. */
-function validateUserClasses(user: readonly UserTokenClass[], violations: FieldViolation[]): (RegExp | null)[] {
+/**
+ * Validates the user classes, collecting every problem; returns their compiled patterns in order. Patterns are
+ * RE2 (user-regex.ts): linear-time on every token text, and RE2 matches code points, so `.` never splits an emoji.
+ */
+function validateUserClasses(user: readonly UserTokenClass[], violations: FieldViolation[]): (UserRegex | null)[] {
   if (user.length > MAX_USER_CLASSES) {
     violations.push({ field: 'token_classes', description: `at most ${MAX_USER_CLASSES} classes, got ${user.length}` });
   }
@@ -105,7 +105,7 @@ function validateUserClasses(user: readonly UserTokenClass[], violations: FieldV
     const nameField = `token_classes[${i}].name`;
     const patternField = `token_classes[${i}].pattern`;
     if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
-      violations.push({ field: nameField, description: `"${name}" must match ${NAME_PATTERN.source}` });
+      violations.push({ field: nameField, description: `${quote(String(name))} must match ${NAME_PATTERN.source}` });
     } else if (name === NUMBER_CLASS) {
       violations.push({ field: nameField, description: `"${NUMBER_CLASS}" is the built-in class; choose another name` });
     } else if (firstIndexOfName.has(name)) {
@@ -113,14 +113,10 @@ function validateUserClasses(user: readonly UserTokenClass[], violations: FieldV
     } else {
       firstIndexOfName.set(name, i);
     }
-    if (typeof pattern !== 'string' || pattern.length < MIN_PATTERN_LENGTH || pattern.length > MAX_PATTERN_LENGTH) {
-      violations.push({ field: patternField, description: `pattern must be ${MIN_PATTERN_LENGTH} to ${MAX_PATTERN_LENGTH} characters` });
-      return null;
-    }
     try {
-      return new RegExp(pattern, PATTERN_FLAGS);
+      return compileUserRegex(pattern, patternField, MAX_USER_REGEX_CHARS);
     } catch (e) {
-      violations.push({ field: patternField, description: `"${pattern}" is not a valid regular expression: ${(e as Error).message}` });
+      violations.push(...(e as NarrowtuneError).violations);
       return null;
     }
   });
@@ -149,7 +145,7 @@ export function compileTokenClasses(
     const ids: number[] = [];
     for (let id = 0; id < covered; id++) if (re.test(texts[id])) ids.push(id);
     if (ids.length === 0) {
-      violations.push({ field: `token_classes[${i}].pattern`, description: `"${user[i].pattern}" matches no token of this vocabulary` });
+      violations.push({ field: `token_classes[${i}].pattern`, description: `${quote(user[i].pattern)} matches no token of this vocabulary` });
     }
     memberLists.push(ids);
   });

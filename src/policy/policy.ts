@@ -1,6 +1,7 @@
 // Freezing policies: which Hugging Face tensors a fine-tune may change. Presets follow Zhu et al.
 // (arXiv 2510.08564) and only ever match the language model's decoder layers (`model.layers.N.`).
-import { invalidArgument, NarrowtuneError } from '../util/errors.js';
+import { NarrowtuneError, quote } from '../util/errors.js';
+import { compileUserRegex, MAX_USER_REGEX_CHARS } from '../util/user-regex.js';
 
 export const PRESETS = {
   /** Every tensor of every decoder layer (attention, MLP, norms); embeddings and lm_head stay frozen. */
@@ -21,7 +22,6 @@ export const PRESETS = {
 export type PresetName = keyof typeof PRESETS;
 export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];
 export const DEFAULT_POLICY: PresetName = 'mlp_gate_up';
-const MAX_PATTERN_LENGTH = 512;
 
 export interface PolicySpec {
   /** A preset name; absent means the default preset unless `include` is given. */
@@ -59,20 +59,15 @@ export function summarizeNames(names: readonly string[]): string[] {
   });
 }
 
-function compile(pattern: string, field: string): RegExp {
-  if (pattern.length === 0 || pattern.length > MAX_PATTERN_LENGTH) {
-    throw invalidArgument(field, `pattern must be 1 to ${MAX_PATTERN_LENGTH} characters`);
-  }
-  try {
-    return new RegExp(pattern);
-  } catch (e) {
-    throw invalidArgument(field, `"${pattern}" is not a valid regular expression: ${(e as Error).message}`);
-  }
+/** What a pattern needs here: the presets' RegExps, the users' RE2 patterns. */
+interface NameMatcher {
+  test(name: string): boolean;
 }
 
 /**
  * Resolves a policy against the model's real parameter names (`names`, the tensors the trainer computes
- * with). Every problem is collected, so one error lists every bad field.
+ * with). Every problem is collected, so one error lists every bad field. Include/exclude patterns are RE2
+ * (user-regex.ts), at most MAX_USER_REGEX_CHARS characters each.
  */
 export function resolvePolicy(spec: PolicySpec, names: readonly string[]): ResolvedPolicy {
   const include = spec.include ?? [];
@@ -84,14 +79,14 @@ export function resolvePolicy(spec: PolicySpec, names: readonly string[]): Resol
     violations.push({ field: 'policy', description: 'give either a preset or include patterns, not both' });
   }
   if (spec.preset && !(spec.preset in PRESETS)) {
-    violations.push({ field: 'policy.preset', description: `unknown policy "${spec.preset}"; presets: ${PRESET_NAMES.join(', ')}` });
+    violations.push({ field: 'policy.preset', description: `unknown policy ${quote(spec.preset)}; presets: ${PRESET_NAMES.join(', ')}` });
   }
   const check = (patterns: string[], field: string) =>
     patterns.flatMap((p, i) => {
       try {
-        const re = compile(p, `${field}[${i}]`);
+        const re = compileUserRegex(p, `${field}[${i}]`, MAX_USER_REGEX_CHARS);
         if (!names.some((n) => re.test(n))) {
-          violations.push({ field: `${field}[${i}]`, description: `"${p}" matches no tensor; ${valid()}` });
+          violations.push({ field: `${field}[${i}]`, description: `${quote(p)} matches no tensor; ${valid()}` });
         }
         return [re];
       } catch (e) {
@@ -106,7 +101,7 @@ export function resolvePolicy(spec: PolicySpec, names: readonly string[]): Resol
   }
 
   const name = include.length > 0 ? 'custom' : (spec.preset ?? DEFAULT_POLICY);
-  const selectors: readonly RegExp[] = include.length > 0 ? includeRes : PRESETS[name as PresetName];
+  const selectors: readonly NameMatcher[] = include.length > 0 ? includeRes : PRESETS[name as PresetName];
   const trainable = names.filter((n) => selectors.some((re) => re.test(n)) && !excludeRes.some((re) => re.test(n)));
   if (trainable.length === 0) {
     throw new NarrowtuneError('invalid_argument', `policy ${name} leaves no trainable tensor in this model; ${valid()}`, [

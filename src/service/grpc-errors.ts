@@ -1,30 +1,39 @@
 // Translates domain errors into gRPC statuses, once, at the service boundary: code, readable message, and a
-// google.rpc.Status with BadRequest field violations in the `grpc-status-details-bin` trailer.
+// google.rpc.Status with BadRequest field violations, QuotaFailure and RetryInfo in the `grpc-status-details-bin`
+// trailer.
 
 import * as grpc from '@grpc/grpc-js';
 import { Any } from '../gen/google/protobuf/any.js';
-import { BadRequest } from '../gen/google/rpc/error_details.js';
+import { BadRequest, QuotaFailure, RetryInfo } from '../gen/google/rpc/error_details.js';
 import { Status } from '../gen/google/rpc/status.js';
-import { NarrowtuneError, type ErrorKind, type FieldViolation } from '../util/errors.js';
+import { NarrowtuneError, clip as truncate, type ErrorDetails, type ErrorKind, type FieldViolation, type QuotaViolation } from '../util/errors.js';
 
 /** The trailer that gRPC's rich error model (google.rpc.Status) travels in; `-bin` makes it binary metadata. */
 export const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 export const BAD_REQUEST_TYPE_URL = 'type.googleapis.com/google.rpc.BadRequest';
+export const QUOTA_FAILURE_TYPE_URL = 'type.googleapis.com/google.rpc.QuotaFailure';
+export const RETRY_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.RetryInfo';
 /** Prefixed to messages of errors we did not anticipate, so clients can tell a bug from a bad request. */
 export const INTERNAL_MESSAGE = 'internal error';
 const VIOLATION_SEPARATOR = '; ';
 
 /**
- * Bounds on one error's size. Its message and details travel in HTTP/2 trailers, which peers refuse above
- * 16 to 64 KiB; a request with thousands of bad fields (or one huge value echoed in a description) must still
- * get a readable reply. The first violations are kept; the message says how many were left out.
+ * Bounds on one error's size. Its message travels twice in the trailers (percent-encoded as grpc-message, and
+ * inside the base64 Status), and gRPC's C-core, Go and Java clients refuse metadata above 8 KiB by default:
+ * a request with thousands of bad fields, or one huge value echoed in a description, must still get a readable
+ * reply. Worst case (every character outside ASCII): 1 KiB of grpc-message + base64 of about 1 + 3.5 KiB of
+ * Status, about 7 KiB. The first violations are kept; the message says how many were left out.
  */
 export const MAX_FIELD_VIOLATIONS = 32;
+export const MAX_QUOTA_VIOLATIONS = 8;
 export const MAX_FIELD_CHARS = 128;
-export const MAX_DESCRIPTION_CHARS = 1024;
-export const MAX_MESSAGE_CHARS = 4096;
-/** Total characters of the kept violations: about 10 KiB of trailer once base64-encoded. */
-const MAX_VIOLATION_CHARS_TOTAL = 8192;
+export const MAX_DESCRIPTION_CHARS = 512;
+/** Of grpc-message as sent: encodeURI's length, which grows to 9 characters for some code points. */
+export const MAX_MESSAGE_WIRE_CHARS = 1024;
+/** UTF-8 bytes of all kept violations (field and quota) together. */
+const MAX_VIOLATION_BYTES_TOTAL = 3072;
+/** Per violation in the encoded Status: tags, lengths and the message framing around it. */
+const VIOLATION_OVERHEAD_BYTES = 8;
 
 // A Record over ErrorKind makes adding a kind without a code a type error.
 const CODE_BY_KIND: Readonly<Record<ErrorKind, grpc.status>> = {
@@ -45,36 +54,73 @@ export interface JobError {
   kind?: string;
   message: string;
   violations?: readonly FieldViolation[];
+  details?: ErrorDetails;
 }
 
 /** The google.rpc.Status for a job's error, as TuneJob.error and JobFinished.error carry it. */
 export function statusFromJobError(err: JobError): Status {
   const code = codeForKind(err.kind);
-  const { kept: violations, omitted } = boundViolations(err.violations ?? []);
+  const { kept: violations, quota, omitted } = boundDetails(err.violations ?? [], err.details?.quotaViolations ?? []);
+  const suffix = omitted > 0 ? ` (${omitted} more field violation${omitted === 1 ? '' : 's'} not listed)` : '';
   // Without a known kind nobody classified the failure; say so rather than pass it off as the caller's fault.
-  let message = code === undefined ? `${INTERNAL_MESSAGE}: ${err.message}` : readableMessage(err.message, violations);
-  message = truncate(message, MAX_MESSAGE_CHARS);
-  if (omitted > 0) message += ` (${omitted} more field violation${omitted === 1 ? '' : 's'} not listed)`;
-  const details = violations.length === 0 ? [] : [badRequestAny(violations)];
-  return { code: code ?? grpc.status.INTERNAL, message, details };
+  const message = code === undefined ? `${INTERNAL_MESSAGE}: ${err.message}` : readableMessage(err.message, violations);
+  const details: Any[] = [];
+  if (violations.length > 0) details.push(badRequestAny(violations));
+  if (quota.length > 0) details.push(quotaFailureAny(quota));
+  const retryDelayMs = err.details?.retryDelayMs;
+  if (retryDelayMs !== undefined && Number.isFinite(retryDelayMs) && retryDelayMs >= 0) details.push(retryInfoAny(retryDelayMs));
+  return { code: code ?? grpc.status.INTERNAL, message: truncateForWire(message, MAX_MESSAGE_WIRE_CHARS - encodeURI(suffix).length) + suffix, details };
 }
 
-function truncate(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+/** The longest prefix whose grpc-message form (encodeURI) fits `maxWire`, with an ellipsis when cut. */
+function truncateForWire(s: string, maxWire: number): string {
+  s = truncate(s, maxWire);
+  if (encodeURI(s).length <= maxWire) return s;
+  const ELLIPSIS_WIRE = encodeURI('…').length;
+  let wire = 0;
+  let end = 0;
+  for (const ch of s) {
+    const w = encodeURI(ch).length;
+    if (wire + w > maxWire - ELLIPSIS_WIRE) break;
+    wire += w;
+    end += ch.length;
+  }
+  return `${s.slice(0, end)}…`;
+}
+
+/** The first field and quota violations that fit the bounds above, each cut to length, and how many were left out. */
+function boundDetails(
+  fields: readonly FieldViolation[],
+  quotas: readonly QuotaViolation[],
+): { kept: FieldViolation[]; quota: QuotaViolation[]; omitted: number } {
+  let bytes = 0;
+  const fits = (a: string, b: string): boolean => {
+    bytes += Buffer.byteLength(a) + Buffer.byteLength(b) + VIOLATION_OVERHEAD_BYTES;
+    return bytes <= MAX_VIOLATION_BYTES_TOTAL;
+  };
+  // Quota violations first: there are few, and they say which limit was hit.
+  const quota: QuotaViolation[] = [];
+  for (const q of quotas.slice(0, MAX_QUOTA_VIOLATIONS)) {
+    const subject = truncate(q.subject, MAX_FIELD_CHARS);
+    const description = truncate(q.description, MAX_DESCRIPTION_CHARS);
+    if (!fits(subject, description)) break;
+    quota.push({ subject, description });
+  }
+  const kept: FieldViolation[] = [];
+  for (const v of fields) {
+    if (kept.length === MAX_FIELD_VIOLATIONS) break;
+    const field = truncate(v.field, MAX_FIELD_CHARS);
+    const description = truncate(v.description, MAX_DESCRIPTION_CHARS);
+    if (!fits(field, description)) break;
+    kept.push({ field, description });
+  }
+  return { kept, quota, omitted: fields.length - kept.length };
 }
 
 /** The first violations that fit the bounds above, each cut to length, and how many were left out. */
 export function boundViolations(all: readonly FieldViolation[]): { kept: FieldViolation[]; omitted: number } {
-  const kept: FieldViolation[] = [];
-  let chars = 0;
-  for (const v of all) {
-    const field = truncate(v.field, MAX_FIELD_CHARS);
-    const description = truncate(v.description, MAX_DESCRIPTION_CHARS);
-    chars += field.length + description.length;
-    if (kept.length === MAX_FIELD_VIOLATIONS || chars > MAX_VIOLATION_CHARS_TOTAL) break;
-    kept.push({ field, description });
-  }
-  return { kept, omitted: all.length - kept.length };
+  const { kept, omitted } = boundDetails(all, []);
+  return { kept, omitted };
 }
 
 /** The google.rpc.Status for any thrown value. Stacks never leave the process. */
@@ -95,14 +141,31 @@ export function toGrpcError(e: unknown): grpc.ServiceError {
   return Object.assign(new Error(status.message), { code: status.code, details: status.message, metadata });
 }
 
+export interface DecodedStatusDetails {
+  status: Status;
+  badRequest: BadRequest | null;
+  quotaFailure: QuotaFailure | null;
+  /** RetryInfo's delay in milliseconds. */
+  retryDelayMs: number | null;
+}
+
 /** Decodes the `grpc-status-details-bin` trailer of a failed call; null when absent or unreadable. */
-export function decodeStatusDetails(metadata: grpc.Metadata): { status: Status; badRequest: BadRequest | null } | null {
+export function decodeStatusDetails(metadata: grpc.Metadata): DecodedStatusDetails | null {
   const raw = metadata.get(STATUS_DETAILS_KEY)[0];
   if (!(raw instanceof Uint8Array)) return null;
   try {
     const status = Status.decode(raw);
-    const any = status.details.find((d) => d.typeUrl === BAD_REQUEST_TYPE_URL);
-    return { status, badRequest: any ? BadRequest.decode(any.value) : null };
+    const find = (typeUrl: string): Uint8Array | undefined => status.details.find((d) => d.typeUrl === typeUrl)?.value;
+    const badRequest = find(BAD_REQUEST_TYPE_URL);
+    const quotaFailure = find(QUOTA_FAILURE_TYPE_URL);
+    const retryInfo = find(RETRY_INFO_TYPE_URL);
+    const delay = retryInfo ? RetryInfo.decode(retryInfo).retryDelay : undefined;
+    return {
+      status,
+      badRequest: badRequest ? BadRequest.decode(badRequest) : null,
+      quotaFailure: quotaFailure ? QuotaFailure.decode(quotaFailure) : null,
+      retryDelayMs: delay ? delay.seconds * 1000 + Math.round(delay.nanos / 1e6) : null,
+    };
   } catch {
     // Error details are a courtesy; a corrupt trailer must not mask the status code the call already has.
     return null;
@@ -116,6 +179,16 @@ function codeForKind(kind: string | undefined): grpc.status | undefined {
 function badRequestAny(violations: readonly FieldViolation[]): Any {
   const fieldViolations = violations.map((v) => ({ field: v.field, description: v.description, reason: '' }));
   return { typeUrl: BAD_REQUEST_TYPE_URL, value: Buffer.from(BadRequest.encode({ fieldViolations }).finish()) };
+}
+
+function quotaFailureAny(violations: readonly QuotaViolation[]): Any {
+  return { typeUrl: QUOTA_FAILURE_TYPE_URL, value: Buffer.from(QuotaFailure.encode({ violations: [...violations] }).finish()) };
+}
+
+function retryInfoAny(ms: number): Any {
+  const whole = Math.ceil(ms);
+  const retryDelay = { seconds: Math.floor(whole / 1000), nanos: (whole % 1000) * 1e6 };
+  return { typeUrl: RETRY_INFO_TYPE_URL, value: Buffer.from(RetryInfo.encode({ retryDelay }).finish()) };
 }
 
 // Clients that ignore the details trailer still see every violation in the message; messages already naming

@@ -7,7 +7,7 @@ import { renderChat } from '../../src/data/chat.js';
 import { IGNORE_INDEX, loadDataset } from '../../src/data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../../src/data/tokenizer.js';
 import { choiceExample, loadChoiceSet, loadGenerateSet } from '../../src/eval/eval-data.js';
-import { architectureDifference, extractAnswer, summarize } from '../../src/eval/evaluate.js';
+import { architectureDifference, compileAnswerRegex, extractAnswer, summarize } from '../../src/eval/evaluate.js';
 import { loadCheckpoint } from '../../src/model/checkpoint.js';
 import { NarrowtuneError } from '../../src/util/errors.js';
 import { tempDir, TINY_LLAMA, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
@@ -120,10 +120,12 @@ describe('GENERATE files', () => {
 describe('helpers', () => {
   it('extractAnswer: first group, else the whole match; no match is null; trimmed', () => {
     expect(extractAnswer('  42 \n', null)).toBe('42');
-    expect(extractAnswer('the answer is 42.', /(\d+)/u)).toBe('42');
-    expect(extractAnswer('x = 42', /\d+/u)).toBe('42');
-    expect(extractAnswer('no digits', /\d+/u)).toBeNull();
-    expect(extractAnswer('ab', /a(z)?/u)).toBe('');
+    const re = (source: string) => compileAnswerRegex(source, 'answer_regex');
+    expect(extractAnswer('the answer is 42.', re('(\\d+)'))).toBe('42');
+    expect(extractAnswer('x = 42', re('\\d+'))).toBe('42');
+    expect(extractAnswer('no digits', re('\\d+'))).toBeNull();
+    expect(extractAnswer('ab', re('a(z)?'))).toBe('');
+    expect(extractAnswer('😀 7', re('^.\\s(\\d)'))).toBe('7');
   });
 
   it('summarize: mean accuracy deltas per role; unset without a base or without datasets of the role', () => {

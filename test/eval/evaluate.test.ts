@@ -346,18 +346,19 @@ describe('over gRPC', () => {
         'datasets[2].role',
         'token_classes',
       ]);
-      expect(bad.violations.find((v) => v.field === 'datasets[1].answer_regex')!.description).toMatch(/not a valid regular expression/);
+      expect(bad.violations.find((v) => v.field === 'datasets[1].answer_regex')!.description).toMatch(/not a valid RE2 regular expression/);
 
       const otherArch = await tinyModel(dir, TINY_LLAMA, 'llama');
       const arch = await failure(client.evaluate(EvaluateRequest.fromPartial({ model: path(tuned), baseModel: path(otherArch), datasets: [{ path: files.heldout }] })));
       expect(arch.violations).toEqual([{ field: 'base_model.path', description: expect.stringMatching(/^has arch "llama" but the model has "qwen2"/) }]);
 
-      // Data files are parsed in the worker; a bad line still comes back as a field violation with its line.
+      // Data files are parsed in the worker; a bad line still comes back as a field violation with its line,
+      // the file named relative to the data root (where the server keeps files is not the caller's business).
       const broken = join(dir, 'broken-choice.jsonl');
       await writeFile(broken, '{"prompt": "a", "choices": [" b", " c"], "answer": 0}\n{"prompt": "a", "choices": [" b"], "answer": 0}\n');
       const data = await failure(client.evaluate(EvaluateRequest.fromPartial({ model: path(tuned), datasets: [{ path: broken, kind: EvalDataset_Kind.CHOICE }] })));
       expect(data.code).toBe(grpc.status.INVALID_ARGUMENT);
-      expect(data.violations).toEqual([{ field: 'datasets[0].path', description: `${broken}:2: "choices" needs at least 2 entries, got 1` }]);
+      expect(data.violations).toEqual([{ field: 'datasets[0].path', description: 'broken-choice.jsonl:2: "choices" needs at least 2 entries, got 1' }]);
 
       const ok = await client.evaluate(
         EvaluateRequest.fromPartial({

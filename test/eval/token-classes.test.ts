@@ -167,7 +167,7 @@ describe('compileTokenClasses on a small vocabulary', () => {
     ]);
     const byField = new Map(violations.map((v) => [v.field, v.description]));
     expect(byField.get('token_classes[1].name')).toMatch(/built-in/);
-    expect(byField.get('token_classes[1].pattern')).toMatch(/not a valid regular expression/);
+    expect(byField.get('token_classes[1].pattern')).toMatch(/not a valid RE2 regular expression/);
     expect(byField.get('token_classes[2].pattern')).toMatch(/1 to 512 characters/);
     expect(byField.get('token_classes[3].name')).toMatch(/token_classes\[2\]/);
     expect(byField.get('token_classes[4].pattern')).toMatch(/matches no token of this vocabulary/);
@@ -185,6 +185,30 @@ describe('compileTokenClasses on a small vocabulary', () => {
     expect(violationsOf(() => compileTokenClasses(fakeTokenizer(TEXTS), TEXTS.length, classes(33)))).toEqual([
       { field: 'token_classes', description: 'at most 32 classes, got 33' },
     ]);
+  });
+
+  it('matches RE2 patterns by code point: \\p classes, astral characters, (?i)', () => {
+    const texts = ['😀', 'é', '42', ' Ω', 'ab', 'AB'];
+    const r = compileTokenClasses(fakeTokenizer(texts), texts.length, [
+      { name: 'one_char', pattern: '^.$' },
+      { name: 'letter', pattern: '^\\s*\\p{L}$' },
+      { name: 'greek', pattern: '\\p{Greek}' },
+      { name: 'digits', pattern: '^\\d+$' },
+      { name: 'ab', pattern: '(?i)^ab$' },
+    ]);
+    const of = (c: number) => members(r.matrix, 6, c).map((id) => texts[id]);
+    expect([1, 2, 3, 4, 5].map(of)).toEqual([['😀', 'é'], ['é', ' Ω'], [' Ω'], ['42'], ['ab', 'AB']]);
+  });
+
+  it('refuses lookaround and backreferences, and takes linear time on patterns that backtrack in JavaScript', () => {
+    const texts = [...TEXTS, 'a'.repeat(5000)];
+    expect(violationsOf(() => compileTokenClasses(fakeTokenizer(texts), texts.length, [{ name: 'la', pattern: '(?<=y)es' }]))[0].description).toMatch(
+      /not a valid RE2 regular expression.*lookahead and lookbehind are not supported/,
+    );
+    const t0 = performance.now();
+    const r = compileTokenClasses(fakeTokenizer(texts), texts.length, [{ name: 'slow', pattern: '^(a+)+$|cat' }]);
+    expect(r.counts[1]).toBe(2);
+    expect(performance.now() - t0).toBeLessThan(1_000);
   });
 
   it('rejects a vocabulary size that is not a positive integer', () => {

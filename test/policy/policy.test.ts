@@ -331,7 +331,46 @@ describe('pattern errors', () => {
     const e = policyError({ include: ['mlp\\.(gate'] }, LLAMA);
     expect(e.violations).toHaveLength(1);
     expect(e.violations[0].field).toBe('policy.include[0]');
-    expect(e.violations[0].description).toMatch(/^"mlp\\\.\(gate" is not a valid regular expression: /);
+    expect(e.violations[0].description).toBe('"mlp\\.(gate" is not a valid RE2 regular expression: missing closing ): `mlp\\.(gate`');
+  });
+
+  it('JavaScript-only syntax is refused with what to write instead', () => {
+    const description = (include: string) => policyError({ include: [include] }, LLAMA).violations[0].description;
+    expect(description('mlp(?=\\.up)')).toMatch(/invalid or unsupported Perl syntax.*\(lookahead and lookbehind are not supported\)$/);
+    expect(description('(mlp)\\.\\1')).toMatch(/invalid escape sequence.*\(backreferences are not supported\)$/);
+    expect(description('\\u006dlp')).toMatch(/\(write \\x\{00e9\} for \\u00e9\)$/);
+    expect(description('\\p{Letter}')).toMatch(/\(use short Unicode class names such as \\p\{L\}/);
+  });
+
+  it('RE2 classes work as in the documentation: \\d, \\s, \\w, \\p{L}, anchors, alternation, named groups', () => {
+    const trainable = (include: string) => resolvePolicy({ include: [include] }, LLAMA).trainable;
+    expect(trainable('^model\\.layers\\.\\d+\\.mlp\\.(gate|up)_proj\\.weight$')).toEqual(layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight'));
+    expect(trainable('\\p{L}+_proj\\.w\\w+$')).toHaveLength(7);
+    expect(trainable('(?P<kind>down)_proj')).toEqual(layer0('mlp.down_proj.weight'));
+    expect(trainable('(?i)MLP\\.DOWN')).toEqual(layer0('mlp.down_proj.weight'));
+  });
+
+  it('a pattern that backtracks exponentially in JavaScript matches in linear time', () => {
+    // On V8, `^(.|.)*X$` takes 2^40 steps on a 40-character name, and (a+)+$ as long on a run of a's.
+    const names = [...QWEN2_24, 'a'.repeat(5000)];
+    const t0 = performance.now();
+    for (const p of ['^(.|.)*X$', '^(a+)+$b', '(x+x+)+y', '^(\\w+\\s?)*$X']) {
+      expect(policyError({ preset: 'mlp', exclude: [p] }, names).violations[0].description).toMatch(/matches no tensor/);
+    }
+    expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+
+  it('a pattern whose program is too large is refused, so linear stays cheap', () => {
+    const [v] = policyError({ include: ['(?:.{1000}){1000}'] }, LLAMA).violations;
+    expect(v).toMatchObject({ field: 'policy.include[0]', description: expect.stringMatching(/invalid repeat count/) });
+    const [w] = policyError({ include: ['.{1000}.{1000}'] }, LLAMA).violations;
+    expect(w.description).toMatch(/is too large: it compiles to 2002 instructions, at most 1200$/);
+  });
+
+  it('quotes at most 200 characters of a pattern', () => {
+    const [v] = policyError({ include: [`(${'a'.repeat(500)}`] }, LLAMA).violations;
+    expect(v.description.length).toBeLessThan(500);
+    expect(v.description).toMatch(/^"\(a{198}…" is not a valid RE2 regular expression/);
   });
 
   it('an empty or overlong pattern is refused before compiling', () => {

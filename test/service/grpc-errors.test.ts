@@ -9,14 +9,14 @@ import {
   MAX_DESCRIPTION_CHARS,
   MAX_FIELD_CHARS,
   MAX_FIELD_VIOLATIONS,
-  MAX_MESSAGE_CHARS,
+  MAX_MESSAGE_WIRE_CHARS,
   STATUS_DETAILS_KEY,
   decodeStatusDetails,
   statusFromError,
   statusFromJobError,
   toGrpcError,
 } from '../../src/service/grpc-errors.js';
-import { NarrowtuneError, invalidArgument, type ErrorKind } from '../../src/util/errors.js';
+import { NarrowtuneError, deserializeError, invalidArgument, quotaExceeded, serializeError, type ErrorKind } from '../../src/util/errors.js';
 
 const KIND_CODES: ReadonlyArray<[ErrorKind, grpc.status]> = [
   ['invalid_argument', grpc.status.INVALID_ARGUMENT],
@@ -114,7 +114,7 @@ describe('bounds on one error', () => {
     const kept = BadRequest.decode(status.details[0]!.value).fieldViolations;
     expect(kept).toHaveLength(MAX_FIELD_VIOLATIONS);
     expect(kept[0]).toEqual({ ...many[0], reason: '' });
-    expect(status.message.length).toBeLessThan(MAX_MESSAGE_CHARS + 100);
+    expect(encodeURI(status.message).length).toBeLessThanOrEqual(MAX_MESSAGE_WIRE_CHARS);
     expect(status.message).toMatch(/ \(9968 more field violations not listed\)$/);
   });
 
@@ -125,8 +125,52 @@ describe('bounds on one error', () => {
     const kept = decoded.badRequest!.fieldViolations;
     expect(kept.map((v) => v.field.length)).toEqual([MAX_FIELD_CHARS, 1]);
     expect(kept.every((v) => v.description.length === MAX_DESCRIPTION_CHARS && v.description.endsWith('…'))).toBe(true);
-    expect(err.details.length).toBe(MAX_MESSAGE_CHARS);
-    expect((err.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer).length).toBeLessThan(16 * 1024);
+    expect(encodeURI(err.details).length).toBeLessThanOrEqual(MAX_MESSAGE_WIRE_CHARS);
+    expect(err.details.length).toBeGreaterThan(MAX_MESSAGE_WIRE_CHARS - 16);
+    expect(err.details.endsWith('…')).toBe(true);
+    expect((err.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer).length).toBeLessThan(4 * 1024);
+  });
+
+  it('keeps all trailers under the 8 KiB metadata limit of standard clients, whatever the characters', () => {
+    // Each of these code points grows 9-fold in grpc-message (percent-encoded UTF-8) and 4-fold in the Status.
+    const wide = '語'.repeat(100_000);
+    const violations = Array.from({ length: 100 }, () => ({ field: wide, description: wide }));
+    const quotaViolations = Array.from({ length: 100 }, () => ({ subject: wide, description: wide }));
+    const err = toGrpcError(new NarrowtuneError('resource_exhausted', wide, violations, { details: { quotaViolations, retryDelayMs: 1500 } }));
+    const bin = err.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer;
+    expect(encodeURI(err.details).length + Math.ceil(bin.length / 3) * 4).toBeLessThan(7.5 * 1024);
+    const decoded = decodeStatusDetails(err.metadata)!;
+    expect(decoded.quotaFailure!.violations.length).toBeGreaterThan(0);
+    expect(decoded.retryDelayMs).toBe(1500);
+  });
+
+  it('never splits a surrogate pair or sends a lone one (encodeURI would throw)', () => {
+    const emoji = '😀'.repeat(5000);
+    for (const message of [emoji, `\ud800${emoji}`, `x\udfff`]) {
+      const err = toGrpcError(invalidArgument('name', message));
+      expect(() => encodeURI(err.details)).not.toThrow();
+    }
+  });
+});
+
+describe('quota and retry details', () => {
+  it('carries QuotaFailure and RetryInfo with the upstream type URLs', () => {
+    const err = toGrpcError(quotaExceeded('key:k1', 'StartTune rate limit of 10 per minute reached', 2400));
+    expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(err.details).toBe('StartTune rate limit of 10 per minute reached; retry in 3 s');
+    const decoded = decodeStatusDetails(err.metadata)!;
+    expect(decoded.status.details.map((d) => d.typeUrl)).toEqual([
+      'type.googleapis.com/google.rpc.QuotaFailure',
+      'type.googleapis.com/google.rpc.RetryInfo',
+    ]);
+    expect(decoded.quotaFailure!.violations).toEqual([{ subject: 'key:k1', description: 'StartTune rate limit of 10 per minute reached' }]);
+    expect(decoded.retryDelayMs).toBe(2400);
+    expect(decoded.badRequest).toBeNull();
+  });
+
+  it('survive a worker boundary', () => {
+    const e = deserializeError(serializeError(quotaExceeded('tenant:a', 'too many queued jobs')));
+    expect(statusFromError(e).details.map((d) => d.typeUrl)).toEqual(['type.googleapis.com/google.rpc.QuotaFailure']);
   });
 });
 

@@ -26,6 +26,8 @@ export interface LoadDatasetOptions {
   seqLen: number;
   /** name used in error violations */
   field?: string;
+  /** how error messages name the file (default: its path), e.g. the path as a client sent it */
+  name?: string;
 }
 
 export const IGNORE_INDEX = -100;
@@ -43,13 +45,13 @@ const PROBE_TEXT = 'a';
 const SHOWN_VALUE_CHARS = 40;
 
 /** A JSONL file's text without a UTF-8 byte-order mark; a missing or unreadable file names itself. */
-export async function readDataText(file: string, field: string): Promise<string> {
+export async function readDataText(file: string, field: string, name = file): Promise<string> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new DataFileError(file, null, code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, field);
+    throw new DataFileError(name, null, code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, field);
   }
   return text.charCodeAt(0) === BYTE_ORDER_MARK ? text.slice(1) : text;
 }
@@ -59,7 +61,8 @@ export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: 
   const { seqLen } = opts;
   if (!Number.isInteger(seqLen) || seqLen < 2) throw invalidArgument('seq_len', `must be an integer >= 2, got ${seqLen}`);
 
-  const text = await readDataText(file, field);
+  const text = await readDataText(file, field, opts.name);
+  const name = opts.name ?? file;
   const leading = leadingSpecialIds(tokenizer);
   const examples: Example[] = [];
   let form: DatasetForm | null = null;
@@ -73,7 +76,7 @@ export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: 
     const line = lines[i].endsWith('\r') ? lines[i].slice(0, -1) : lines[i];
     if (line.trim() === '') continue;
     const fail: (problem: string) => never = (problem) => {
-      throw new DataFileError(file, lineNo, problem, field);
+      throw new DataFileError(name, lineNo, problem, field);
     };
 
     let record: unknown;
@@ -124,7 +127,7 @@ export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: 
     examples.push(example);
   }
 
-  if (form === null) throw new DataFileError(file, null, `no examples (empty file); expected JSONL lines of ${ACCEPTED_FORMS}`, field);
+  if (form === null) throw new DataFileError(name, null, `no examples (empty file); expected JSONL lines of ${ACCEPTED_FORMS}`, field);
   return { examples, form, truncated, trainTokens };
 }
 

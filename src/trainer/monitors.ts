@@ -1,8 +1,9 @@
 // What the trainer watches while it trains: validation loss, and drift probes against the base model
 // (number_mass, kl_to_base, top1_agreement, heldout_loss, user token classes) with an optional budget.
 import { padLength } from '../data/batches.js';
-import { loadDataset, type Example } from '../data/dataset.js';
+import type { Example } from '../data/dataset.js';
 import type { TextTokenizer } from '../data/tokenizer.js';
+import type { TuneData } from '../data/tune-data.js';
 import { driftFigures, Scorer, type DriftFigures } from '../eval/scorer.js';
 import { compileTokenClasses } from '../eval/token-classes.js';
 import type { ParamTensor } from '../graph/params.js';
@@ -49,7 +50,7 @@ export interface Monitors {
 }
 
 /**
- * Loads the validation and probe datasets and compiles their scoring graphs. The probe graph holds the
+ * Compiles the scoring graphs of the validation and probe datasets (setup loads them). The probe graph holds the
  * base model's trainable tensors as constants beside the current ones (fed per run), so KL to the base
  * is exact without storing a vocabulary-sized distribution per probe position.
  */
@@ -57,20 +58,18 @@ export async function createMonitors(
   o: TuneOptions,
   c: ModelConfig,
   tokenizer: TextTokenizer,
+  data: Pick<TuneData, 'validation' | 'probe'>,
   params: ReadonlyMap<string, ParamTensor>,
   trainable: readonly string[],
   totalSteps: number,
 ): Promise<Monitors> {
   const inputs = new Set(trainable);
   const scorers: Scorer[] = [];
-  const load = async (file: string, field: string): Promise<{ examples: Example[]; seq: number }> => {
-    const { examples } = await loadDataset(file, tokenizer, { seqLen: o.seqLen, field });
-    return { examples, seq: padLength(examples, o.seqLen) };
-  };
+  const padded = (examples: Example[]) => ({ examples, seq: padLength(examples, o.seqLen) });
 
   let validation: Monitors['validation'] = null;
-  if (o.validationData) {
-    const { examples, seq } = await load(o.validationData, 'validation_data');
+  if (data.validation) {
+    const { examples, seq } = padded(data.validation.examples);
     const scorer = await Scorer.create({ config: c, current: { params, inputs }, batch: o.batchSize, seq }, o.device);
     scorers.push(scorer);
     validation = {
@@ -84,8 +83,8 @@ export async function createMonitors(
   }
 
   let probe: Monitors['probe'] = null;
-  if (o.probeData) {
-    const { examples, seq } = await load(o.probeData, 'probe_data');
+  if (data.probe) {
+    const { examples, seq } = padded(data.probe.examples);
     const classes = compileTokenClasses(tokenizer, c.vocabSize, o.tokenClasses);
     const scorer = await Scorer.create(
       { config: c, current: { params, inputs }, base: { params }, classes: { matrix: classes.matrix, count: classes.names.length }, batch: o.batchSize, seq },

@@ -3,17 +3,17 @@
 // resumed state; the monitors. tune() and the benchmark both start here, so a benchmark row is what users run.
 import { createHash } from 'node:crypto';
 import { padLength } from '../data/batches.js';
-import { loadDataset, type Dataset } from '../data/dataset.js';
+import type { Dataset } from '../data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
+import { loadTuneData } from '../data/tune-data.js';
 import type { EmitHook } from '../graph/autodiff.js';
 import type { Kernels } from '../graph/graph-builder.js';
 import type { OptimizerSpec } from '../graph/optimizer.js';
 import { paramsOf, type ParamTensor } from '../graph/params.js';
 import { compileTrainStep } from '../graph/train-step.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import { inspectCheckpoint, loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import { resolvePolicy, type ResolvedPolicy } from '../policy/policy.js';
 import { createSessionFor, SessionCache, type FloatArray, type SessionHandle, type SessionOptions } from '../runtime/session.js';
-import { DataFileError } from '../util/errors.js';
 import { createMonitors, type Monitors } from './monitors.js';
 import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
 import { sha256 } from './receipt.js';
@@ -89,15 +89,15 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   validateOptions(o);
   const startedAt = performance.now();
 
-  // 1. model, tokenizer, data, policy
+  // 1. the model's files checked (headers only), tokenizer and data (a bad line fails the job before the weights
+  // are read), then the weights and the policy
+  const { config } = await inspectCheckpoint(o.model);
+  const tokenizer = await loadTokenizer(o.model);
+  const files = { data: o.data, validationData: o.validationData, probeData: o.probeData };
+  const data = await loadTuneData(files, tokenizer, { seqLen: o.seqLen, vocabSize: config.vocabSize });
+  const dataset = data.training;
   const ckpt = await loadCheckpoint(o.model);
   const c = ckpt.config;
-  const tokenizer = await loadTokenizer(o.model);
-  const dataset = await loadDataset(o.data, tokenizer, { seqLen: o.seqLen });
-  dataset.examples.forEach((ex, i) => {
-    const bad = ex.inputIds.find((id) => id >= c.vocabSize);
-    if (bad !== undefined) throw new DataFileError(o.data, null, `example ${i + 1} has token id ${bad}, but the model's vocabulary has ${c.vocabSize} entries`);
-  });
   const params = paramsOf(ckpt);
   const policy = resolvePolicy(o.policy, [...params.keys()]);
   const frozenBefore = new Map(policy.frozen.map((n) => [n, sha256(ckpt.tensors.get(n)!)]));
@@ -164,7 +164,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     history: [],
     kept: { step: 0, params: baseParams },
   };
-  const monitors = await createMonitors(o, c, tokenizer, params, policy.trainable, steps);
+  const monitors = await createMonitors(o, c, tokenizer, data, params, policy.trainable, steps);
   return {
     o,
     startedAt,

@@ -76,6 +76,14 @@ describe('server restarts', () => {
     expect(started).toHaveLength(2);
     const resumedFrom = started[1].event?.$case === 'started' ? started[1].event.value.resumedFromStep : -1;
     expect(resumedFrom).toBeGreaterThanOrEqual(8);
+    // The restart marker: steps resume at resumed_from_step + 1, and dropping the points before the marker with a
+    // larger step (what the proto tells clients to do) leaves every step exactly once.
+    const restart = events.indexOf(started[1]);
+    const stepsOf = (es: typeof events) => es.flatMap((e) => (e.event?.$case === 'step' ? [e.event.value.step] : []));
+    const after = stepsOf(events.slice(restart));
+    expect(after[0]).toBe(resumedFrom + 1);
+    const kept = [...stepsOf(events.slice(0, restart)).filter((s) => s <= resumedFrom), ...after];
+    expect(kept).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
     const done = await client.getJob(job.name);
     expect(done.state).toBe(TuneJob_State.SUCCEEDED);
     client.close();

@@ -8,7 +8,8 @@
 const TIERS = [
   ['cli'], // flag parsing; runs one command
   ['demo', 'bench'], // programs the CLI runs: the demo drives the service, the benchmark the trainer
-  ['service'], // gRPC handlers: parse a request, call the layers below, map the result
+  ['service'], // the RPC handlers (gRPC, Connect): parse a request, call the layers below, map the result
+  ['web'], // the web port's HTTP server (Connect, gRPC-Web, the dashboard's files, CORS); the routes come from service
   ['runner'], // the job queue: one process per job, its events written to the store and the metrics
   ['store', 'telemetry'], // SQLite jobs, events, checkpoints; OpenTelemetry: both record what the trainer emits
   ['trainer'], // the loop, checkpoints, receipt; its probes score with eval
@@ -19,8 +20,8 @@ const TIERS = [
   ['util'], // errors, seeded random numbers, workers
 ];
 
-/** Generated protobuf code and the gRPC libraries belong to the wire: the layers below know nothing of them. */
-const WIRE = ['service', 'cli', 'demo'];
+/** Generated protobuf code and the RPC libraries belong to the wire: the layers below know nothing of them. */
+const WIRE = ['service', 'web', 'cli', 'demo'];
 
 const KNOWN = [...TIERS.flat(), 'gen'];
 const folders = (names) => `^src/(${names.join('|')})/`;
@@ -54,10 +55,10 @@ module.exports = {
     },
     {
       name: 'grpc-at-the-edge',
-      comment: `Only ${WIRE.join(', ')} (and the generated code) use the gRPC libraries.`,
+      comment: `Only ${WIRE.join(', ')} (and the generated code) use the gRPC, Connect and protobuf libraries.`,
       severity: 'error',
       from: { path: '^src/', pathNot: folders([...WIRE, 'gen']) },
-      to: { path: '(^|/)node_modules/(@grpc/|grpc-health-check/)' },
+      to: { path: '(^|/)node_modules/(@grpc/|grpc-health-check/|@connectrpc/|@bufbuild/)' },
     },
     {
       name: 'folder-without-tier',

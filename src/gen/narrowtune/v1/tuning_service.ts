@@ -108,12 +108,20 @@ export interface DriftBudget {
 }
 
 export interface StartTuneRequest {
-  /** Client-chosen id (up to 128 characters); repeating it returns the job it first created. */
+  /**
+   * Client-chosen id (up to 128 characters), unique per tenant. Sending the same request again with it returns the
+   * job it first created, even while the queue is full or a quota is reached. Sending a different request with it
+   * fails with ALREADY_EXISTS: a request id names one request, not a slot.
+   */
   requestId: string;
   baseModel:
     | ModelRef
     | undefined;
-  /** JSONL training data, inside the server's --data-root. */
+  /**
+   * JSONL training data, inside the server's --data-root. Data files are checked line by line at StartTune while
+   * their sizes add up to at most 1 MiB (training first, then validation, then probe); a file beyond that is
+   * checked as the job's first phase, before the model is loaded, and the job FAILS with the file and line.
+   */
   trainingData: string;
   /** Optional JSONL validation data. */
   validationData: string;
@@ -136,7 +144,10 @@ export interface StartTuneResponse {
 
 /** A fine-tune. */
 export interface TuneJob {
-  /** "jobs/{id}" */
+  /**
+   * "jobs/{id}". The server makes ids of 12 characters of [a-z2-7] (lower-case RFC 4648 base32, 60 random bits);
+   * job names it accepts have 1 to 64 such characters.
+   */
   name: string;
   state: TuneJob_State;
   createTime: Date | undefined;
@@ -157,7 +168,20 @@ export interface TuneJob {
     | StartTuneRequest
     | undefined;
   /** Set when the drift budget stopped the job; output_path then holds the weights of kept_step. */
-  budgetStop: BudgetExceeded | undefined;
+  budgetStop:
+    | BudgetExceeded
+    | undefined;
+  /**
+   * The tenant that owns the job: the tenant of the API key that created it. Empty on a server without
+   * authentication. Callers see only their tenant's jobs (admins: every tenant's).
+   */
+  tenant: string;
+  /** The id of the API key that created the job (`narrowtune keys list` shows it); empty without authentication. */
+  creatorKeyId: string;
+  /** The id of the API key that first asked to cancel the job; empty when nobody did, or without authentication. */
+  cancelRequestedBy: string;
+  /** When a cancel was first asked for; unset when nobody did. */
+  cancelTime: Date | undefined;
 }
 
 /** Lifecycle of a job; SUCCEEDED, FAILED and CANCELLED are resting states. */
@@ -245,6 +269,11 @@ export interface ListTuneJobsRequest {
   pageToken: string;
   /** Only jobs in these states; empty means all. */
   states: TuneJob_State[];
+  /**
+   * Only this tenant's jobs. Admins may name any tenant (empty: every tenant); other callers always get their own
+   * tenant's jobs, and naming another tenant is PERMISSION_DENIED.
+   */
+  tenant: string;
 }
 
 export interface ListTuneJobsResponse {
@@ -267,7 +296,11 @@ export interface StreamMetricsRequest {
   fromSequence: number;
 }
 
-/** One metric event of a job. */
+/**
+ * One metric event of a job. A job that resumes from a checkpoint (after a server restart) sends a new `started`
+ * event with resumed_from_step set, then steps from resumed_from_step + 1 again: points with step >
+ * resumed_from_step from before that event are superseded, and a client that plots by step drops them.
+ */
 export interface StreamMetricsResponse {
   /** 1, 2, 3, … per job, without gaps. */
   sequence: number;
@@ -328,7 +361,10 @@ export interface JobStarted {
   trainableParameters: number;
   /** The execution provider running the graph. */
   provider: string;
-  /** The step training resumed from (0 for a fresh start). */
+  /**
+   * The step training resumed from (0 for a fresh start). The restart marker: step, validation, probe and
+   * checkpoint events with step > resumed_from_step that came before this event are superseded by the ones after.
+   */
   resumedFromStep: number;
 }
 
@@ -1694,6 +1730,10 @@ function createBaseTuneJob(): TuneJob {
     outputPath: "",
     request: undefined,
     budgetStop: undefined,
+    tenant: "",
+    creatorKeyId: "",
+    cancelRequestedBy: "",
+    cancelTime: undefined,
   };
 }
 
@@ -1734,6 +1774,18 @@ export const TuneJob: MessageFns<TuneJob> = {
     }
     if (message.budgetStop !== undefined) {
       BudgetExceeded.encode(message.budgetStop, writer.uint32(98).fork()).join();
+    }
+    if (message.tenant !== "") {
+      writer.uint32(106).string(message.tenant);
+    }
+    if (message.creatorKeyId !== "") {
+      writer.uint32(114).string(message.creatorKeyId);
+    }
+    if (message.cancelRequestedBy !== "") {
+      writer.uint32(122).string(message.cancelRequestedBy);
+    }
+    if (message.cancelTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.cancelTime), writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -1847,6 +1899,38 @@ export const TuneJob: MessageFns<TuneJob> = {
             message.budgetStop = BudgetExceeded.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.creatorKeyId = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.cancelRequestedBy = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.cancelTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1899,6 +1983,22 @@ export const TuneJob: MessageFns<TuneJob> = {
         : isSet(object.budget_stop)
         ? BudgetExceeded.fromJSON(object.budget_stop)
         : undefined,
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      creatorKeyId: isSet(object.creatorKeyId)
+        ? globalThis.String(object.creatorKeyId)
+        : isSet(object.creator_key_id)
+        ? globalThis.String(object.creator_key_id)
+        : "",
+      cancelRequestedBy: isSet(object.cancelRequestedBy)
+        ? globalThis.String(object.cancelRequestedBy)
+        : isSet(object.cancel_requested_by)
+        ? globalThis.String(object.cancel_requested_by)
+        : "",
+      cancelTime: isSet(object.cancelTime)
+        ? fromJsonTimestamp(object.cancelTime)
+        : isSet(object.cancel_time)
+        ? fromJsonTimestamp(object.cancel_time)
+        : undefined,
     };
   },
 
@@ -1940,6 +2040,18 @@ export const TuneJob: MessageFns<TuneJob> = {
     if (message.budgetStop !== undefined) {
       obj.budgetStop = BudgetExceeded.toJSON(message.budgetStop);
     }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.creatorKeyId !== "") {
+      obj.creatorKeyId = message.creatorKeyId;
+    }
+    if (message.cancelRequestedBy !== "") {
+      obj.cancelRequestedBy = message.cancelRequestedBy;
+    }
+    if (message.cancelTime !== undefined) {
+      obj.cancelTime = message.cancelTime.toISOString();
+    }
     return obj;
   },
 
@@ -1968,6 +2080,10 @@ export const TuneJob: MessageFns<TuneJob> = {
     message.budgetStop = (object.budgetStop !== undefined && object.budgetStop !== null)
       ? BudgetExceeded.fromPartial(object.budgetStop)
       : undefined;
+    message.tenant = object.tenant ?? "";
+    message.creatorKeyId = object.creatorKeyId ?? "";
+    message.cancelRequestedBy = object.cancelRequestedBy ?? "";
+    message.cancelTime = object.cancelTime ?? undefined;
     return message;
   },
 };
@@ -2297,7 +2413,7 @@ export const GetTuneJobResponse: MessageFns<GetTuneJobResponse> = {
 };
 
 function createBaseListTuneJobsRequest(): ListTuneJobsRequest {
-  return { pageSize: 0, pageToken: "", states: [] };
+  return { pageSize: 0, pageToken: "", states: [], tenant: "" };
 }
 
 export const ListTuneJobsRequest: MessageFns<ListTuneJobsRequest> = {
@@ -2314,6 +2430,9 @@ export const ListTuneJobsRequest: MessageFns<ListTuneJobsRequest> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    if (message.tenant !== "") {
+      writer.uint32(34).string(message.tenant);
     }
     return writer;
   },
@@ -2365,6 +2484,14 @@ export const ListTuneJobsRequest: MessageFns<ListTuneJobsRequest> = {
 
             break;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2390,6 +2517,7 @@ export const ListTuneJobsRequest: MessageFns<ListTuneJobsRequest> = {
         ? globalThis.String(object.page_token)
         : "",
       states: globalThis.Array.isArray(object?.states) ? object.states.map((e: any) => tuneJob_StateFromJSON(e)) : [],
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
     };
   },
 
@@ -2404,6 +2532,9 @@ export const ListTuneJobsRequest: MessageFns<ListTuneJobsRequest> = {
     if (message.states?.length) {
       obj.states = message.states.map((e) => tuneJob_StateToJSON(e));
     }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
     return obj;
   },
 
@@ -2415,6 +2546,7 @@ export const ListTuneJobsRequest: MessageFns<ListTuneJobsRequest> = {
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     message.states = object.states?.map((e) => e) || [];
+    message.tenant = object.tenant ?? "";
     return message;
   },
 };
@@ -5255,12 +5387,22 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
   },
 };
 
-/** Fine-tunes language models under freezing policies that limit forgetting, and measures the result. */
+/**
+ * Fine-tunes language models under freezing policies that limit forgetting, and measures the result.
+ *
+ * Authentication: with API keys on (`narrowtune serve --auth api-key`), every call sends the metadata
+ * `authorization: Bearer <key>`; a missing, unknown, expired or revoked key is UNAUTHENTICATED. A key belongs to a
+ * tenant and has a role: reader (Get, List, StreamMetrics), member (also StartTune, CancelTuneJob of its tenant's
+ * jobs, Evaluate), admin (every tenant's jobs). Following AIP-211, a job of another tenant and a job that does not
+ * exist get the same PERMISSION_DENIED answer (admins, who see every job, get NOT_FOUND for a missing one).
+ */
 export type TuningServiceService = typeof TuningServiceService;
 export const TuningServiceService = {
   /**
-   * Accepts a fine-tune and returns its job at once (state PENDING); training runs in the background.
-   * Idempotent by request_id.
+   * Accepts a fine-tune and returns its job as accepted (state PENDING), even if the server starts training it
+   * at once; GetTuneJob or StreamMetrics follow it from there. Before accepting, the server reads the model's
+   * tokenizer and the data files as the job will (see training_data): a bad line is INVALID_ARGUMENT with the
+   * file and line. Idempotent by request_id.
    */
   startTune: {
     path: "/narrowtune.v1.TuningService/StartTune" as const,
@@ -5292,7 +5434,12 @@ export const TuningServiceService = {
       Buffer.from(ListTuneJobsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListTuneJobsResponse => ListTuneJobsResponse.decode(value),
   },
-  /** Stops a pending or running job; its last checkpoint is kept. */
+  /**
+   * Asks a job to stop and returns it with cancel_time set. A PENDING job is CANCELLED at once. A RUNNING job
+   * stays RUNNING until its trainer stops (within a step, or the server's stop grace period), then becomes
+   * CANCELLED with output_path set to its last step checkpoint, if it wrote one; GetTuneJob or StreamMetrics (its
+   * `finished` event) tell when. A job already at rest is FAILED_PRECONDITION.
+   */
   cancelTuneJob: {
     path: "/narrowtune.v1.TuningService/CancelTuneJob" as const,
     requestStream: false as const,
@@ -5331,15 +5478,22 @@ export const TuningServiceService = {
 
 export interface TuningServiceServer extends UntypedServiceImplementation {
   /**
-   * Accepts a fine-tune and returns its job at once (state PENDING); training runs in the background.
-   * Idempotent by request_id.
+   * Accepts a fine-tune and returns its job as accepted (state PENDING), even if the server starts training it
+   * at once; GetTuneJob or StreamMetrics follow it from there. Before accepting, the server reads the model's
+   * tokenizer and the data files as the job will (see training_data): a bad line is INVALID_ARGUMENT with the
+   * file and line. Idempotent by request_id.
    */
   startTune: handleUnaryCall<StartTuneRequest, StartTuneResponse>;
   /** Returns one job. */
   getTuneJob: handleUnaryCall<GetTuneJobRequest, GetTuneJobResponse>;
   /** Lists jobs, newest first. */
   listTuneJobs: handleUnaryCall<ListTuneJobsRequest, ListTuneJobsResponse>;
-  /** Stops a pending or running job; its last checkpoint is kept. */
+  /**
+   * Asks a job to stop and returns it with cancel_time set. A PENDING job is CANCELLED at once. A RUNNING job
+   * stays RUNNING until its trainer stops (within a step, or the server's stop grace period), then becomes
+   * CANCELLED with output_path set to its last step checkpoint, if it wrote one; GetTuneJob or StreamMetrics (its
+   * `finished` event) tell when. A job already at rest is FAILED_PRECONDITION.
+   */
   cancelTuneJob: handleUnaryCall<CancelTuneJobRequest, CancelTuneJobResponse>;
   /** Streams a job's metric events after from_sequence, then live ones, until the job comes to rest. */
   streamMetrics: handleServerStreamingCall<StreamMetricsRequest, StreamMetricsResponse>;
@@ -5352,8 +5506,10 @@ export interface TuningServiceServer extends UntypedServiceImplementation {
 
 export interface TuningServiceClient extends Client {
   /**
-   * Accepts a fine-tune and returns its job at once (state PENDING); training runs in the background.
-   * Idempotent by request_id.
+   * Accepts a fine-tune and returns its job as accepted (state PENDING), even if the server starts training it
+   * at once; GetTuneJob or StreamMetrics follow it from there. Before accepting, the server reads the model's
+   * tokenizer and the data files as the job will (see training_data): a bad line is INVALID_ARGUMENT with the
+   * file and line. Idempotent by request_id.
    */
   startTune(
     request: StartTuneRequest,
@@ -5402,7 +5558,12 @@ export interface TuningServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListTuneJobsResponse) => void,
   ): ClientUnaryCall;
-  /** Stops a pending or running job; its last checkpoint is kept. */
+  /**
+   * Asks a job to stop and returns it with cancel_time set. A PENDING job is CANCELLED at once. A RUNNING job
+   * stays RUNNING until its trainer stops (within a step, or the server's stop grace period), then becomes
+   * CANCELLED with output_path set to its last step checkpoint, if it wrote one; GetTuneJob or StreamMetrics (its
+   * `finished` event) tell when. A job already at rest is FAILED_PRECONDITION.
+   */
   cancelTuneJob(
     request: CancelTuneJobRequest,
     callback: (error: ServiceError | null, response: CancelTuneJobResponse) => void,

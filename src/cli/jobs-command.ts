@@ -15,6 +15,7 @@ import { jobEventFromProto } from '../service/event-to-proto.js';
 import { DEFAULT_TARGET } from '../service/server-defaults.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { type Flags, int, list, parseFlags, str } from './args.js';
+import { CLIENT_FLAGS, clientConnection } from './client-options.js';
 import { CANCEL_WAIT_S } from './jobs-help.js';
 import { jobProgressReporter } from './progress.js';
 import { serverError, serverUnreachable } from './rpc-errors.js';
@@ -113,16 +114,18 @@ async function startJob(client: TuningServiceClient, f: Flags): Promise<TuneJob>
 /** Exit status: 1 when a watched job did not succeed; errors throw. */
 export async function jobsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const common = { target: { type: 'string' } } as const;
+  const common = CLIENT_FLAGS;
   const parse = (options: Parameters<typeof parseFlags>[1], positional = 0) => {
     const positionals = rest.slice(0, positional).filter((a) => !a.startsWith('--'));
     const f = parseFlags(rest.slice(positionals.length), { ...common, ...options });
     return { f, positionals };
   };
   let target = DEFAULT_TARGET;
+  let tls = false;
   const connect = (f: Flags) => {
-    target = str(f, 'target') ?? DEFAULT_TARGET;
-    return new TuningServiceClient(target, grpc.credentials.createInsecure());
+    const c = clientConnection(f);
+    ({ target, tls } = c);
+    return new TuningServiceClient(c.target, c.credentials, c.options);
   };
   let client: TuningServiceClient | null = null;
   const succeeded = (state: TuneJob_State) => (state === TuneJob_State.SUCCEEDED ? 0 : 1);
@@ -143,7 +146,7 @@ export async function jobsCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case 'list': {
-        const { f } = parse({ state: { type: 'string', multiple: true }, 'page-size': { type: 'string' }, 'page-token': { type: 'string' } });
+        const { f } = parse({ state: { type: 'string', multiple: true }, 'page-size': { type: 'string' }, 'page-token': { type: 'string' }, tenant: { type: 'string' } });
         client = connect(f);
         const states = list(f, 'state').map((s) => {
           const v = tuneJob_StateFromJSON(s.toUpperCase());
@@ -151,7 +154,7 @@ export async function jobsCommand(argv: string[]): Promise<number> {
           return v;
         });
         const res = await call<{ jobs: TuneJob[]; nextPageToken: string }>((cb) =>
-          client!.listTuneJobs({ pageSize: int(f, 'page-size') ?? 0, pageToken: str(f, 'page-token') ?? '', states }, cb),
+          client!.listTuneJobs({ pageSize: int(f, 'page-size') ?? 0, pageToken: str(f, 'page-token') ?? '', states, tenant: str(f, 'tenant') ?? '' }, cb),
         );
         for (const job of res.jobs) process.stdout.write(`${summary(job)}\n`);
         if (res.nextPageToken) process.stdout.write(`next page: --page-token ${res.nextPageToken}\n`);
@@ -179,7 +182,7 @@ export async function jobsCommand(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof NarrowtuneError || !(e as grpc.ServiceError).code || !client) throw e;
-    throw serverUnreachable(e as grpc.ServiceError, client, target) ?? serverError(e as grpc.ServiceError);
+    throw serverUnreachable(e as grpc.ServiceError, client, target, tls) ?? serverError(e as grpc.ServiceError);
   } finally {
     client?.close();
   }

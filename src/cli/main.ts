@@ -17,6 +17,7 @@ Commands:
   init-model    write a random-initialised Hugging Face model (tests, demos, benchmarks)
   serve         run the gRPC service (StartTune, StreamMetrics, Evaluate, …)
   jobs          start, get, list, cancel and watch jobs on a running server
+  keys          create, list and revoke the API keys (tenants, roles) of a server's data directory
   health        check a server's grpc.health.v1 status (exit 0 when SERVING)
   demo          reproduce the paper's learning-versus-forgetting result on a shipped model
   bench         step time, tokens/s, memory and session build per model size and policy (--vs-torch)
@@ -43,6 +44,10 @@ const COMMANDS: Record<string, { help: () => Promise<string>; run: () => Promise
   jobs: {
     help: async () => (await import('./jobs-help.js')).JOBS_HELP,
     run: async () => (await import('./jobs-command.js')).jobsCommand,
+  },
+  keys: {
+    help: async () => (await import('./keys-help.js')).KEYS_HELP,
+    run: async () => (await import('./keys-command.js')).keysCommand,
   },
   health: {
     help: async () => (await import('./health-help.js')).HEALTH_HELP,

@@ -3,7 +3,50 @@ import { startServer } from '../service/server.js';
 import { SERVER_DEFAULTS } from '../service/server-defaults.js';
 import { initTelemetry } from '../telemetry/otel.js';
 import { DEFAULT_PROMETHEUS_HOST } from '../telemetry/otel-env.js';
-import { int, list, parseFlags, str } from './args.js';
+import type { TlsFiles } from '../service/tls.js';
+import { AUTH_MODES, defaultAuth } from '../service/exposure.js';
+import { invalidArgument } from '../util/errors.js';
+import { createLogger, LOG_LEVELS } from '../util/log.js';
+import { type Flags, int, list, oneOf, parseFlags, str } from './args.js';
+import { checkCorsOrigin } from '../web/cors.js';
+
+function tlsFiles(f: Flags): TlsFiles | undefined {
+  const [certFile, keyFile, clientCaFile] = [str(f, 'tls-cert'), str(f, 'tls-key'), str(f, 'tls-client-ca')];
+  if (certFile === undefined && keyFile === undefined && clientCaFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) throw invalidArgument(certFile === undefined ? '--tls-cert' : '--tls-key', 'TLS needs both --tls-cert and --tls-key');
+  return { certFile, keyFile, clientCaFile };
+}
+
+/** The web port's options, or undefined without --http-port. */
+function webPort(f: Flags): { port: number; host?: string; corsOrigins: string[] } | undefined {
+  const port = int(f, 'http-port');
+  const origins = list(f, 'cors-origin').map((o) => {
+    try {
+      return checkCorsOrigin(o);
+    } catch (e) {
+      throw invalidArgument('--cors-origin', (e as Error).message);
+    }
+  });
+  if (port === undefined) {
+    if (str(f, 'http-host') !== undefined || origins.length > 0) throw invalidArgument('--http-port', '--http-host and --cors-origin need --http-port');
+    return undefined;
+  }
+  return { port, host: str(f, 'http-host'), corsOrigins: origins };
+}
+
+/** A rate flag: calls per minute, 0 for no limit, or undefined when not given. */
+function perMinute(f: Flags, name: string): number | undefined {
+  const n = int(f, name);
+  if (n !== undefined && n < 0) throw invalidArgument(`--${name}`, `must be 0 (no limit) or more, got ${n}`);
+  return n;
+}
+
+/** A limit flag: a whole number of at least 1, or undefined when not given. */
+function positive(f: Flags, name: string): number | undefined {
+  const n = int(f, name);
+  if (n !== undefined && n < 1) throw invalidArgument(`--${name}`, `must be at least 1, got ${n}`);
+  return n;
+}
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
@@ -17,7 +60,22 @@ export async function serveCommand(argv: string[]): Promise<void> {
     'data-root': { type: 'string', multiple: true },
     'prometheus-port': { type: 'string' },
     'prometheus-host': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-client-ca': { type: 'string' },
+    'allow-insecure': { type: 'boolean' },
+    auth: { type: 'string' },
+    'tenant-max-running': { type: 'string' },
+    'tenant-max-queued': { type: 'string' },
+    'log-level': { type: 'string' },
+    'rate-limit-start': { type: 'string' },
+    'rate-limit-evaluate': { type: 'string' },
+    'http-port': { type: 'string' },
+    'http-host': { type: 'string' },
+    'cors-origin': { type: 'string', multiple: true },
   });
+  const logger = createLogger(oneOf(f, 'log-level', LOG_LEVELS) ?? 'info');
+  const auth = oneOf(f, 'auth', AUTH_MODES) ?? defaultAuth(str(f, 'host') ?? SERVER_DEFAULTS.host);
   // Before startServer: telemetry patches grpc-js so the server's RPCs are traced.
   const telemetry = await initTelemetry({ prometheusPort: int(f, 'prometheus-port') ?? null, prometheusHost: str(f, 'prometheus-host') });
   if (telemetry.prometheusPort !== null) process.stderr.write(`metrics on http://${str(f, 'prometheus-host') ?? DEFAULT_PROMETHEUS_HOST}:${telemetry.prometheusPort}/metrics\n`);
@@ -33,8 +91,18 @@ export async function serveCommand(argv: string[]): Promise<void> {
     modelRoots: roots('model-root'),
     dataRoots: roots('data-root'),
     telemetry,
+    tls: tlsFiles(f),
+    allowInsecure: f['allow-insecure'] === true,
+    auth,
+    tenantMaxRunning: positive(f, 'tenant-max-running'),
+    tenantMaxQueued: positive(f, 'tenant-max-queued'),
+    rateLimits: { startTunePerMinute: perMinute(f, 'rate-limit-start'), evaluatePerMinute: perMinute(f, 'rate-limit-evaluate') },
+    logger,
+    web: webPort(f),
   });
-  process.stderr.write(`narrowtune serving on ${str(f, 'host') ?? SERVER_DEFAULTS.host}:${server.port} (data ${server.dataDir})\n`);
+  const transport = f['tls-client-ca'] ? 'mutual TLS' : f['tls-cert'] ? 'TLS' : 'plaintext';
+  process.stderr.write(`narrowtune serving on ${str(f, 'host') ?? SERVER_DEFAULTS.host}:${server.port} (${transport}, auth ${auth}, data ${server.dataDir})\n`);
+  if (server.webUrl !== null) process.stderr.write(`dashboard, Connect and gRPC-Web on ${server.webUrl}/\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.stderr.write(`${signal}: shutting down (running jobs checkpoint and resume on the next start)\n`);

@@ -56,6 +56,10 @@ export function jobToProto(job: JobRecord): TuneJob {
     outputPath: job.state === 'SUCCEEDED' ? (job.outputPath ?? '') : '',
     request: request === undefined ? undefined : StartTuneRequest.fromJSON(request),
     budgetStop: job.result?.budgetStop,
+    tenant: job.tenant ?? '',
+    creatorKeyId: job.creatorKeyId ?? '',
+    cancelRequestedBy: job.cancelRequestedBy ?? '',
+    cancelTime: date(job.cancelTime),
   };
 }
 

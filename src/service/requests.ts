@@ -12,8 +12,12 @@ import type {
 } from '../gen/narrowtune/v1/tuning_service.js';
 import { type CheckpointInfo, inspectCheckpoint } from '../model/checkpoint.js';
 import type { JobRecord, JobState } from '../store/job-store.js';
+import { TENANT_NAME } from '../store/key-store.js';
 import { NUMBER_CLASS } from '../eval/token-classes.js';
-import { NarrowtuneError } from '../util/errors.js';
+import { NarrowtuneError, quote } from '../util/errors.js';
+import { compileUserRegex } from '../util/user-regex.js';
+import { visibleJob } from './access.js';
+import type { Caller } from './caller.js';
 import { JOB_NAME, stateFromProto } from './messages.js';
 import { confinePath, confineReadable } from './paths.js';
 import { Violations } from './violations.js';
@@ -26,6 +30,8 @@ export interface RequestContext {
   dataRoots: string[];
   /** checkpoint_every when a StartTune request leaves it unset. */
   checkpointEvery: number;
+  /** Whose request it is: a ModelRef may name only a job this caller can see. Absent: every job. */
+  caller?: Caller;
 }
 
 // Bounds on what one request may ask the server to check; a 4 MiB request could otherwise carry millions.
@@ -33,22 +39,21 @@ export const MAX_REQUEST_ID = 128;
 export const MAX_PATTERNS = 64;
 export const MAX_TOKEN_CLASSES = 32;
 export const MAX_PATTERN_CHARS = 512;
+export const MAX_PAGE_TOKEN = 1024;
 const TOKEN_CLASS_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
 /** A job name → its id; `field` names the request field it came from. */
 export function parseJobName(name: string, field = 'name'): string {
   const m = JOB_NAME.exec(name);
   if (!m) {
-    throw new NarrowtuneError('invalid_argument', `${field}: "${name}" is not a job name (jobs/{id})`, [{ field, description: 'must be "jobs/{id}"' }]);
+    throw new NarrowtuneError('invalid_argument', `${field}: ${quote(name)} is not a job name (jobs/{id})`, [{ field, description: 'must be "jobs/{id}"' }]);
   }
   return m[1];
 }
 
-/** The job a (parsed) name refers to; NOT_FOUND when there is none. */
-export function findJob(store: RequestContext['store'], id: string, field = 'name'): JobRecord {
-  const job = store.getJob(id);
-  if (!job) throw new NarrowtuneError('not_found', `job jobs/${id} not found`, [{ field, description: 'no such job' }]);
-  return job;
+/** The job a (parsed) name refers to, if `caller` may see it: see access.ts for the answers otherwise. */
+export function findJob(store: RequestContext['store'], id: string, field = 'name', caller?: Caller): JobRecord {
+  return visibleJob(store, caller, id, field);
 }
 
 export interface JobCommand {
@@ -79,6 +84,8 @@ export interface ListTuneJobsCommand {
   pageSize: number;
   pageToken: string | undefined;
   states: JobState[];
+  /** Only this tenant's jobs; undefined: no filter asked for (access.ts decides what the caller may see). */
+  tenant: string | undefined;
 }
 
 export function parseListTuneJobs(r: ListTuneJobsRequest): ListTuneJobsCommand {
@@ -90,8 +97,11 @@ export function parseListTuneJobs(r: ListTuneJobsRequest): ListTuneJobsCommand {
     if (state) states.add(state);
     else v.add(`states[${i}]`, `${s} is not a job state`);
   });
+  if (r.tenant && !TENANT_NAME.test(r.tenant)) v.add('tenant', `must match ${TENANT_NAME}`);
+  // Tokens this server issues are a few hundred characters; a longer one is not worth decoding.
+  if (r.pageToken.length > MAX_PAGE_TOKEN) v.add('page_token', 'not a page token returned by this list call');
   v.throwIfAny();
-  return { pageSize: r.pageSize, pageToken: r.pageToken || undefined, states: [...states] };
+  return { pageSize: r.pageSize, pageToken: r.pageToken || undefined, states: [...states], tenant: r.tenant || undefined };
 }
 
 /** A ModelRef resolved to a directory that reads as a checkpoint. */
@@ -114,7 +124,7 @@ export async function resolveModel(v: Violations, ctx: RequestContext, ref: Mode
   const rename = () => at;
   const dir = await v.collect(async () => {
     if (source.$case === 'path') return confinePath(source.value, ctx.modelRoots, at);
-    const job = findJob(ctx.store, parseJobName(source.value, at), at);
+    const job = findJob(ctx.store, parseJobName(source.value, at), at, ctx.caller);
     if (job.state !== 'SUCCEEDED' || !job.outputPath) {
       throw new NarrowtuneError('failed_precondition', `${at}: job ${source.value} is ${job.state}; only a SUCCEEDED job has a model`, [
         { field: at, description: `job is ${job.state}, not SUCCEEDED` },
@@ -144,11 +154,6 @@ export function checkTokenClasses(v: Violations, classes: readonly TokenClass[])
   if (classes.length > MAX_TOKEN_CLASSES) return v.add('token_classes', `at most ${MAX_TOKEN_CLASSES} classes, got ${classes.length}`);
   classes.forEach((c, i) => {
     if (!TOKEN_CLASS_NAME.test(c.name) || c.name === NUMBER_CLASS) v.add(`token_classes[${i}].name`, `must match ${TOKEN_CLASS_NAME} and not be "${NUMBER_CLASS}"`);
-    try {
-      if (c.pattern.length === 0 || c.pattern.length > MAX_PATTERN_CHARS) throw new Error(`must be 1 to ${MAX_PATTERN_CHARS} characters`);
-      new RegExp(c.pattern, 'u');
-    } catch (e) {
-      v.add(`token_classes[${i}].pattern`, (e as Error).message);
-    }
+    v.collectSync(() => compileUserRegex(c.pattern, `token_classes[${i}].pattern`, MAX_PATTERN_CHARS));
   });
 }

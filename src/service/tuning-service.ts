@@ -17,66 +17,109 @@ import { evaluateInWorker } from '../eval/run-in-worker.js';
 import type { JobRunner } from '../runner/job-runner.js';
 import { followEvents } from '../store/follow-events.js';
 import type { JobStore } from '../store/job-store.js';
-import { NarrowtuneError } from '../util/errors.js';
+import { NarrowtuneError, quotaExceeded } from '../util/errors.js';
+import { listTenant, requireRole } from './access.js';
 import { parseEvaluate } from './evaluate-request.js';
 import { eventToProto } from './event-to-proto.js';
 import type { CallContext } from './caller.js';
 import { evaluateResponseToProto, jobToProto } from './messages.js';
 import { findJob, parseCancelTuneJob, parseGetTuneJob, parseListTuneJobs, parseStreamMetrics, type RequestContext } from './requests.js';
+import { startTuneHash } from './request-hash.js';
 import { parseStartTune } from './start-tune-request.js';
+import type { RateLimiter } from './rate-limit.js';
+import { withRootsHidden } from './paths.js';
+import { type Logger, SILENT } from '../util/log.js';
 
 export interface ServiceContext extends RequestContext {
   store: JobStore;
   runner: JobRunner;
   maxQueuedJobs: number;
+  /** Pending jobs of one tenant before its StartTune is RESOURCE_EXHAUSTED; undefined: no limit. */
+  tenantMaxQueued?: number;
+  /** Per-key limits on StartTune and Evaluate (rate-limit.ts); undefined: none. */
+  rateLimiter?: RateLimiter;
   /** Aborted on shutdown: open streams end cleanly. */
   shutdown: AbortSignal;
+  /** Job lines: created, cancel requested (the runner logs the rest of a job's life). */
+  log?: Logger;
+}
+
+/** Errors of work done on the caller's paths name files relative to the roots, never where the roots are. */
+function hidingRoots<T>(call: CallContext, work: Promise<T>): Promise<T> {
+  return work.catch((e: unknown) => {
+    throw withRootsHidden(e, [...call.caller.modelRoots, ...call.caller.dataRoots]);
+  });
 }
 
 export class TuningService {
-  constructor(private readonly ctx: ServiceContext) {}
+  private readonly log: Logger;
 
-  /** The parsers' context for this caller: its roots (a key may narrow the server's). */
+  constructor(private readonly ctx: ServiceContext) {
+    this.log = ctx.log ?? SILENT;
+  }
+
+  /** The parsers' context for this caller: its roots (a key may narrow the server's), and the jobs it may name. */
   private requestContext(call: CallContext): RequestContext {
-    return { ...this.ctx, modelRoots: call.caller.modelRoots, dataRoots: call.caller.dataRoots };
+    return { ...this.ctx, modelRoots: call.caller.modelRoots, dataRoots: call.caller.dataRoots, caller: call.caller };
   }
 
   async startTune(req: StartTuneRequest, call: CallContext): Promise<TuneJob> {
     const { store, runner, maxQueuedJobs } = this.ctx;
-    const command = await parseStartTune(req, this.requestContext(call));
+    requireRole(call.caller, 'StartTune');
+    const owner = { tenant: call.caller.tenant, creatorKeyId: call.caller.keyId, requestHash: startTuneHash(req) };
+    // A retry of an accepted request gets its job back before any capacity check: a full queue must not hide it.
+    const retried = req.requestId ? store.findRequest(owner.tenant, req.requestId, owner.requestHash) : null;
+    if (retried) return jobToProto(retried);
+    // Before parsing, which reads the model and the data: a flood costs the server a map lookup per call.
+    this.ctx.rateLimiter?.take('StartTune', call.caller.keyId);
+    const command = await hidingRoots(call, parseStartTune(req, this.requestContext(call), call.signal));
     if (store.countInStates(['PENDING']) >= maxQueuedJobs) {
       throw new NarrowtuneError('resource_exhausted', `the queue is full (${maxQueuedJobs} pending jobs); retry later`);
     }
-    const { job } = store.createJob(command);
+    const { tenantMaxQueued } = this.ctx;
+    if (tenantMaxQueued !== undefined && owner.tenant !== null && store.countInStates(['PENDING'], owner.tenant) >= tenantMaxQueued) {
+      throw quotaExceeded(`tenant:${owner.tenant}`, `tenant ${owner.tenant} has ${tenantMaxQueued} pending jobs, the most --tenant-max-queued allows; retry when one has started`);
+    }
+    const { job, created } = store.createJob({ ...command, ...owner });
+    if (created) this.log.info({ job: job.id, tenant: owner.tenant, key: owner.creatorKeyId }, 'job created');
     runner.pump();
-    return jobToProto(store.getJob(job.id) ?? job);
+    // The job as accepted (a new one is PENDING), even if the runner has just started it.
+    return jobToProto(job);
   }
 
-  getTuneJob(req: GetTuneJobRequest, _call: CallContext): TuneJob {
-    return jobToProto(findJob(this.ctx.store, parseGetTuneJob(req).id));
+  getTuneJob(req: GetTuneJobRequest, call: CallContext): TuneJob {
+    return jobToProto(findJob(this.ctx.store, parseGetTuneJob(req).id, 'name', call.caller));
   }
 
-  listTuneJobs(req: ListTuneJobsRequest, _call: CallContext): ListTuneJobsResponse {
-    const page = this.ctx.store.listJobs(parseListTuneJobs(req));
+  listTuneJobs(req: ListTuneJobsRequest, call: CallContext): ListTuneJobsResponse {
+    const command = parseListTuneJobs(req);
+    const page = this.ctx.store.listJobs({ ...command, tenant: listTenant(call.caller, command.tenant) });
     return { jobs: page.jobs.map(jobToProto), nextPageToken: page.nextPageToken };
   }
 
-  cancelTuneJob(req: CancelTuneJobRequest, _call: CallContext): TuneJob {
+  cancelTuneJob(req: CancelTuneJobRequest, call: CallContext): TuneJob {
     const { store } = this.ctx;
-    const job = findJob(store, parseCancelTuneJob(req).id);
+    requireRole(call.caller, 'CancelTuneJob');
+    const job = findJob(store, parseCancelTuneJob(req).id, 'name', call.caller);
     // A pending job never reaches a trainer: its stream gets its closing event here.
     if (job.state === 'PENDING') store.appendEvent(job.id, { type: 'finished', state: 'CANCELLED' });
-    return jobToProto(store.requestCancel(job.id));
+    const cancelled = store.requestCancel(job.id, call.caller.keyId);
+    this.log.info({ job: job.id, tenant: job.tenant, by: call.caller.keyId, state: cancelled.state }, 'job cancel requested');
+    return jobToProto(cancelled);
   }
 
   async *streamMetrics(req: StreamMetricsRequest, call: CallContext): AsyncGenerator<StreamMetricsResponse> {
     const { id, fromSequence } = parseStreamMetrics(req);
-    findJob(this.ctx.store, id);
+    findJob(this.ctx.store, id, 'name', call.caller);
     for await (const e of followEvents(this.ctx.store, id, fromSequence, call.signal)) yield eventToProto(e);
   }
 
   async evaluate(req: EvaluateRequest, call: CallContext): Promise<EvaluateResponse> {
+    requireRole(call.caller, 'Evaluate');
+    this.ctx.rateLimiter?.take('Evaluate', call.caller.keyId);
     // Data files are parsed in the worker; their problems come back as INVALID_ARGUMENT with the file and line.
-    return evaluateResponseToProto(await evaluateInWorker(await parseEvaluate(req, this.requestContext(call))));
+    // The worker stops when the call's signal aborts: a client that gave up frees its core.
+    const evaluation = parseEvaluate(req, this.requestContext(call)).then((options) => evaluateInWorker(options, call.signal));
+    return evaluateResponseToProto(await hidingRoots(call, evaluation));
   }
 }

@@ -32,7 +32,8 @@ interface Report {
   rows: { policy: string; status: string; narrowtune: { device: string; ok: boolean }; torch: { device: string; ok: boolean }; lossCheck: { ok: boolean; maxRelErr: number } }[];
 }
 
-it('packs, then runs the webgpu, webgpu-fused, cpu and cuda sections with the carried Node only', needs('vulkan', 'torch'), async () => {
+// xz packing plus four sections on a software GPU: about 45 s on 2 quiet cores, past 120 s on loaded ones.
+it('packs, then runs the webgpu, webgpu-fused, cpu and cuda sections with the carried Node only', { ...needs('vulkan', 'torch'), timeout: 400_000 }, async () => {
   const pack = join(dir, 'pack');
   const packed = await sh('bench/gpu-pack.sh', [pack], { ...process.env, NT_GPU_PACK_XZ: '0' });
   expect(packed.code, packed.out).toBe(0);

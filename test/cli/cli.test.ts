@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StartTuneRequest, type TuneJob, TuneJob_State, TuningServiceClient } from '../../src/gen/narrowtune/v1/tuning_service.js';
+import { FULL_CHECK_BYTES } from '../../src/service/data-check.js';
 import { startServer, type RunningServer } from '../../src/service/server.js';
 import { repeatData, tempDir } from '../trainer/fixtures.js';
 
@@ -48,7 +49,7 @@ describe('narrowtune CLI', () => {
   it('prints help for itself and every command', () => {
     const top = run(['--help']);
     expect(top.code).toBe(0);
-    for (const cmd of ['tune', 'init-model', 'serve', 'jobs', 'health', 'demo']) {
+    for (const cmd of ['tune', 'init-model', 'serve', 'jobs', 'keys', 'health', 'demo']) {
       expect(top.stdout).toContain(cmd);
       const help = run([cmd, '--help']);
       expect(help.code).toBe(0);
@@ -144,7 +145,9 @@ describe('narrowtune CLI', () => {
     it('a failed job fails start --watch and watch; cancel prints the state the job comes to rest in', async () => {
       const target = ['--target', `127.0.0.1:${server.port}`];
       const outOfVocab = join(dir, 'out-of-vocab.jsonl');
-      await writeFile(outOfVocab, `${JSON.stringify({ input_ids: [1, 2, 999_999], labels: [1, 2, 999_999] })}\n`);
+      // Past StartTune's full-check size, so the job itself meets the bad line (first) and fails.
+      const filler = `${JSON.stringify({ input_ids: [1, 2, 3] })}\n`.repeat(Math.ceil(FULL_CHECK_BYTES / 20));
+      await writeFile(outOfVocab, `${JSON.stringify({ input_ids: [1, 2, 999_999], labels: [1, 2, 999_999] })}\n${filler}`);
       const start = await runAsync(['jobs', 'start', '--model', join(dir, 'base'), '--data', outOfVocab, '--watch', ...target]);
       expect(start.code).toBe(1);
       const failed = start.stdout.trim();

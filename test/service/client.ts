@@ -36,8 +36,8 @@ export class TestClient {
   getJob(name: string): Promise<TuneJob> {
     return unary<{ job?: TuneJob }>((cb) => this.raw.getTuneJob({ name }, cb)).then((x) => x.job!);
   }
-  list(pageSize = 0, pageToken = '', states: number[] = []): Promise<ListTuneJobsResponse> {
-    return unary((cb) => this.raw.listTuneJobs({ pageSize, pageToken, states }, cb));
+  list(pageSize = 0, pageToken = '', states: number[] = [], tenant = ''): Promise<ListTuneJobsResponse> {
+    return unary((cb) => this.raw.listTuneJobs({ pageSize, pageToken, states, tenant }, cb));
   }
   cancel(name: string): Promise<TuneJob> {
     return unary<{ job?: TuneJob }>((cb) => this.raw.cancelTuneJob({ name }, cb)).then((x) => x.job!);

@@ -140,7 +140,7 @@ describe('parseStartTune', () => {
     });
   });
 
-  it('policy patterns: bad ones by index, too many as one violation, catastrophic backtracking within a deadline', async () => {
+  it('policy patterns: bad ones by index, too many as one violation, catastrophic backtracking in linear time', async () => {
     const v = await violations(startTune({ baseModel: atPath(base), trainingData: data, policy: { include: ['mlp', '('], exclude: ['nothing'] } }));
     expect(v.map((x) => x.field)).toEqual(['policy.include[1]', 'policy.exclude[0]']);
     expect(v[1].description).toMatch(/matches no tensor; valid tensor names: .*mlp\.down_proj\.weight/);
@@ -150,9 +150,9 @@ describe('parseStartTune', () => {
     expect(await violations(startTune({ baseModel: atPath(base), trainingData: data, policy: { include: many } }))).toEqual([
       { field: 'policy', description: 'at most 64 include/exclude patterns, got 10000' },
     ]);
-    // `^(.|.)*X$` backtracks 2^40 times on a 40-character name: on the server's thread it would stop every RPC.
+    // `^(.|.)*X$` backtracks 2^40 times on a 40-character name in JavaScript's engine; RE2 answers at once.
     const slow = await violations(startTune({ baseModel: atPath(base), trainingData: data, policy: { include: ['mlp'], exclude: ['^(.|.)*X$'] } }));
-    expect(slow).toEqual([{ field: 'policy.exclude[0]', description: expect.stringMatching(/takes longer than 250 ms/) }]);
+    expect(slow).toEqual([{ field: 'policy.exclude[0]', description: expect.stringMatching(/^"\^\(\.\|\.\)\*X\$" matches no tensor/) }]);
     expect(performance.now() - t0).toBeLessThan(5_000);
   });
 
@@ -229,14 +229,14 @@ describe('the job-reference requests', () => {
   });
 
   it('ListTuneJobs drops repeated states; a million bad ones make a bounded error', async () => {
-    expect(parseListTuneJobs({ pageSize: 5, pageToken: '', states: [TuneJob_State.FAILED, TuneJob_State.FAILED] })).toEqual({
+    expect(parseListTuneJobs({ pageSize: 5, pageToken: '', states: [TuneJob_State.FAILED, TuneJob_State.FAILED], tenant: '' })).toEqual({
       pageSize: 5,
       pageToken: undefined,
       states: ['FAILED'],
     });
     let thrown: unknown;
     try {
-      parseListTuneJobs({ pageSize: -1, pageToken: '', states: new Array(1_000_000).fill(99) });
+      parseListTuneJobs({ pageSize: -1, pageToken: '', states: new Array(1_000_000).fill(99), tenant: '' });
     } catch (e) {
       thrown = e;
     }

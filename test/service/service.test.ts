@@ -7,6 +7,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EvaluateRequest, TuneJob_State } from '../../src/gen/narrowtune/v1/tuning_service.js';
+import { FULL_CHECK_BYTES } from '../../src/service/data-check.js';
 import { startServer, type RunningServer } from '../../src/service/server.js';
 import { repeatData, tempDir, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
 import { connect, failure, type TestClient, waitFor } from './client.js';
@@ -173,16 +174,18 @@ describe('bad requests', () => {
     expect((await failure(client.list(0, 'garbage'))).code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
-  it('a job whose data is bad fails with the line number', async () => {
+  it('bad data is refused at StartTune with the file and line; past the size checked there, the job fails with them', async () => {
     const bad = join(dir, 'bad.jsonl');
     await writeFile(bad, '{"prompt":"a","completion":"b"}\n{"prompt": 3}\n');
+    const f = await failure(client.startTune({ baseModel: { source: { $case: 'path', value: base } }, trainingData: bad, hyperparameters: hp(2) }));
+    expect(f.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(f.violations).toEqual([{ field: 'training_data', description: expect.stringMatching(/bad\.jsonl:2: /) }]);
+
+    await writeFile(bad, '{"prompt":"a","completion":"b"}\n{"prompt": 3}\n' + '{"prompt":"a","completion":"b"}\n'.repeat(FULL_CHECK_BYTES / 16));
     const job = await client.startTune({ baseModel: { source: { $case: 'path', value: base } }, trainingData: bad, hyperparameters: hp(2) });
-    const events = await client.stream(job.name);
-    const end = events.at(-1)!.event;
-    expect(end?.$case).toBe('finished');
+    await client.stream(job.name);
     const failed = await client.getJob(job.name);
     expect(failed.state).toBe(TuneJob_State.FAILED);
-    expect(failed.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(failed.error?.message).toMatch(/bad\.jsonl:2: /);
   });
 });

@@ -37,154 +37,38 @@ describe('model names', () => {
   });
 });
 
+/** Each projection's weight, then its bias where `biased` names it: the order the checkpoint lists them in. */
+const proj = (names: string[], biased: string[] = []) =>
+  names.flatMap((n) => (biased.includes(n) ? [`${n}.weight`, `${n}.bias`] : [`${n}.weight`]));
+
+const ATTN = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'];
+const GATE_UP = ['mlp.gate_proj', 'mlp.up_proj'];
+const DOWN = ['mlp.down_proj'];
+
+/** Every preset's trainable set for one layer made of these attention projections, MLP projections and
+ * extra attention norms (which only `full` trains). */
+function presets(attn: string[], gateUp: string[], down: string[], norms: string[] = []): Record<PresetName, string[]> {
+  return {
+    full: layer0('input_layernorm.weight', ...attn, ...norms, 'post_attention_layernorm.weight', ...gateUp, ...down),
+    mlp: layer0(...gateUp, ...down),
+    mlp_gate_up: layer0(...gateUp),
+    sa_proj: layer0(...attn),
+    sa_proj_gate_up: layer0(...attn, ...gateUp),
+  };
+}
+
+const QKV_BIAS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'];
+const ALL_BIAS = [...ATTN, ...GATE_UP, ...DOWN];
+
 const EXPECTED: Record<string, { names: string[]; presets: Record<PresetName, string[]> }> = {
-  llama: {
-    names: LLAMA,
-    presets: {
-      full: layer0(
-        'input_layernorm.weight',
-        'self_attn.q_proj.weight',
-        'self_attn.k_proj.weight',
-        'self_attn.v_proj.weight',
-        'self_attn.o_proj.weight',
-        'post_attention_layernorm.weight',
-        'mlp.gate_proj.weight',
-        'mlp.up_proj.weight',
-        'mlp.down_proj.weight',
-      ),
-      mlp: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight'),
-      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight'),
-      sa_proj: layer0('self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'self_attn.o_proj.weight'),
-      sa_proj_gate_up: layer0(
-        'self_attn.q_proj.weight',
-        'self_attn.k_proj.weight',
-        'self_attn.v_proj.weight',
-        'self_attn.o_proj.weight',
-        'mlp.gate_proj.weight',
-        'mlp.up_proj.weight',
-      ),
-    },
-  },
+  llama: { names: LLAMA, presets: presets(proj(ATTN), proj(GATE_UP), proj(DOWN)) },
   'llama with attention and MLP biases': {
     names: LLAMA_BIASES,
-    presets: {
-      full: layer0(
-        'input_layernorm.weight',
-        'self_attn.q_proj.weight',
-        'self_attn.q_proj.bias',
-        'self_attn.k_proj.weight',
-        'self_attn.k_proj.bias',
-        'self_attn.v_proj.weight',
-        'self_attn.v_proj.bias',
-        'self_attn.o_proj.weight',
-        'self_attn.o_proj.bias',
-        'post_attention_layernorm.weight',
-        'mlp.gate_proj.weight',
-        'mlp.gate_proj.bias',
-        'mlp.up_proj.weight',
-        'mlp.up_proj.bias',
-        'mlp.down_proj.weight',
-        'mlp.down_proj.bias',
-      ),
-      mlp: layer0('mlp.gate_proj.weight', 'mlp.gate_proj.bias', 'mlp.up_proj.weight', 'mlp.up_proj.bias', 'mlp.down_proj.weight', 'mlp.down_proj.bias'),
-      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.gate_proj.bias', 'mlp.up_proj.weight', 'mlp.up_proj.bias'),
-      sa_proj: layer0(
-        'self_attn.q_proj.weight',
-        'self_attn.q_proj.bias',
-        'self_attn.k_proj.weight',
-        'self_attn.k_proj.bias',
-        'self_attn.v_proj.weight',
-        'self_attn.v_proj.bias',
-        'self_attn.o_proj.weight',
-        'self_attn.o_proj.bias',
-      ),
-      sa_proj_gate_up: layer0(
-        'self_attn.q_proj.weight',
-        'self_attn.q_proj.bias',
-        'self_attn.k_proj.weight',
-        'self_attn.k_proj.bias',
-        'self_attn.v_proj.weight',
-        'self_attn.v_proj.bias',
-        'self_attn.o_proj.weight',
-        'self_attn.o_proj.bias',
-        'mlp.gate_proj.weight',
-        'mlp.gate_proj.bias',
-        'mlp.up_proj.weight',
-        'mlp.up_proj.bias',
-      ),
-    },
+    presets: presets(proj(ATTN, ALL_BIAS), proj(GATE_UP, ALL_BIAS), proj(DOWN, ALL_BIAS)),
   },
-  qwen2: {
-    names: QWEN2,
-    presets: {
-      full: layer0(
-        'input_layernorm.weight',
-        'self_attn.q_proj.weight',
-        'self_attn.q_proj.bias',
-        'self_attn.k_proj.weight',
-        'self_attn.k_proj.bias',
-        'self_attn.v_proj.weight',
-        'self_attn.v_proj.bias',
-        'self_attn.o_proj.weight',
-        'post_attention_layernorm.weight',
-        'mlp.gate_proj.weight',
-        'mlp.up_proj.weight',
-        'mlp.down_proj.weight',
-      ),
-      mlp: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight'),
-      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight'),
-      sa_proj: layer0(
-        'self_attn.q_proj.weight',
-        'self_attn.q_proj.bias',
-        'self_attn.k_proj.weight',
-        'self_attn.k_proj.bias',
-        'self_attn.v_proj.weight',
-        'self_attn.v_proj.bias',
-        'self_attn.o_proj.weight',
-      ),
-      sa_proj_gate_up: layer0(
-        'self_attn.q_proj.weight',
-        'self_attn.q_proj.bias',
-        'self_attn.k_proj.weight',
-        'self_attn.k_proj.bias',
-        'self_attn.v_proj.weight',
-        'self_attn.v_proj.bias',
-        'self_attn.o_proj.weight',
-        'mlp.gate_proj.weight',
-        'mlp.up_proj.weight',
-      ),
-    },
-  },
-  qwen3: {
-    names: QWEN3,
-    presets: {
-      // q/k norms belong to the layer (full) but are not projections (sa_proj)
-      full: layer0(
-        'input_layernorm.weight',
-        'self_attn.q_proj.weight',
-        'self_attn.k_proj.weight',
-        'self_attn.v_proj.weight',
-        'self_attn.o_proj.weight',
-        'self_attn.q_norm.weight',
-        'self_attn.k_norm.weight',
-        'post_attention_layernorm.weight',
-        'mlp.gate_proj.weight',
-        'mlp.up_proj.weight',
-        'mlp.down_proj.weight',
-      ),
-      mlp: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight'),
-      mlp_gate_up: layer0('mlp.gate_proj.weight', 'mlp.up_proj.weight'),
-      sa_proj: layer0('self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'self_attn.o_proj.weight'),
-      sa_proj_gate_up: layer0(
-        'self_attn.q_proj.weight',
-        'self_attn.k_proj.weight',
-        'self_attn.v_proj.weight',
-        'self_attn.o_proj.weight',
-        'mlp.gate_proj.weight',
-        'mlp.up_proj.weight',
-      ),
-    },
-  },
+  qwen2: { names: QWEN2, presets: presets(proj(ATTN, QKV_BIAS), proj(GATE_UP), proj(DOWN)) },
+  // q/k norms belong to the layer (full) but are not projections (sa_proj)
+  qwen3: { names: QWEN3, presets: presets(proj(ATTN), proj(GATE_UP), proj(DOWN), ['self_attn.q_norm.weight', 'self_attn.k_norm.weight']) },
 };
 
 /** The error resolvePolicy throws for `spec`, or a failure when it throws none. */

@@ -1,33 +1,24 @@
 // What the proto promises, held to: StartTune answers PENDING, CancelTuneJob answers the cancel it recorded, job
 // ids use the documented alphabet, and data is checked before a job is accepted (or as its first phase).
-import { cp, rm, unlink, writeFile } from 'node:fs/promises';
+import { cp, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TuneJob_State } from '../../src/gen/narrowtune/v1/tuning_service.js';
 import { FULL_CHECK_BYTES } from '../../src/service/data-check.js';
-import { startServer, type RunningServer } from '../../src/service/server.js';
-import { repeatData, tempDir, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
-import { connect, failure, type TestClient, waitFor } from './client.js';
+import { failure, type TestClient, waitFor } from './client.js';
+import { startTinyServer, stopTinyServer, type TinyServer } from './tiny-server.js';
 
+let served: TinyServer | undefined;
 let dir: string;
 let base: string;
 let data: string;
-let server: RunningServer;
 let client: TestClient;
-
 beforeAll(async () => {
-  dir = await tempDir('nt-contracts-');
-  base = await tinyModel(dir, TINY_QWEN2);
-  data = await repeatData(dir);
-  server = await startServer({ port: 0, dataDir: join(dir, 'data'), modelRoots: [dir], dataRoots: [dir], maxConcurrentJobs: 1 });
-  client = connect(server.port);
+  served = await startTinyServer('nt-contracts-', { maxConcurrentJobs: 1 });
+  ({ dir, base, data, client } = served);
 });
-afterAll(async () => {
-  client?.close();
-  await server?.shutdown();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => stopTinyServer(served));
 
 const model = () => ({ source: { $case: 'path' as const, value: base } });
 const long = { steps: 100_000, batchSize: 4, seqLen: 32 };

@@ -1,6 +1,6 @@
 // TuningService over a real gRPC connection on loopback, with the server in this process.
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, rm, truncate, cp, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, truncate, cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -8,28 +8,21 @@ import { protoPath as healthProto } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EvaluateRequest, TuneJob_State } from '../../src/gen/narrowtune/v1/tuning_service.js';
 import { FULL_CHECK_BYTES } from '../../src/service/data-check.js';
-import { startServer, type RunningServer } from '../../src/service/server.js';
-import { repeatData, tempDir, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
-import { connect, failure, type TestClient, waitFor } from './client.js';
+import type { RunningServer } from '../../src/service/server.js';
+import { failure, type TestClient, waitFor } from './client.js';
+import { startTinyServer, stopTinyServer, type TinyServer } from './tiny-server.js';
 
+let served: TinyServer | undefined;
 let dir: string;
 let base: string;
 let data: string;
 let server: RunningServer;
 let client: TestClient;
-
 beforeAll(async () => {
-  dir = await tempDir('nt-svc-');
-  base = await tinyModel(dir, TINY_QWEN2);
-  data = await repeatData(dir);
-  server = await startServer({ port: 0, dataDir: join(dir, 'data'), modelRoots: [dir], dataRoots: [dir], checkpointEvery: 5, maxConcurrentJobs: 2 });
-  client = connect(server.port);
+  served = await startTinyServer('nt-svc-', { checkpointEvery: 5, maxConcurrentJobs: 2 });
+  ({ dir, base, data, server, client } = served);
 });
-afterAll(async () => {
-  client?.close();
-  await server?.shutdown();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => stopTinyServer(served));
 
 const hp = (steps: number) => ({ steps, learningRate: 1e-2, batchSize: 4, seqLen: 32 });
 

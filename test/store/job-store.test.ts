@@ -1,38 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { JobEvent } from '../../src/store/job-events.js';
 import { JobStore, type JobRecord } from '../../src/store/job-store.js';
-import { NarrowtuneError } from '../../src/util/errors.js';
-import { checkpoint, spec, step } from './fixtures.js';
+import { caught, checkpoint, spec, step, storeHarness } from './fixtures.js';
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-function memStore(now?: () => number): JobStore {
-  const s = JobStore.openInMemory({ now });
-  cleanups.push(() => s.close());
-  return s;
-}
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'narrowtune-store-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function caught(fn: () => unknown): NarrowtuneError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(NarrowtuneError);
-    return e as NarrowtuneError;
-  }
-  throw new Error('expected a NarrowtuneError');
-}
+const { memStore, onCleanup, tempDir } = storeHarness();
 
 describe('createJob', () => {
   it('creates a PENDING job with a url-safe id and returns the parsed spec', () => {
@@ -80,7 +52,7 @@ describe('file-backed store', () => {
     s.close();
 
     s = JobStore.open(dir);
-    cleanups.push(() => s.close());
+    onCleanup(() => s.close());
     const again = s.createJob({ requestId: 'req-7', spec: spec('x2') });
     expect(again.created).toBe(false);
     expect(again.job).toMatchObject({ id: job.id, state: 'RUNNING', step: 3, totalSteps: 10, trainable: ['layers.0.mlp.up_proj.weight'], spec: spec('x1') });

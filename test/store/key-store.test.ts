@@ -1,35 +1,13 @@
 // API keys in the job store's database, tenants on jobs, and the schema migration that added both.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DB_FILE, JobStore } from '../../src/store/job-store.js';
 import { LAST_USED_RESOLUTION_MS } from '../../src/store/key-store.js';
 import { MIGRATIONS } from '../../src/store/schema.js';
-import { NarrowtuneError } from '../../src/util/errors.js';
-import { checkpoint, spec, step } from './fixtures.js';
+import { caught, checkpoint, spec, step, storeHarness } from './fixtures.js';
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-function memStore(now?: () => number): JobStore {
-  const s = JobStore.openInMemory({ now });
-  cleanups.push(() => s.close());
-  return s;
-}
-
-function caught(fn: () => unknown): NarrowtuneError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(NarrowtuneError);
-    return e as NarrowtuneError;
-  }
-  throw new Error('expected a NarrowtuneError');
-}
+const { memStore, onCleanup, tempDir } = storeHarness();
 
 describe('KeyStore', () => {
   it('shows a secret once, stores only its hash, and checks it', () => {
@@ -136,8 +114,7 @@ describe('jobs of tenants', () => {
 
 describe('schema migration 3 (tenants, keys)', () => {
   it('keeps every job, checkpoint, event and the queue order of a version-2 database', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'narrowtune-migrate-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir('narrowtune-migrate-');
     // A database as version 2 left it: two jobs (the newer one deleted by hand), a checkpoint and events.
     const db = new Database(join(dir, DB_FILE));
     db.pragma('foreign_keys = ON');
@@ -152,7 +129,7 @@ describe('schema migration 3 (tenants, keys)', () => {
     db.close();
 
     const s = JobStore.open(dir);
-    cleanups.push(() => s.close());
+    onCleanup(() => s.close());
     const job = s.getJob('oldjob')!;
     expect(job).toMatchObject({ tenant: null, creatorKeyId: null, requestId: 'req-1', state: 'RUNNING', queueOrder: 1, cancelRequestedBy: null });
     expect(job.checkpoints).toEqual([{ step: 3, path: '/ck/3', final: false, createTime: 150 }]);

@@ -13,6 +13,7 @@ import { isNumberToken } from '../../src/eval/token-classes.js';
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
 import type { TrainEvent } from '../../src/trainer/events.js';
 import { tune } from '../../src/trainer/trainer.js';
+import { expectTorchFigures, type TorchFigures } from '../reference/torch-figures.js';
 import { connect } from '../service/client.js';
 import { needs, PYTHON } from '../support/system-tools.js';
 import { tempDir, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
@@ -39,18 +40,8 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const TUNE: Partial<TuneOptions> = { lr: 1e-3, steps: 20, batchSize: 8, seqLen: 48, schedule: 'constant', warmupSteps: 0, probeEvery: 5 };
 
-interface Reference {
-  positions: number;
-  heldout_loss: number;
-  heldout_loss_base: number;
-  kl_to_base: number;
-  top1_agreement: number;
-  mass: Record<string, number>;
-  mass_base: Record<string, number>;
-}
-
 /** Figures of `current` against the base on the probe data, computed by test/reference/torch_figures.py. */
-async function reference(current: string): Promise<Reference> {
+async function reference(current: string): Promise<TorchFigures> {
   const tokenizer = await loadTokenizer(base);
   const { examples } = await loadDataset(probe, tokenizer, { seqLen: 48 });
   const vocab = Array.from({ length: tokenizer.vocabSize }, (_, id) => tokenizer.tokenText(id));
@@ -67,27 +58,10 @@ async function reference(current: string): Promise<Reference> {
   const specFile = join(dir, `figures-${Math.random()}.json`);
   await writeFile(specFile, JSON.stringify(spec));
   execFileSync(PYTHON, [FIGURES, specFile, `${specFile}.out`]);
-  return JSON.parse(await readFile(`${specFile}.out`, 'utf8')) as Reference;
+  return JSON.parse(await readFile(`${specFile}.out`, 'utf8')) as TorchFigures;
 }
 
 type Probe = Extract<TrainEvent, { type: 'probe' }>;
-
-function expectFigures(p: Omit<Probe, 'type'>, ref: Reference): void {
-  const close = (got: number, want: number) => expect(Math.abs(got - want)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
-  expect(p.positions).toBe(ref.positions);
-  close(p.numberMass, ref.mass.number);
-  close(p.numberMassBase, ref.mass_base.number);
-  close(p.numberMassDelta, ref.mass.number - ref.mass_base.number);
-  close(p.klToBase, ref.kl_to_base);
-  close(p.top1Agreement, ref.top1_agreement);
-  close(p.heldoutLoss, ref.heldout_loss);
-  close(p.heldoutLossBase, ref.heldout_loss_base);
-  close(p.heldoutLossDelta, ref.heldout_loss - ref.heldout_loss_base);
-  expect(p.classes.map((c) => c.name)).toEqual(['vowel']);
-  close(p.classes[0].mass, ref.mass.vowel);
-  close(p.classes[0].massBase, ref.mass_base.vowel);
-  close(p.classes[0].delta, ref.mass.vowel - ref.mass_base.vowel);
-}
 
 describe('probe figures', () => {
   it('match an independent float64 computation, in the trainer and in the gRPC stream', needs('torch'), async () => {
@@ -98,7 +72,7 @@ describe('probe figures', () => {
     expect(probes.map((p) => p.step)).toEqual([5, 10, 15, 20]);
     const ref = await reference(out);
     expect(ref.kl_to_base).toBeGreaterThan(0.5); // the test means something only if the model drifted
-    expectFigures(probes.at(-1)!, ref);
+    expectTorchFigures(probes.at(-1)!, ref);
     expect(receipt.probes).toHaveLength(4);
 
     const server = await startServer({ port: 0, dataDir: join(dir, 'srv'), modelRoots: [dir], dataRoots: [dir] });
@@ -116,7 +90,7 @@ describe('probe figures', () => {
       const streamed = events.flatMap((e) => (e.event?.$case === 'probe' ? [e.event.value] : []));
       expect(streamed.map((p) => p.step)).toEqual([5, 10, 15, 20]);
       const last = streamed.at(-1)!;
-      expectFigures({ ...last, positions: ref.positions, tokenAccuracy: 0 }, ref);
+      expectTorchFigures({ ...last, positions: ref.positions, tokenAccuracy: 0 }, ref);
     } finally {
       client.close();
       await server.shutdown();

@@ -34,11 +34,14 @@ COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY proto ./proto
 COPY src ./src
+# prepare (npm ci) bundles the dashboard from here into dist/dashboard.
+COPY dashboard ./dashboard
 # onnxruntime-node's installer fetches the CUDA execution provider, which is not in the npm package (needs
 # network); it runs once, explicitly, whatever npm the image has (some honour package.json's allowScripts, some not).
 RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund \
  && ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js \
- && npm prune --omit=dev
+ && npm prune --omit=dev \
+ && rm -rf dashboard
 
 RUN useradd --create-home --uid 10001 narrowtune \
  && mkdir -p /data && chown narrowtune /data

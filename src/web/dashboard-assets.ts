@@ -21,9 +21,14 @@ let rebuilt = false;
 export function dashboardDir(): string | null {
   if (!rebuilt && existsSync(BUILD_SCRIPT)) {
     rebuilt = true;
-    // Loaded by path, not imported: the build needs esbuild, a devDependency, which only a checkout has.
-    const build = createRequire(import.meta.url)(BUILD_SCRIPT) as { ensureDashboard(out: string): string };
-    build.ensureDashboard(DASHBOARD_DIR);
+    try {
+      // Loaded by path, not imported: the build needs esbuild, a devDependency, which only a checkout has.
+      const build = createRequire(import.meta.url)(BUILD_SCRIPT) as { ensureDashboard(out: string): string };
+      build.ensureDashboard(DASHBOARD_DIR);
+    } catch (e) {
+      // Sources without esbuild (an image pruned of devDependencies): serve the dashboard built at install time.
+      process.emitWarning(`dashboard not rebuilt, serving ${DASHBOARD_DIR} as it is: ${(e as Error).message}`);
+    }
   }
   return existsSync(`${DASHBOARD_DIR}/index.html`) ? DASHBOARD_DIR : null;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs what bench/gpu.sh needs on a GPU host that has neither Node nor network into one folder (default .gpu/,
-# git-ignored): this machine's Node binary, the benchmark bundled into one file by esbuild (the same
+# git-ignored): the packing machine's Node binary, the benchmark bundled into one file by esbuild (the same
 # src/bench/ and trainer as `npm run bench`), onnxruntime-node with only its linux-x64 binaries,
 # and the Vulkan loader's Debian packages. Compressed with xz it is about 40 MB, small enough to copy along with
 # the checkout. The CUDA provider goes in only if node_modules has it (see bench/gpu.sh's cuda section).

@@ -37,7 +37,7 @@ export const TOOLS: Record<Tool, ToolInfo> = {
     missing: () => fails(PYTHON, ['-c', 'import grpc, google.protobuf']) ?? notOnPath('protoc') ?? notOnPath('grpc_python_plugin'),
   },
   chromium: {
-    label: 'Chromium (demo report)',
+    label: 'Chromium (demo report, dashboard)',
     missing: () => notExecutable(CHROMIUM),
   },
   vulkan: {

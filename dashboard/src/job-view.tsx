@@ -14,6 +14,21 @@ import { usePoll } from './use-poll.js';
 const POLL_MS = 2000;
 const LOG_SHOWN = 200;
 
+/** The drift charts: one per probe figure, with the drift-budget limit that applies to it, if any. */
+const DRIFT_CHARTS: readonly {
+  id: string;
+  title: string;
+  field: 'klToBase' | 'numberMassDelta' | 'top1Agreement' | 'heldoutLossDelta';
+  label: string;
+  color: number;
+  limit?: { field: 'maxKlToBase' | 'maxNumberMassDelta' | 'maxHeldoutLossDelta'; name: string };
+}[] = [
+  { id: 'kl-to-base', title: 'KL to base (nats)', field: 'klToBase', label: 'KL', color: 0, limit: { field: 'maxKlToBase', name: 'max_kl_to_base' } },
+  { id: 'number-mass-delta', title: 'number-token mass change', field: 'numberMassDelta', label: 'Δ number mass', color: 1, limit: { field: 'maxNumberMassDelta', name: 'max_number_mass_delta' } },
+  { id: 'top1-agreement', title: 'top-1 agreement with base', field: 'top1Agreement', label: 'top-1 agreement', color: 2 },
+  { id: 'heldout-loss-delta', title: 'held-out loss change', field: 'heldoutLossDelta', label: 'Δ held-out loss', color: 3, limit: { field: 'maxHeldoutLossDelta', name: 'max_heldout_loss_delta' } },
+];
+
 export function JobView({ id }: { id: string }) {
   const name = `jobs/${id}`;
   const report = useReportError();
@@ -106,26 +121,18 @@ export function JobView({ id }: { id: string }) {
         <p class="muted">No probes yet{job.request?.probeData ? '' : ': the job was started without probe data'}.</p>
       ) : (
         <div class="charts">
-          <Chart id="kl-to-base" title="KL to base (nats)" data={cols(s.probes, 'klToBase')} lines={sparse('KL')} version={version} marks={marks} limits={limit(budget?.maxKlToBase, 'max_kl_to_base')} />
-          <Chart
-            id="number-mass-delta"
-            title="number-token mass change"
-            data={cols(s.probes, 'numberMassDelta')}
-            lines={sparse('Δ number mass', 1)}
-            version={version}
-            marks={marks}
-            limits={limit(budget?.maxNumberMassDelta, 'max_number_mass_delta')}
-          />
-          <Chart id="top1-agreement" title="top-1 agreement with base" data={cols(s.probes, 'top1Agreement')} lines={sparse('top-1 agreement', 2)} version={version} marks={marks} />
-          <Chart
-            id="heldout-loss-delta"
-            title="held-out loss change"
-            data={cols(s.probes, 'heldoutLossDelta')}
-            lines={sparse('Δ held-out loss', 3)}
-            version={version}
-            marks={marks}
-            limits={limit(budget?.maxHeldoutLossDelta, 'max_heldout_loss_delta')}
-          />
+          {DRIFT_CHARTS.map((c) => (
+            <Chart
+              key={c.id}
+              id={c.id}
+              title={c.title}
+              data={cols(s.probes, c.field)}
+              lines={sparse(c.label, c.color)}
+              version={version}
+              marks={marks}
+              limits={c.limit ? limit(budget?.[c.limit.field], c.limit.name) : undefined}
+            />
+          ))}
           <ClassChart table={s.probes} version={version} marks={marks} />
         </div>
       )}

@@ -31,11 +31,10 @@ async function freshTmp(name: string): Promise<string> {
 
 const ortFiles = async (tmp: string) => (await readdir(tmp)).filter((f) => ORT_LITTER.test(f));
 
-/** `narrowtune tune` for two steps with TMPDIR=tmp; ORT_DISABLE_TELEMETRY only as given. */
-async function cliTune(tmp: string, out: string, telemetry?: string): Promise<void> {
+/** `narrowtune tune` for two steps with TMPDIR=tmp and ORT_DISABLE_TELEMETRY unset. */
+async function cliTune(tmp: string, out: string): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
   delete env.ORT_DISABLE_TELEMETRY;
-  if (telemetry !== undefined) env.ORT_DISABLE_TELEMETRY = telemetry;
   await promisify(execFile)(process.execPath, [BIN, 'tune', '--model', model, '--data', data, '--out', join(dir, out), '--steps', '2'], { env });
 }
 
@@ -56,13 +55,10 @@ it('a job process leaves nothing of onnxruntime in its parent\'s TMPDIR', async 
   expect(await ortFiles(tmp)).toEqual([]);
 });
 
-it('the CLI, which trains in a worker thread, leaves nothing either; with telemetry on it would', async () => {
+// No positive control (telemetry on → litter): whether onnxruntime writes the file then depends on its telemetry
+// state outside the TMPDIR, and a CI run once saw none.
+it('the CLI, which trains in a worker thread, leaves nothing either', async () => {
   const quiet = await freshTmp('cli');
   await cliTune(quiet, 'cli-out');
   expect(await ortFiles(quiet)).toEqual([]);
-
-  // The check can see the litter: onnxruntime writes it where its telemetry is on.
-  const noisy = await freshTmp('cli-telemetry');
-  await cliTune(noisy, 'cli-telemetry-out', '0');
-  expect(await ortFiles(noisy)).toContainEqual(expect.stringMatching(/^mat-debug-\d+\.log$/));
 });

@@ -1,13 +1,10 @@
-// The durable job store: jobs, their checkpoints and their metric events in one SQLite file, plus in-process change notifications.
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
+// The durable job store, as an interface: jobs, their checkpoints and metric events, API keys, job leases for
+// the workers that train them, and change notifications. SQLite (sqlite-job-store.ts) is the embedded default;
+// PostgreSQL (postgres-job-store.ts) is the store several machines share. Both implement exactly this contract,
+// and the shared checks and errors below, so that callers and tests cannot tell them apart.
 import { NarrowtuneError, invalidArgument } from '../util/errors.js';
-import { KeyStore } from './key-store.js';
-import { decodeJobEvent, type JobError, type JobEvent, type JobResult, type JobSpec, type RestingState } from './job-events.js';
-import { newJobId } from './job-id.js';
-import { decodePageToken, encodePageToken } from './page-token.js';
-import { migrate } from './schema.js';
+import type { JobError, JobEvent, JobResult, JobSpec, RestingState } from './job-events.js';
+import type { KeyStore } from './key-store.js';
 
 export type JobState = 'PENDING' | 'RUNNING' | RestingState;
 export const JOB_STATES: readonly JobState[] = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
@@ -30,6 +27,7 @@ export interface JobRecord {
   state: JobState;
   spec: JobSpec;
   createTime: number;
+  /** When it was first claimed; a later claim (a resume) keeps it. */
   startTime: number | null;
   endTime: number | null;
   step: number;
@@ -41,10 +39,18 @@ export interface JobRecord {
   cancelRequestedBy: string | null;
   /** When a cancel was first asked for. */
   cancelTime: number | null;
+  /** Ascending by step. */
   checkpoints: CheckpointRecord[];
   outputPath: string | null;
   result: JobResult | null;
+  /** FIFO position: increases with every job created and never changes or gets reused. */
   queueOrder: number;
+  /** The worker holding the job's lease; null unless RUNNING (a release or finish clears it). */
+  leaseOwner: string | null;
+  /** When that lease expires (ms since epoch, the store's clock); null unless RUNNING. */
+  leaseExpires: number | null;
+  /** How many times the job has been claimed: 0 before its first claim, then the epoch of the newest lease. */
+  leaseEpoch: number;
 }
 
 export interface MetricEvent {
@@ -54,106 +60,29 @@ export interface MetricEvent {
   event: JobEvent;
 }
 
+/**
+ * A worker's claim on one job. It stays valid while the job is RUNNING with this epoch: a later claim of the job
+ * (after this lease expired), a release or a finish ends it, and every fenced write with it is then refused.
+ */
+export interface Lease {
+  readonly jobId: string;
+  readonly workerId: string;
+  readonly epoch: number;
+  /** The job as the claim committed it (state RUNNING, leaseEpoch === epoch). */
+  readonly job: JobRecord;
+}
+
+export interface ClaimOptions {
+  /** Who claims; stored as lease_owner (for operators and for a restarted process to recognise its old leases). */
+  workerId: string;
+  /** How long the lease lasts without a renewal. */
+  leaseMs: number;
+  /** Jobs of one tenant RUNNING with a live lease at once, counted in the store (so across workers); jobs without a tenant are not limited. */
+  tenantMaxRunning?: number;
+}
+
 export type StoreNotification = { kind: 'event'; event: MetricEvent } | { kind: 'state'; job: JobRecord };
 export type StoreListener = (n: StoreNotification) => void;
-
-export const DB_FILE = 'narrowtune.db';
-export const DEFAULT_PAGE_SIZE = 50;
-export const MAX_PAGE_SIZE = 1000;
-// How long a writer waits on another connection's lock (a second process, a CLI inspecting the file) before failing.
-const BUSY_TIMEOUT_MS = 5000;
-// A fresh random id colliding is ~2^-60 per pair; a few retries make it impossible in practice without looping forever on a bug.
-const ID_ATTEMPTS = 5;
-
-export function isResting(state: JobState): boolean {
-  return RESTING_STATES.includes(state);
-}
-
-interface JobRow {
-  queue_order: number;
-  id: string;
-  tenant: string | null;
-  creator_key_id: string | null;
-  request_id: string | null;
-  request_hash: string | null;
-  state: JobState;
-  spec: string;
-  create_time: number;
-  start_time: number | null;
-  end_time: number | null;
-  step: number;
-  total_steps: number;
-  trainable: string;
-  error: string | null;
-  cancel_requested: number;
-  cancel_requested_by: string | null;
-  cancel_time: number | null;
-  output_path: string | null;
-  result: string | null;
-}
-
-interface CheckpointRow {
-  job_id: string;
-  step: number;
-  path: string;
-  final: number;
-  create_time: number;
-}
-
-interface EventRow {
-  job_id: string;
-  sequence: number;
-  time: number;
-  type: string;
-  payload: string;
-}
-
-export interface JobStoreOptions {
-  /** Clock in ms since epoch; tests pin it to get ties and exact times. */
-  now?: () => number;
-}
-
-function toJson(value: unknown, field: string): string {
-  let s: string | undefined;
-  try {
-    s = JSON.stringify(value ?? null);
-  } catch (e) {
-    throw invalidArgument(field, `not JSON-serializable: ${(e as Error).message}`);
-  }
-  return s ?? 'null'; // a bare function or symbol stringifies to undefined
-}
-
-function toEvent(r: EventRow): MetricEvent {
-  return { jobId: r.job_id, sequence: r.sequence, time: r.time, event: decodeJobEvent(r.type, JSON.parse(r.payload)) };
-}
-
-/** The error for a job id that names nothing; shared with followEvents so both read alike. */
-export function jobNotFound(id: string): NarrowtuneError {
-  return new NarrowtuneError('not_found', `job jobs/${id} not found`, [{ field: 'name', description: `no job jobs/${id}` }]);
-}
-
-/** A request id names one request per tenant; sent again with another request it is a client bug, not a retry. */
-function requestIdReused(requestId: string, job: { id: string }): NarrowtuneError {
-  return new NarrowtuneError(
-    'already_exists',
-    `request_id "${requestId.slice(0, 128)}" was already used by a different request (it created jobs/${job.id}); send a new request_id for a new job`,
-    [{ field: 'request_id', description: `already used by a different request (jobs/${job.id})` }],
-  );
-}
-
-function alreadyResting(job: { id: string; state: JobState }): NarrowtuneError {
-  return new NarrowtuneError('failed_precondition', `job jobs/${job.id} is already ${job.state}`);
-}
-
-function checkStates(states: readonly string[], field: string): void {
-  for (const s of states) if (!JOB_STATES.includes(s as JobState)) throw invalidArgument(field, `unknown job state ${JSON.stringify(s)}`);
-}
-
-function checkCount(value: number | undefined, field: string): void {
-  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-    throw invalidArgument(field, `must be a non-negative integer, got ${value}`);
-  }
-}
 
 /** Who creates a job and what it is; tenant and creator are null on a server without authentication. */
 export interface NewJob {
@@ -165,366 +94,281 @@ export interface NewJob {
   spec: JobSpec;
 }
 
-export class JobStore {
-  private readonly db: Database.Database;
+export interface ListJobsOptions {
+  pageSize?: number;
+  pageToken?: string;
+  states?: JobState[];
+  tenant?: string;
+}
+
+export interface ProgressUpdate {
+  step?: number;
+  totalSteps?: number;
+  trainable?: string[];
+}
+
+export interface FinishExtra {
+  error?: JobError;
+  outputPath?: string;
+  result?: JobResult;
+}
+
+/**
+ * Every method checks its arguments before touching the database (invalid_argument), reports an unknown job id
+ * as not_found (jobNotFound), and, once the store is closed, fails with 'unavailable' (storeClosed). Each write is
+ * one transaction: it happens entirely or not at all, and notifies subscribers only after it committed.
+ *
+ * Fenced writes (updateProgress, addCheckpoint, appendEvent, finish) take the writer's Lease and, inside their
+ * transaction, check in this order: the job exists (not_found); it is RUNNING with lease_epoch = lease.epoch and
+ * lease_owner = lease.workerId, else leaseLost (kind 'aborted') — a resting job is leaseLost too unless its
+ * epoch still matches, in which case alreadyResting (failed_precondition) says the holder itself finished it.
+ * An expired lease that nobody has claimed since still passes: nobody else is training the job.
+ */
+export interface JobStore {
   /** The API keys, in the same database. */
   readonly keys: KeyStore;
-  private readonly now: () => number;
-  private readonly listeners = new Map<string, Set<StoreListener>>();
-  // Keyed by SQL text; the IN (?, ?, …) lists vary only with the number of states, so this stays small.
-  private readonly statements = new Map<string, Database.Statement>();
 
-  private constructor(db: Database.Database, options: JobStoreOptions) {
-    this.db = db;
-    this.now = options.now ?? Date.now;
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    db.pragma('foreign_keys = ON');
-    migrate(db);
-    this.keys = new KeyStore(db, this.now);
-  }
+  /** Ends subscriptions and closes the connection(s); idempotent. Calls after it fail with storeClosed(). */
+  close(): Promise<void>;
 
-  static open(dataDir: string, options: JobStoreOptions = {}): JobStore {
-    mkdirSync(dataDir, { recursive: true });
-    const db = new Database(join(dataDir, DB_FILE));
-    try {
-      // WAL lets StreamMetrics readers (even in another process) proceed while the runner appends.
-      db.pragma('journal_mode = WAL');
-      return new JobStore(db, options);
-    } catch (e) {
-      db.close();
-      throw e;
-    }
-  }
-
-  static openInMemory(options: JobStoreOptions = {}): JobStore {
-    return new JobStore(new Database(':memory:'), options);
-  }
-
-  close(): void {
-    this.listeners.clear();
-    this.statements.clear();
-    if (this.db.open) this.db.close();
-  }
-
-  // ---- jobs ----
+  // ---- jobs: any replica ----
 
   /**
-   * Creates a PENDING job, or returns the job its tenant's request id already made (created: false); the same
-   * request id with a different request hash is ALREADY_EXISTS.
+   * Creates a PENDING job (leaseEpoch 0, no lease), or returns the job this tenant's request id already made
+   * (created: false, the job as it is now); the same tenant + request id with a different non-null request hash is
+   * requestIdReused (already_exists). A null tenant is its own namespace (''), an empty request id means none. The
+   * spec must be JSON-serializable (invalid_argument on field 'spec'). Notifies 'state' when created.
    */
-  createJob(input: NewJob): { job: JobRecord; created: boolean } {
-    const requestId = input.requestId || null; // proto3 sends '' for "not set"
-    const requestHash = input.requestHash ?? null;
-    const tenant = input.tenant ?? null;
-    const spec = toJson(input.spec, 'spec');
-    // No conflict target: the request id's unique index is on an expression; an id collision also lands here.
-    const insert = this.stmt(
-      `INSERT INTO jobs (id, tenant, creator_key_id, request_id, request_hash, state, spec, create_time) VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?)
-       ON CONFLICT DO NOTHING`,
-    );
-    const result = this.write(() => {
-      if (requestId !== null) {
-        const existing = this.requestRow(tenant, requestId, requestHash);
-        if (existing) return { id: existing.id, created: false };
-      }
-      for (let attempt = 1; attempt <= ID_ATTEMPTS; attempt++) {
-        const id = newJobId();
-        if (insert.run(id, tenant, input.creatorKeyId ?? null, requestId, requestHash, spec, this.now()).changes === 1) return { id, created: true };
-        // Only reachable if another connection inserted the request id between our SELECT and INSERT.
-        const existing = requestId === null ? undefined : this.requestRow(tenant, requestId, requestHash);
-        if (existing) return { id: existing.id, created: false };
-      }
-      throw new NarrowtuneError('internal', `no unused job id after ${ID_ATTEMPTS} attempts`);
-    });
-    const job = this.getJob(result.id)!;
-    if (result.created) this.emit(job.id, { kind: 'state', job });
-    return { job, created: result.created };
-  }
+  createJob(input: NewJob): Promise<{ job: JobRecord; created: boolean }>;
 
   /**
-   * The job a tenant's request id made, or null; ALREADY_EXISTS when it was made by a different request. The
-   * service asks before its capacity checks, so that a retry of an accepted request never reads as "queue full".
+   * The job a tenant's request id made, or null; requestIdReused when it was made by a different request (a stored
+   * or given null hash is not compared). The service asks before its capacity checks, so that a retry of an
+   * accepted request never reads as "queue full".
    */
-  findRequest(tenant: string | null, requestId: string, requestHash: string | null): JobRecord | null {
-    const r = this.requestRow(tenant, requestId, requestHash);
-    return r ? this.toJobs([r])[0]! : null;
-  }
+  findRequest(tenant: string | null, requestId: string, requestHash: string | null): Promise<JobRecord | null>;
 
-  private requestRow(tenant: string | null, requestId: string, requestHash: string | null): JobRow | undefined {
-    const r = this.row(`SELECT * FROM jobs WHERE coalesce(tenant, '') = ? AND request_id = ?`, tenant ?? '', requestId);
-    // Jobs from before request hashes were stored cannot be compared: a retry of them is taken as the same request.
-    if (r && requestHash !== null && r.request_hash !== null && r.request_hash !== requestHash) throw requestIdReused(requestId, r);
-    return r;
-  }
+  /** The job, or null (not an error) for an unknown id. */
+  getJob(id: string): Promise<JobRecord | null>;
 
-  getJob(id: string): JobRecord | null {
-    const r = this.row('SELECT * FROM jobs WHERE id = ?', id);
-    return r ? this.toJobs([r])[0]! : null;
-  }
+  /**
+   * Newest first (createTime DESC, then queueOrder DESC). pageSize: unset or 0 → DEFAULT_PAGE_SIZE, else clamped to
+   * [1, MAX_PAGE_SIZE] (pageSizeOf). states: any of these (duplicates ignored; unknown → invalid_argument on
+   * 'states'); tenant: only that tenant's jobs. nextPageToken is '' on the last page (never an empty follow-up
+   * page); tokens come from encodePageToken with the filter listFilter() names, so a token used with another filter
+   * is invalid_argument on 'page_token', as decodePageToken says.
+   */
+  listJobs(opts: ListJobsOptions): Promise<{ jobs: JobRecord[]; nextPageToken: string }>;
 
-  /** Newest first; `tenant` limits the list to that tenant's jobs. */
-  listJobs(opts: { pageSize?: number; pageToken?: string; states?: JobState[]; tenant?: string }): { jobs: JobRecord[]; nextPageToken: string } {
-    const states = [...new Set(opts.states ?? [])].sort();
-    checkStates(states, 'states');
-    // Tokens of unfiltered lists keep their old form, so they stay valid across the upgrade.
-    const filter = states.join(',') + (opts.tenant === undefined ? '' : `;tenant=${opts.tenant}`);
-    const size = opts.pageSize ? Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(opts.pageSize))) : DEFAULT_PAGE_SIZE;
-    const where: string[] = [];
-    const params: (string | number)[] = [];
-    if (states.length > 0) {
-      where.push(`state IN (${states.map(() => '?').join(', ')})`);
-      params.push(...states);
-    }
-    if (opts.tenant !== undefined) {
-      where.push('tenant = ?');
-      params.push(opts.tenant);
-    }
-    if (opts.pageToken) {
-      const c = decodePageToken(opts.pageToken, filter);
-      where.push('(create_time < ? OR (create_time = ? AND queue_order < ?))');
-      params.push(c.createTime, c.createTime, c.queueOrder);
-    }
-    // One extra row tells whether another page exists, so the last page never returns an empty-but-tokened follow-up.
-    const rows = this.stmt(
-      `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-       ORDER BY create_time DESC, queue_order DESC LIMIT ?`,
-    ).all(...params, size + 1) as JobRow[];
-    const more = rows.length > size;
-    const page = rows.slice(0, size);
-    const last = page[page.length - 1];
-    return {
-      jobs: this.toJobs(page),
-      nextPageToken: more && last ? encodePageToken({ createTime: last.create_time, queueOrder: last.queue_order, filter }) : '',
-    };
-  }
+  /** Every job in these states, in queueOrder (FIFO). Unknown states: invalid_argument on 'states'. */
+  jobsInStates(states: JobState[]): Promise<JobRecord[]>;
 
-  jobsInStates(states: JobState[]): JobRecord[] {
-    checkStates(states, 'states');
-    if (states.length === 0) return [];
-    const rows = this.stmt(`SELECT * FROM jobs WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY queue_order`).all(...states) as JobRow[];
-    return this.toJobs(rows);
-  }
+  /** How many jobs are in these states; with `tenant`, only that tenant's. Unknown states: invalid_argument. */
+  countInStates(states: JobState[], tenant?: string): Promise<number>;
 
-  /** Jobs in these states; with `tenant`, only that tenant's. */
-  countInStates(states: JobState[], tenant?: string): number {
-    checkStates(states, 'states');
-    if (states.length === 0) return 0;
-    const inStates = `state IN (${states.map(() => '?').join(', ')})`;
-    const r = (
-      tenant === undefined
-        ? this.stmt(`SELECT count(*) AS n FROM jobs WHERE ${inStates}`).get(...states)
-        : this.stmt(`SELECT count(*) AS n FROM jobs WHERE ${inStates} AND tenant = ?`).get(...states, tenant)
-    ) as { n: number };
-    return r.n;
-  }
+  /**
+   * Cancels a PENDING job at once: state CANCELLED, endTime now, and its 'finished' CANCELLED event appended, in
+   * one transaction (so a worker claiming it at the same moment either gets it first or never sees it). On a
+   * RUNNING job it only sets cancelRequested, for the lease holder to stop. Either way the first request's key
+   * (cancelRequestedBy) and cancelTime are kept. A resting job: alreadyResting. Not fenced. Notifies 'state' (and
+   * 'event' for the appended event). Returns the job as committed.
+   */
+  requestCancel(id: string, by?: string | null): Promise<JobRecord>;
 
-  markRunning(id: string, totalSteps?: number): JobRecord {
-    checkCount(totalSteps, 'total_steps');
-    return this.transition(id, (r) => {
-      if (r.state !== 'PENDING' && r.state !== 'RUNNING') throw alreadyResting(r);
-      this.stmt(
-        `UPDATE jobs SET state = 'RUNNING', start_time = coalesce(start_time, ?), total_steps = coalesce(?, total_steps) WHERE id = ?`,
-      ).run(this.now(), totalSteps ?? null, id);
-    });
-  }
+  // ---- leases: workers ----
 
-  updateProgress(id: string, p: { step?: number; totalSteps?: number; trainable?: string[] }): void {
-    checkCount(p.step, 'step');
-    checkCount(p.totalSteps, 'total_steps');
-    this.write(() => {
-      const r = this.requireRow(id);
-      // A late progress report from a runner that lost a cancel race must not rewrite a finished job.
-      if (isResting(r.state)) throw alreadyResting(r);
-      this.stmt(
-        `UPDATE jobs SET step = coalesce(?, step), total_steps = coalesce(?, total_steps), trainable = coalesce(?, trainable) WHERE id = ?`,
-      ).run(
-        p.step ?? null,
-        p.totalSteps ?? null,
-        p.trainable ? JSON.stringify(p.trainable) : null,
-        id,
-      );
-    });
-  }
+  /**
+   * Atomically claims the first job, in queueOrder, that is PENDING or RUNNING with an expired lease
+   * (lease_expires <= now), skipping jobs whose tenant already has tenantMaxRunning jobs RUNNING with a live lease
+   * (lease_expires > now; the candidate itself is never counted). The claimed job becomes RUNNING with
+   * lease_owner = workerId, lease_expires = now + leaseMs, lease_epoch + 1, startTime kept if set, else now. Jobs
+   * with cancelRequested are claimed like any other: the worker finishes them CANCELLED. Two concurrent claims never
+   * return the same job (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one write transaction). null when nothing is
+   * claimable. Notifies 'state'.
+   */
+  claimJob(opts: ClaimOptions): Promise<Lease | null>;
 
-  finish(id: string, state: RestingState, extra: { error?: JobError; outputPath?: string; result?: JobResult } = {}): JobRecord {
-    if (!isResting(state)) throw invalidArgument('state', `finish needs a resting state, got ${state}`);
-    return this.transition(id, (r) => {
-      if (isResting(r.state)) throw alreadyResting(r);
-      this.stmt(`UPDATE jobs SET state = ?, end_time = ?, error = ?, output_path = coalesce(?, output_path), result = ? WHERE id = ?`).run(
-        state,
-        this.now(),
-        extra.error ? JSON.stringify(extra.error) : null,
-        extra.outputPath ?? null,
-        extra.result === undefined ? null : JSON.stringify(extra.result),
-        id,
-      );
-    });
-  }
+  /**
+   * Extends the lease to now + leaseMs when it still holds (RUNNING, same epoch and owner; an expired lease nobody
+   * has claimed since still holds); false when it was lost (another claim, a release, a finish, or the job is gone).
+   * Never throws for a lost lease. Does not notify.
+   */
+  renewLease(lease: Lease, leaseMs: number): Promise<boolean>;
 
-  /** Cancels a PENDING job at once, or asks a RUNNING one to stop; the first request's key and time are kept. */
-  requestCancel(id: string, by: string | null = null): JobRecord {
-    return this.transition(id, (r) => {
-      if (isResting(r.state)) throw alreadyResting(r);
-      const now = this.now();
-      const who = `cancel_requested_by = CASE WHEN cancel_requested = 1 THEN cancel_requested_by ELSE ? END, cancel_time = coalesce(cancel_time, ?)`;
-      if (r.state === 'PENDING') {
-        // Nothing is running it, so nobody else would ever finish it.
-        this.stmt(`UPDATE jobs SET state = 'CANCELLED', ${who}, cancel_requested = 1, end_time = ? WHERE id = ?`).run(by, now, now, id);
-      } else {
-        this.stmt(`UPDATE jobs SET ${who}, cancel_requested = 1 WHERE id = ?`).run(by, now, id);
-      }
-    });
-  }
+  /**
+   * Gives the job back for another worker to claim at once (graceful shutdown): RUNNING → PENDING, lease owner and
+   * expiry cleared, epoch and queueOrder kept (so it is next in line). false, and no change, when the lease was
+   * already lost. Notifies 'state' when it released.
+   */
+  releaseLease(lease: Lease): Promise<boolean>;
 
-  requeue(id: string): void {
-    this.transition(id, (r) => {
-      if (r.state === 'PENDING') return;
-      if (r.state !== 'RUNNING') throw alreadyResting(r);
-      this.stmt(`UPDATE jobs SET state = 'PENDING' WHERE id = ?`).run(id);
-    });
-  }
+  /**
+   * Expires the lease of epoch `epoch` on a RUNNING job now, so the next claimJob may take it, without changing the
+   * epoch (the claim increments it). For a worker that knows the holder is dead (its own previous process), so it
+   * need not wait out the lease. false when the job is not RUNNING with that epoch. Does not notify.
+   */
+  expireLease(jobId: string, epoch: number): Promise<boolean>;
 
-  addCheckpoint(jobId: string, c: { step: number; path: string; final: boolean }): void {
-    checkCount(c.step, 'step');
-    this.write(() => {
-      this.requireRow(jobId);
-      this.stmt(
-        `INSERT INTO checkpoints (job_id, step, path, final, create_time) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (job_id, step) DO UPDATE SET path = excluded.path, final = excluded.final, create_time = excluded.create_time`,
-      ).run(jobId, c.step, c.path, c.final ? 1 : 0, this.now());
-    });
-  }
+  // ---- fenced writes: the lease holder only ----
 
-  // ---- events ----
+  /** Sets the given fields (others unchanged). Non-negative integers, else invalid_argument on 'step'/'total_steps'. Does not notify. */
+  updateProgress(lease: Lease, p: ProgressUpdate): Promise<void>;
 
-  appendEvent(jobId: string, e: JobEvent): MetricEvent {
-    // The type has its own column; the payload keeps the event's own names (older rows use the same ones).
-    const { type, ...payload } = e;
-    const json = toJson(payload, 'payload');
-    const event: MetricEvent = this.write(() => {
-      const r = this.requireRow(jobId);
-      // followEvents ends at "resting and nothing newer", so an event after the finish would never reach a follower.
-      if (isResting(r.state)) throw alreadyResting(r);
-      const sequence = this.lastSequence(jobId) + 1;
-      const time = this.now();
-      this.stmt('INSERT INTO events (job_id, sequence, time, type, payload) VALUES (?, ?, ?, ?, ?)').run(jobId, sequence, time, type, json);
-      return { jobId, sequence, time, event: decodeJobEvent(type, JSON.parse(json)) };
-    });
-    this.emit(jobId, { kind: 'event', event });
-    return event;
-  }
+  /** Records a checkpoint; a second one for the same step replaces it (path, final, createTime). Does not notify. */
+  addCheckpoint(lease: Lease, c: { step: number; path: string; final: boolean }): Promise<void>;
 
-  readEvents(jobId: string, afterSequence: number, limit?: number): MetricEvent[] {
-    const rows = this.stmt('SELECT * FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?').all(
-      jobId,
-      afterSequence,
-      limit === undefined ? -1 : Math.max(0, Math.floor(limit)), // SQLite: a negative LIMIT means none
-    ) as EventRow[];
-    return rows.map(toEvent);
-  }
+  /**
+   * Appends the job's next event: sequence = last + 1 (1 for the first), contiguous per job, time = now. The payload
+   * must be JSON (invalid_argument on 'payload', nothing appended). Returns it as stored and notifies 'event'.
+   */
+  appendEvent(lease: Lease, e: JobEvent): Promise<MetricEvent>;
 
-  lastSequence(jobId: string): number {
-    const r = this.stmt('SELECT max(sequence) AS s FROM events WHERE job_id = ?').get(jobId) as { s: number | null };
-    return r.s ?? 0;
-  }
+  /**
+   * Ends the job in a resting state (invalid_argument on 'state' otherwise): endTime now, error and result as given
+   * (null when absent), outputPath when given (else kept), lease owner and expiry cleared, epoch kept. Notifies
+   * 'state' and returns the job as committed.
+   */
+  finish(lease: Lease, state: RestingState, extra?: FinishExtra): Promise<JobRecord>;
+
+  // ---- events: any replica ----
+
+  /** Events with sequence > afterSequence, ascending, at most `limit` (unset: all). An unknown job has none. */
+  readEvents(jobId: string, afterSequence: number, limit?: number): Promise<MetricEvent[]>;
+
+  /** The job's highest sequence; 0 when it has none or is unknown. */
+  lastSequence(jobId: string): Promise<number>;
 
   // ---- notifications ----
 
-  subscribe(jobId: string, listener: StoreListener): () => void {
-    let set = this.listeners.get(jobId);
-    if (!set) this.listeners.set(jobId, (set = new Set()));
-    set.add(listener);
-    return () => {
-      const s = this.listeners.get(jobId);
-      if (!s) return;
-      s.delete(listener);
-      if (s.size === 0) this.listeners.delete(jobId);
-    };
+  /**
+   * Registers synchronously (so a read that follows cannot miss a change committed after this returns, as seen by
+   * this process) and returns the unsubscribe. Delivery is best effort and may come late or from another process's
+   * write (PostgreSQL: LISTEN/NOTIFY; an 'event' notification may then carry only what the channel carried, see
+   * the implementation): readers treat a notification as "look again" and read the store as the truth, with a
+   * polling fallback (followEvents). A listener that throws is reported with process.emitWarning, never to the writer.
+   */
+  subscribe(jobId: string, listener: StoreListener): () => void;
+}
+
+export const DB_FILE = 'narrowtune.db';
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 1000;
+// A fresh random id colliding is ~2^-60 per pair; a few retries make it impossible in practice without looping forever on a bug.
+export const ID_ATTEMPTS = 5;
+
+export function isResting(state: JobState): boolean {
+  return RESTING_STATES.includes(state);
+}
+
+/** The JSON text of a value the store keeps; invalid_argument on `field` when it has none. */
+export function toJson(value: unknown, field: string): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(value ?? null);
+  } catch (e) {
+    throw invalidArgument(field, `not JSON-serializable: ${(e as Error).message}`);
   }
+  return s ?? 'null'; // a bare function or symbol stringifies to undefined
+}
 
-  // ---- internals ----
+/** The error for a job id that names nothing; shared with followEvents so both read alike. */
+export function jobNotFound(id: string): NarrowtuneError {
+  return new NarrowtuneError('not_found', `job jobs/${id} not found`, [{ field: 'name', description: `no job jobs/${id}` }]);
+}
 
-  private emit(jobId: string, n: StoreNotification): void {
-    const set = this.listeners.get(jobId);
-    if (!set) return;
-    // Copy: a listener may unsubscribe (itself or another) while we iterate.
-    for (const listener of [...set]) {
-      try {
-        listener(n);
-      } catch (e) {
-        // The write is already committed; failing the writer's call would make it retry or give up on a change that happened.
-        process.emitWarning(`job store listener for jobs/${jobId} threw: ${(e as Error)?.stack ?? String(e)}`, 'NarrowtuneStoreWarning');
-      }
+/** A request id names one request per tenant; sent again with another request it is a client bug, not a retry. */
+export function requestIdReused(requestId: string, job: { id: string }): NarrowtuneError {
+  return new NarrowtuneError(
+    'already_exists',
+    `request_id "${requestId.slice(0, 128)}" was already used by a different request (it created jobs/${job.id}); send a new request_id for a new job`,
+    [{ field: 'request_id', description: `already used by a different request (jobs/${job.id})` }],
+  );
+}
+
+export function alreadyResting(job: { id: string; state: JobState }): NarrowtuneError {
+  return new NarrowtuneError('failed_precondition', `job jobs/${job.id} is already ${job.state}`);
+}
+
+/** A fenced write by a worker whose lease on the job is gone: another worker owns the job now, or it was released. */
+export function leaseLost(lease: Pick<Lease, 'jobId' | 'epoch'>): NarrowtuneError {
+  return new NarrowtuneError('aborted', `lease lost: jobs/${lease.jobId} is no longer held at epoch ${lease.epoch}`);
+}
+
+export function storeClosed(): NarrowtuneError {
+  return new NarrowtuneError('unavailable', 'the job store is closed');
+}
+
+/**
+ * The check a fenced write makes on the job's row, inside its transaction (see JobStore): throws leaseLost or
+ * alreadyResting, or returns when the lease holds.
+ */
+export function checkFence(row: { id: string; state: JobState; lease_epoch: number; lease_owner: string | null }, lease: Lease): void {
+  if (row.lease_epoch !== lease.epoch) throw leaseLost(lease);
+  if (isResting(row.state)) throw alreadyResting(row);
+  if (row.state !== 'RUNNING' || row.lease_owner !== lease.workerId) throw leaseLost(lease);
+}
+
+export function checkStates(states: readonly string[], field: string): void {
+  for (const s of states) if (!JOB_STATES.includes(s as JobState)) throw invalidArgument(field, `unknown job state ${JSON.stringify(s)}`);
+}
+
+export function checkCount(value: number | undefined, field: string): void {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+    throw invalidArgument(field, `must be a non-negative integer, got ${value}`);
+  }
+}
+
+export function checkResting(state: string): void {
+  if (!isResting(state as JobState)) throw invalidArgument('state', `finish needs a resting state, got ${state}`);
+}
+
+export function checkLeaseMs(leaseMs: number): void {
+  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw invalidArgument('lease_ms', `must be a positive integer, got ${leaseMs}`);
+}
+
+/** listJobs' page size: unset or 0 → the default, else clamped. */
+export function pageSizeOf(pageSize: number | undefined): number {
+  return pageSize ? Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(pageSize))) : DEFAULT_PAGE_SIZE;
+}
+
+/** The sorted, de-duplicated states listJobs filters on (checked). */
+export function listStates(states: JobState[] | undefined): JobState[] {
+  const s = [...new Set(states ?? [])].sort();
+  checkStates(s, 'states');
+  return s;
+}
+
+/** The filter a page token is bound to. Tokens of unfiltered lists keep their old form, so they stay valid across upgrades. */
+export function listFilter(states: JobState[], tenant: string | undefined): string {
+  return states.join(',') + (tenant === undefined ? '' : `;tenant=${tenant}`);
+}
+
+/**
+ * Calls each listener with `n`, reporting (not throwing) a listener's error: the write is already committed, and
+ * failing the writer's call would make it retry or give up on a change that happened.
+ */
+export function notifyListeners(listeners: ReadonlyMap<string, ReadonlySet<StoreListener>>, jobId: string, n: StoreNotification): void {
+  const set = listeners.get(jobId);
+  if (!set) return;
+  // Copy: a listener may unsubscribe (itself or another) while we iterate.
+  for (const listener of [...set]) {
+    try {
+      listener(n);
+    } catch (e) {
+      process.emitWarning(`job store listener for jobs/${jobId} threw: ${(e as Error)?.stack ?? String(e)}`, 'NarrowtuneStoreWarning');
     }
   }
+}
 
-  /** Runs a read-check-update on one job in a write transaction, then notifies with the job as committed. */
-  private transition(id: string, change: (r: JobRow) => void): JobRecord {
-    this.write(() => change(this.requireRow(id)));
-    const job = this.getJob(id)!;
-    this.emit(id, { kind: 'state', job });
-    return job;
-  }
-
-  /** IMMEDIATE takes the write lock up front, so a read-then-write cannot lose a race to another connection. */
-  private write<T>(fn: () => T): T {
-    this.ensureOpen();
-    return this.db.transaction(fn).immediate();
-  }
-
-  private stmt(sql: string): Database.Statement {
-    this.ensureOpen();
-    let s = this.statements.get(sql);
-    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
-    return s;
-  }
-
-  private ensureOpen(): void {
-    if (!this.db.open) throw new NarrowtuneError('unavailable', 'the job store is closed');
-  }
-
-  private row(sql: string, ...params: unknown[]): JobRow | undefined {
-    return this.stmt(sql).get(...params) as JobRow | undefined;
-  }
-
-  private requireRow(id: string): JobRow {
-    const r = this.row('SELECT * FROM jobs WHERE id = ?', id);
-    if (!r) throw jobNotFound(id);
-    return r;
-  }
-
-  private toJobs(rows: JobRow[]): JobRecord[] {
-    if (rows.length === 0) return [];
-    const cps = this.stmt(
-      `SELECT * FROM checkpoints WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY job_id, step`,
-    ).all(JSON.stringify(rows.map((r) => r.id))) as CheckpointRow[];
-    const byJob = new Map<string, CheckpointRecord[]>();
-    for (const c of cps) {
-      let list = byJob.get(c.job_id);
-      if (!list) byJob.set(c.job_id, (list = []));
-      list.push({ step: c.step, path: c.path, final: c.final === 1, createTime: c.create_time });
-    }
-    return rows.map((r) => ({
-      id: r.id,
-      tenant: r.tenant,
-      creatorKeyId: r.creator_key_id,
-      requestId: r.request_id,
-      state: r.state,
-      spec: JSON.parse(r.spec) as JobSpec,
-      createTime: r.create_time,
-      startTime: r.start_time,
-      endTime: r.end_time,
-      step: r.step,
-      totalSteps: r.total_steps,
-      trainable: JSON.parse(r.trainable) as string[],
-      error: r.error === null ? null : (JSON.parse(r.error) as JobError),
-      cancelRequested: r.cancel_requested === 1,
-      cancelRequestedBy: r.cancel_requested_by,
-      cancelTime: r.cancel_time,
-      checkpoints: byJob.get(r.id) ?? [],
-      outputPath: r.output_path,
-      result: r.result === null ? null : (JSON.parse(r.result) as JobResult),
-      queueOrder: r.queue_order,
-    }));
-  }
+/** subscribe() over a listener map: registers at once, returns the unsubscribe. */
+export function addListener(listeners: Map<string, Set<StoreListener>>, jobId: string, listener: StoreListener): () => void {
+  let set = listeners.get(jobId);
+  if (!set) listeners.set(jobId, (set = new Set()));
+  set.add(listener);
+  return () => {
+    const s = listeners.get(jobId);
+    if (!s) return;
+    s.delete(listener);
+    if (s.size === 0) listeners.delete(jobId);
+  };
 }

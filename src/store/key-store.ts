@@ -1,7 +1,7 @@
 // API keys: who may call the service, for which tenant, with which role and roots. Kept in the job store's
-// database (same connection, same migrations); the service sees only this class's few methods.
+// database (same connection, same migrations) by each store implementation (sqlite-key-store.ts, postgres); this
+// file is their contract and the checks they share, so a key behaves alike in both.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type Database from 'better-sqlite3';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { newJobId } from './job-id.js';
 
@@ -41,7 +41,8 @@ const SECRET_FORMAT = /^nt_([a-z2-7]{12})_([A-Za-z0-9_-]{43})$/;
 /** last_used_time is kept to this resolution: one write per key per minute, not one per call. */
 export const LAST_USED_RESOLUTION_MS = 60_000;
 
-interface KeyRow {
+/** An api_keys row as both stores read it (PostgreSQL: bytea → Buffer, bigint times → number). */
+export interface KeyRow {
   id: string;
   tenant: string;
   role: KeyRole;
@@ -56,11 +57,11 @@ interface KeyRow {
 
 // The secret has 256 random bits: a single SHA-256 cannot be brute-forced, so no slow password hash (bcrypt, scrypt) is
 // needed, and checking a key on every call stays cheap.
-function sha256(text: string): Buffer {
+export function sha256(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
-function toKey(r: KeyRow): KeyRecord {
+export function toKey(r: KeyRow): KeyRecord {
   return {
     id: r.id,
     tenant: r.tenant,
@@ -74,68 +75,62 @@ function toKey(r: KeyRow): KeyRecord {
   };
 }
 
-export class KeyStore {
-  private readonly statements = new Map<string, Database.Statement>();
+/**
+ * Every method is one statement or transaction; once the store is closed each fails with 'unavailable'.
+ */
+export interface KeyStore {
+  /**
+   * Creates a key (tenant must match TENANT_NAME, role one of KEY_ROLES: invalid_argument on 'tenant'/'role'); the
+   * secret `nt_<id>_<secret>` is returned here only, the store keeps its SHA-256. Roots default to [].
+   */
+  create(k: NewKey): Promise<{ key: KeyRecord; secret: string }>;
 
-  constructor(
-    private readonly db: Database.Database,
-    private readonly now: () => number,
-  ) {}
+  /** The key, or null. */
+  get(id: string): Promise<KeyRecord | null>;
 
-  private stmt(sql: string): Database.Statement {
-    if (!this.db.open) throw new NarrowtuneError('unavailable', 'the key store is closed');
-    let s = this.statements.get(sql);
-    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
-    return s;
-  }
+  /** Every key, oldest first (createTime, then id). */
+  list(): Promise<KeyRecord[]>;
 
-  /** Creates a key; the secret is returned here only; the store keeps its hash. */
-  create(k: NewKey): { key: KeyRecord; secret: string } {
-    if (!TENANT_NAME.test(k.tenant)) throw invalidArgument('tenant', `"${k.tenant.slice(0, 80)}" must match ${TENANT_NAME}`);
-    if (!KEY_ROLES.includes(k.role)) throw invalidArgument('role', `expected one of ${KEY_ROLES.join(', ')}, got "${k.role}"`);
-    const id = newJobId();
-    const secret = randomBytes(SECRET_BYTES).toString('base64url');
-    this.stmt(
-      `INSERT INTO api_keys (id, tenant, role, secret_sha256, create_time, expire_time, model_roots, data_roots) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(id, k.tenant, k.role, sha256(secret), this.now(), k.expireTime ?? null, JSON.stringify(k.modelRoots ?? []), JSON.stringify(k.dataRoots ?? []));
-    return { key: this.get(id)!, secret: `${SECRET_PREFIX}${id}_${secret}` };
-  }
-
-  get(id: string): KeyRecord | null {
-    const r = this.stmt('SELECT * FROM api_keys WHERE id = ?').get(id) as KeyRow | undefined;
-    return r ? toKey(r) : null;
-  }
-
-  /** Every key, oldest first. */
-  list(): KeyRecord[] {
-    return (this.stmt('SELECT * FROM api_keys ORDER BY create_time, id').all() as KeyRow[]).map(toKey);
-  }
-
-  /** Revokes a key from now on; revoking it again keeps the first time. */
-  revoke(id: string): KeyRecord {
-    const info = this.stmt('UPDATE api_keys SET revoke_time = coalesce(revoke_time, ?) WHERE id = ?').run(this.now(), id);
-    if (info.changes === 0) throw new NarrowtuneError('not_found', `no API key ${id.slice(0, 80)}`, [{ field: 'KEY_ID', description: 'no such key' }]);
-    return this.get(id)!;
-  }
+  /** Revokes a key from now on; revoking it again keeps the first time. not_found (field KEY_ID) for an unknown id. */
+  revoke(id: string): Promise<KeyRecord>;
 
   /**
-   * Checks a presented secret. Only a secret that matches says anything about its key (expired, revoked): a
-   * caller who knows just an id learns nothing. Records the use, at LAST_USED_RESOLUTION_MS.
+   * Checks a presented secret (judgeKey says how). Only a secret that matches says anything about its key (expired,
+   * revoked): a caller who knows just an id learns nothing. Records the use when lastUsedNeedsUpdate says so.
    */
-  check(presented: string): KeyCheck {
-    const m = SECRET_FORMAT.exec(presented);
-    if (!m) return { ok: false, reason: 'malformed' };
-    const r = this.stmt('SELECT * FROM api_keys WHERE id = ?').get(m[1]) as KeyRow | undefined;
-    // Compare digests, not secrets: equal lengths, and the time taken says nothing about how much matched.
-    if (!r || !timingSafeEqual(r.secret_sha256, sha256(m[2]!))) return { ok: false, reason: 'unknown' };
-    const key = toKey(r);
-    const now = this.now();
-    if (key.revokeTime !== null && key.revokeTime <= now) return { ok: false, reason: 'revoked', key };
-    if (key.expireTime !== null && key.expireTime <= now) return { ok: false, reason: 'expired', key };
-    if (key.lastUsedTime === null || now - key.lastUsedTime >= LAST_USED_RESOLUTION_MS) {
-      this.stmt('UPDATE api_keys SET last_used_time = ? WHERE id = ?').run(now, key.id);
-      key.lastUsedTime = now;
-    }
-    return { ok: true, key };
-  }
+  check(presented: string): Promise<KeyCheck>;
+}
+
+/** Checks a new key's fields and makes its id and secret; the store inserts `digest`, returns `presented` once. */
+export function mintKey(k: NewKey): { id: string; digest: Buffer; presented: string } {
+  if (!TENANT_NAME.test(k.tenant)) throw invalidArgument('tenant', `"${k.tenant.slice(0, 80)}" must match ${TENANT_NAME}`);
+  if (!KEY_ROLES.includes(k.role)) throw invalidArgument('role', `expected one of ${KEY_ROLES.join(', ')}, got "${k.role}"`);
+  const id = newJobId();
+  const secret = randomBytes(SECRET_BYTES).toString('base64url');
+  return { id, digest: sha256(secret), presented: `${SECRET_PREFIX}${id}_${secret}` };
+}
+
+/** The key id a presented secret names, with the digest of its secret part; null when it is not a key's shape. */
+export function parseSecret(presented: string): { id: string; digest: Buffer } | null {
+  const m = SECRET_FORMAT.exec(presented);
+  return m ? { id: m[1]!, digest: sha256(m[2]!) } : null;
+}
+
+/** What check() answers for a presented digest against the row its id names (undefined: no such key). */
+export function judgeKey(r: KeyRow | undefined, digest: Buffer, now: number): KeyCheck {
+  // Compare digests, not secrets: equal lengths, and the time taken says nothing about how much matched.
+  if (!r || !timingSafeEqual(r.secret_sha256, digest)) return { ok: false, reason: 'unknown' };
+  const key = toKey(r);
+  if (key.revokeTime !== null && key.revokeTime <= now) return { ok: false, reason: 'revoked', key };
+  if (key.expireTime !== null && key.expireTime <= now) return { ok: false, reason: 'expired', key };
+  return { ok: true, key };
+}
+
+/** Whether a successful check at `now` should record the use (once per LAST_USED_RESOLUTION_MS). */
+export function lastUsedNeedsUpdate(key: KeyRecord, now: number): boolean {
+  return key.lastUsedTime === null || now - key.lastUsedTime >= LAST_USED_RESOLUTION_MS;
+}
+
+export function keyNotFound(id: string): NarrowtuneError {
+  return new NarrowtuneError('not_found', `no API key ${id.slice(0, 80)}`, [{ field: 'KEY_ID', description: 'no such key' }]);
 }

@@ -105,6 +105,15 @@ export const MIGRATIONS: readonly string[] = [
     data_roots     TEXT NOT NULL DEFAULT '[]'
   ) WITHOUT ROWID;
   `,
+  `
+  -- Job leases: the worker training a job holds it until lease_expires and renews it by heartbeat; every claim
+  -- increments lease_epoch, and a worker's writes are refused once the epoch moved on (fencing). A job left RUNNING
+  -- by a server from before leases is expired at once, so the next claim resumes it.
+  ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+  ALTER TABLE jobs ADD COLUMN lease_expires INTEGER;
+  ALTER TABLE jobs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+  UPDATE jobs SET lease_expires = 0, lease_epoch = 1 WHERE state = 'RUNNING';
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -35,8 +35,8 @@ function bytes(a: FloatArray): Uint8Array {
   return new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
 }
 
-/** Writes `root/step-N/` atomically (temporary directory, then rename) and prunes older ones. */
-export async function saveStepCheckpoint(root: string, s: TrainState, shapes: ReadonlyMap<string, number[]>, fingerprint: string): Promise<string> {
+/** Writes `root/step-N/` atomically (temporary directory, then rename) and, with `prune`, removes all but the newest KEEP. */
+export async function saveStepCheckpoint(root: string, s: TrainState, shapes: ReadonlyMap<string, number[]>, fingerprint: string, prune = true): Promise<string> {
   const dir = stepDir(root, s.step);
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
@@ -50,9 +50,17 @@ export async function saveStepCheckpoint(root: string, s: TrainState, shapes: Re
   await writeFileAtomic(join(tmp, META_FILE), JSON.stringify({ step: s.step, fingerprint, history: s.history, keptStep: s.kept?.step ?? null }));
   await rm(dir, { recursive: true, force: true });
   await rename(tmp, dir);
-  const steps = await listSteps(root);
-  await Promise.all(steps.slice(0, Math.max(0, steps.length - KEEP)).map((n) => rm(stepDir(root, n), { recursive: true, force: true })));
+  if (prune) {
+    const steps = await listSteps(root);
+    await Promise.all(steps.slice(0, Math.max(0, steps.length - KEEP)).map((n) => rm(stepDir(root, n), { recursive: true, force: true })));
+  }
   return dir;
+}
+
+/** Removes the step checkpoints under `root` older than step `keep` (a newer one may be still being written). */
+export async function removeStepCheckpointsBefore(root: string, keep: number): Promise<void> {
+  const steps = (await listSteps(root)).filter((n) => n < keep);
+  await Promise.all(steps.map((n) => rm(stepDir(root, n), { recursive: true, force: true })));
 }
 
 async function listSteps(root: string): Promise<number[]> {
@@ -74,24 +82,29 @@ export async function loadLatestStepCheckpoint(
   base: ReadonlyMap<string, FloatArray>,
 ): Promise<TrainState | null> {
   for (const step of (await listSteps(root)).reverse()) {
-    const dir = stepDir(root, step);
-    let meta: { step: number; fingerprint: string; history: StepRecord[]; keptStep: number | null };
-    try {
-      meta = JSON.parse(await readFile(join(dir, META_FILE), 'utf8'));
-    } catch {
-      continue; // incomplete or foreign directory
-    }
-    if (meta.fingerprint !== fingerprint) continue;
-    const kept = new Map<string, FloatArray>();
-    const state: TrainState = { step: meta.step, params: new Map(), m: new Map(), v: new Map(), history: meta.history, kept: null };
-    for (const t of await readSafetensorsFile(join(dir, STATE_FILE))) {
-      const [prefix, ...rest] = t.name.split('/');
-      const f32 = new Float32Array(new Uint8Array(t.data).buffer);
-      const data = f64 ? Float64Array.from(f32) : f32;
-      ({ param: state.params, adam_m: state.m, adam_v: state.v, kept })[prefix as 'param']?.set(rest.join('/'), data);
-    }
-    if (meta.keptStep !== null) state.kept = { step: meta.keptStep, params: meta.keptStep === 0 ? new Map(base) : kept };
-    return state;
+    const state = await loadStepCheckpoint(stepDir(root, step), fingerprint, f64, base);
+    if (state) return state;
   }
   return null;
+}
+
+/** The step checkpoint in `dir` when it is complete and of this same run (same fingerprint), else null. */
+export async function loadStepCheckpoint(dir: string, fingerprint: string, f64: boolean, base: ReadonlyMap<string, FloatArray>): Promise<TrainState | null> {
+  let meta: { step: number; fingerprint: string; history: StepRecord[]; keptStep: number | null };
+  try {
+    meta = JSON.parse(await readFile(join(dir, META_FILE), 'utf8'));
+  } catch {
+    return null; // incomplete or foreign directory
+  }
+  if (meta.fingerprint !== fingerprint) return null;
+  const kept = new Map<string, FloatArray>();
+  const state: TrainState = { step: meta.step, params: new Map(), m: new Map(), v: new Map(), history: meta.history, kept: null };
+  for (const t of await readSafetensorsFile(join(dir, STATE_FILE))) {
+    const [prefix, ...rest] = t.name.split('/');
+    const f32 = new Float32Array(new Uint8Array(t.data).buffer);
+    const data = f64 ? Float64Array.from(f32) : f32;
+    ({ param: state.params, adam_m: state.m, adam_v: state.v, kept })[prefix as 'param']?.set(rest.join('/'), data);
+  }
+  if (meta.keptStep !== null) state.kept = { step: meta.keptStep, params: meta.keptStep === 0 ? new Map(base) : kept };
+  return state;
 }

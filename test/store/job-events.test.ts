@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeJobEvent, toJobEvent, type JobEvent } from '../../src/store/job-events.js';
-import { JobStore } from '../../src/store/job-store.js';
+import { SqliteJobStore } from '../../src/store/sqlite-job-store.js';
 import type { TrainEvent } from '../../src/trainer/events.js';
 import { NarrowtuneError } from '../../src/util/errors.js';
-import { spec } from './fixtures.js';
+import { spec, startJob } from './fixtures.js';
 
-const stores: JobStore[] = [];
-afterEach(() => {
-  while (stores.length) stores.pop()!.close();
+const stores: SqliteJobStore[] = [];
+afterEach(async () => {
+  while (stores.length) await stores.pop()!.close();
 });
 
 const FIGURES = {
@@ -34,26 +34,26 @@ const EARLIER_ROWS: [string, object][] = [
 ];
 
 describe('stored job events', () => {
-  it('reads every event type of an earlier database with its stored names, typed', () => {
-    const s = JobStore.openInMemory();
+  it('reads every event type of an earlier database with its stored names, typed', async () => {
+    const s = SqliteJobStore.openInMemory();
     stores.push(s);
-    const { job } = s.createJob({ spec: spec() });
+    const { job } = await s.createJob({ spec: spec() });
     const db = (s as unknown as { db: { prepare(sql: string): { run(...a: unknown[]): void } } }).db;
     const insert = db.prepare('INSERT INTO events (job_id, sequence, time, type, payload) VALUES (?, ?, ?, ?, ?)');
     EARLIER_ROWS.forEach(([type, payload], i) => insert.run(job.id, i + 1, 1000 + i, type, JSON.stringify(payload)));
 
-    const events = s.readEvents(job.id, 0).map((e) => e.event);
+    const events = (await s.readEvents(job.id, 0)).map((e) => e.event);
     expect(events).toEqual(EARLIER_ROWS.map(([type, payload]) => ({ type, ...payload })));
     const step = events.find((e): e is Extract<JobEvent, { type: 'step' }> => e.type === 'step')!;
     expect(step.learningRate).toBe(1e-4);
   });
 
-  it('keeps the event type in its own column and the payload under the event’s own names', () => {
-    const s = JobStore.openInMemory();
+  it('keeps the event type in its own column and the payload under the event’s own names', async () => {
+    const s = SqliteJobStore.openInMemory();
     stores.push(s);
-    const { job } = s.createJob({ spec: spec() });
-    s.markRunning(job.id);
-    s.appendEvent(job.id, { type: 'validation', step: 3, loss: 2, tokenAccuracy: 0.5 });
+    const lease = await startJob(s);
+    const job = { id: lease.jobId };
+    await s.appendEvent(lease, { type: 'validation', step: 3, loss: 2, tokenAccuracy: 0.5 });
     const db = (s as unknown as { db: { prepare(sql: string): { get(...a: unknown[]): unknown } } }).db;
     expect(db.prepare('SELECT type, payload FROM events WHERE job_id = ?').get(job.id)).toEqual({
       type: 'validation',

@@ -1,20 +1,22 @@
-// The optional system tools some tests need (PyTorch, gRPC for Python, Chromium, a Vulkan device), how to
+// The optional system tools some tests need (PyTorch, gRPC for Python, Chromium, a Vulkan device, PostgreSQL), how to
 // tell whether this machine has them, and the Debian packages that bring them (.ci/debian-packages).
 // Tests declare what they need with `needs(...)`; without a tool its tests are skipped and the run ends with
 // one line per tool (skip-summary.ts), except under NARROWTUNE_REQUIRE_ALL_TOOLS=1 (.ci/run), where a missing
 // tool fails them.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 
-export const TOOL_NAMES = ['torch', 'python-grpc', 'chromium', 'vulkan'] as const;
+export const TOOL_NAMES = ['torch', 'python-grpc', 'chromium', 'vulkan', 'postgres'] as const;
 export type Tool = (typeof TOOL_NAMES)[number];
 
 export const REQUIRE_ALL_TOOLS = 'NARROWTUNE_REQUIRE_ALL_TOOLS';
 export const PYTHON = '/usr/bin/python3';
 export const CHROMIUM = '/usr/bin/chromium';
+/** Debian installs each PostgreSQL major version's server under here (postgresql-NN). */
+export const POSTGRES_ROOT = '/usr/lib/postgresql';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PROBE_TIMEOUT_MS = 120_000;
@@ -45,7 +47,24 @@ export const TOOLS: Record<Tool, ToolInfo> = {
     missing: () => fails(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./webgpu-probe.ts', import.meta.url))]),
     note: 'on bookworm from bookworm-backports, as .ci/run does; or a GPU with its driver',
   },
+  postgres: {
+    label: 'PostgreSQL (the shared job store)',
+    missing: () => (postgresBin() ? null : `no ${POSTGRES_ROOT}/*/bin/postgres`),
+  },
 };
+
+/** The bin directory of the newest PostgreSQL server installed here (test/support/postgres.ts runs it), or null. */
+export function postgresBin(): string | null {
+  let versions: number[];
+  try {
+    versions = readdirSync(POSTGRES_ROOT).map(Number).filter(Number.isInteger);
+  } catch {
+    return null;
+  }
+  const bins = versions.sort((a, b) => b - a).map((v) => join(POSTGRES_ROOT, String(v), 'bin'));
+  // A version directory may hold only the client tools.
+  return bins.find((bin) => notExecutable(join(bin, 'postgres')) === null && notExecutable(join(bin, 'initdb')) === null) ?? null;
+}
 
 /** `apt-get install …` for a tool, from .ci/debian-packages. */
 export function aptLine(tool: Tool): string {

@@ -13,7 +13,7 @@ import { parseFlags, int, num, str } from '../src/cli/args.js';
 import { clientConnection } from '../src/cli/client-options.js';
 import { StartTuneRequest, type StreamMetricsResponse, type TuneJob, TuneJob_State, TuningServiceClient } from '../src/gen/narrowtune/v1/tuning_service.js';
 import { initModel } from '../src/model/init-model.js';
-import { JobStore } from '../src/store/job-store.js';
+import { SqliteJobStore } from '../src/store/sqlite-job-store.js';
 import { makeTestPki } from '../test/support/test-certificates.js';
 
 export const LOAD_HELP = `Usage: npx tsx bench/load.ts [options]
@@ -139,9 +139,9 @@ export async function runLoad(o: LoadOptions, progress: (line: string) => void =
     const lines = Array.from({ length: EXAMPLES }, (_, i) => JSON.stringify({ prompt: `item ${i}:`, completion: ` value ${i % 7} and ${i % 5}` }));
     await writeFile(data, `${lines.join('\n')}\n`);
     // Keys are written to the data directory's store before the server opens it, as `narrowtune keys create` does.
-    const store = JobStore.open(join(dir, 'data'));
-    const keys = Array.from({ length: o.tenants }, (_, i) => store.keys.create({ tenant: `tenant-${i}`, role: 'member' }).secret);
-    store.close();
+    const store = SqliteJobStore.open(join(dir, 'data'));
+    const keys = await Promise.all(Array.from({ length: o.tenants }, async (_, i) => (await store.keys.create({ tenant: `tenant-${i}`, role: 'member' })).secret));
+    await store.close();
     const started = await startServer(dir, pki, o, [dir]);
     server = started.child;
     const target = `localhost:${started.port}`;

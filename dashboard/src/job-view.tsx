@@ -92,6 +92,8 @@ export function JobView({ id }: { id: string }) {
         <Fact k="progress" v={total ? `${step} / ${total}` : '–'} />
         <Fact k="base model" v={baseModelLabel(job)} />
         <Fact k="policy" v={policyLabel(job)} />
+        {/* An adapter or an LwF term: the one-line summary says which, with its settings. */}
+        {(job.method?.kind === 'lora' || job.method?.lwf) && <Fact k="method" v={job.method.summary} />}
         <Fact k="provider" v={s.provider || '–'} />
         <Fact k="created" v={timeLabel(job.createTime)} />
         {job.outputPath && <Fact k="output" v={job.outputPath} />}

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Example narrowtune client: start a fine-tune, print its loss per step, then evaluate the tuned model.
 
+With --lwf-weight the loss adds a learning-without-forgetting term (each step then prints its cross-entropy and KL);
+with --lora-rank the job trains a LoRA adapter; with --merge-alpha and --merge-out the tuned model is then merged
+with its base (WiSE-FT) into a new model directory inside the server's model roots.
+
 Run ./generate.sh first (stubs go to gen/). Exits 0 when the job succeeded and was evaluated, 1 on an RPC
 error or a job that did not succeed; errors print their status code and any BadRequest field violations.
 
@@ -44,6 +48,12 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--request-id", default=None, help="idempotency key (default: a fresh UUID)")
+    p.add_argument("--lwf-weight", type=float, help="add weight·T²·KL(base ‖ model) to the loss (LwF)")
+    p.add_argument("--lwf-temperature", type=float, help="LwF temperature T (server default 2)")
+    p.add_argument("--lora-rank", type=int, help="train a LoRA adapter of this rank instead of the weights")
+    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (server default 8)")
+    p.add_argument("--merge-alpha", type=float, help="after tuning, WiSE-FT merge: (1 - A)·base + A·tuned")
+    p.add_argument("--merge-out", help="directory of the merged model, inside the server's model roots")
     p.add_argument("--tls-ca", metavar="FILE", help="PEM CA that signed the server's certificate (turns on TLS)")
     p.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate, for mutual TLS (with --tls-key)")
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
@@ -52,6 +62,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         p.error("--tls-cert and --tls-key go together")
+    if (args.merge_alpha is None) != (args.merge_out is None):
+        p.error("--merge-alpha and --merge-out go together")
     return args
 
 
@@ -93,13 +105,22 @@ def start_request(args):
         hp.batch_size = args.batch_size
     if args.seq_len is not None:
         hp.seq_len = args.seq_len
-    return pb.StartTuneRequest(
+    request = pb.StartTuneRequest(
         request_id=args.request_id or str(uuid.uuid4()),
         base_model=pb.ModelRef(path=args.model),
         training_data=args.data,
         policy=policy,
         hyperparameters=hp,
     )
+    if args.lwf_weight is not None:
+        request.lwf.weight = args.lwf_weight  # the teacher defaults to the base model
+        if args.lwf_temperature is not None:
+            request.lwf.temperature = args.lwf_temperature
+    if args.lora_rank is not None:
+        request.adapter.rank = args.lora_rank
+        if args.lora_alpha is not None:
+            request.adapter.alpha = args.lora_alpha
+    return request
 
 
 def field_violations(status):
@@ -138,7 +159,10 @@ def follow(stub, name):
     for event in stub.StreamMetrics(pb.StreamMetricsRequest(name=name)):
         kind = event.WhichOneof("event")
         if kind == "step":
-            print(f"step {event.step.step}/{event.step.total_steps} loss {event.step.loss:.4f}", flush=True)
+            s = event.step
+            # With an LwF term the loss is cross_entropy + weight·T²·lwf_kl.
+            terms = f" (ce {s.cross_entropy:.4f} kl {s.lwf_kl:.4f})" if s.HasField("lwf_kl") else ""
+            print(f"step {s.step}/{s.total_steps} loss {s.loss:.4f}{terms}", flush=True)
         elif kind == "finished":
             finished = event.finished
     return finished
@@ -148,7 +172,7 @@ def run(args):
     with channel(args) as ch:
         stub = pb_grpc.TuningServiceStub(ch)
         job = stub.StartTune(start_request(args)).job
-        print(f"started {job.name}", flush=True)
+        print(f"started {job.name} ({job.method.summary})", flush=True)
 
         finished = follow(stub, job.name)
         # A stream cut short still leaves the job's state on the server.
@@ -169,6 +193,13 @@ def run(args):
         for r in evaluation.results:
             print(f"eval {r.name}: loss {r.loss:.4f} token_accuracy {r.token_accuracy:.4f} "
                   f"({r.tokens} tokens, {r.examples} examples)")
+
+        if args.merge_alpha is not None:
+            merged = stub.MergeModels(pb.MergeModelsRequest(
+                base_model=pb.ModelRef(path=args.model), tuned_model=pb.ModelRef(job=job.name),
+                alpha=args.merge_alpha, output_path=args.merge_out))
+            print(f"merged {merged.output_path}: {merged.interpolated_tensors} of {merged.tensors} tensors "
+                  f"at alpha {args.merge_alpha}")
         return EXIT_OK
 
 

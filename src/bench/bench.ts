@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TrainEvent, TrainStarted, TrainStep } from '../trainer/events.js';
 import { NarrowtuneError } from '../util/errors.js';
-import { benchTuneOptions, type BenchConfig, type BenchSettings } from './configs.js';
+import { benchMethod, benchTuneOptions, type BenchConfig, type BenchSettings } from './configs.js';
 import { IDLE_OTHERS_CPUS, waitForIdle } from './proc-stats.js';
 import { profileRows } from './profile.js';
 import { fmt, jsonReport, legend, table, type BenchRow } from './report.js';
@@ -52,7 +52,8 @@ async function benchRow(c: BenchConfig, policy: string, model: string, data: str
   process.stderr.write(`bench: ${c.name} ${policy}: narrowtune…\n`);
   const nt = await runNarrowtune(c, policy, model, data, a, work);
   let th: RowResult | null = null;
-  if (a.vsTorch) {
+  // The PyTorch baseline trains weights, not adapters: LoRA rows are narrowtune's alone.
+  if (a.vsTorch && !benchMethod(policy)?.lora) {
     if (a.waitIdle > 0) await quiet(a.waitIdle);
     process.stderr.write(`bench: ${c.name} ${policy}: torch…\n`);
     th = await runTorch(c, policy, model, data, a, work);

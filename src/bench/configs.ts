@@ -3,7 +3,8 @@
 import type { Kernels } from '../graph/graph-builder.js';
 import type { InitModelOptions } from '../model/init-model.js';
 import type { Device } from '../runtime/session.js';
-import { DEFAULTS, type TuneOptions } from '../trainer/options.js';
+import { PRESET_NAMES } from '../policy/policy.js';
+import { DEFAULTS, type LoraOptions, type TuneOptions } from '../trainer/options.js';
 
 export interface BenchConfig {
   name: string;
@@ -70,6 +71,18 @@ export interface BenchSettings {
   rowTimeout: number;
 }
 
+/** LoRA rows adapt a preset's projections: `mlp_gate_up+lora256` is rank 256 on gate and up (the paper's alpha 32). */
+const LORA_ROW = /^(\w+)\+lora(\d+)$/;
+const LORA_ROW_ALPHA = 32;
+
+/** A row's method: a preset, or a preset's projections with LoRA; null for a name that is neither. */
+export function benchMethod(name: string): { preset: string; lora: LoraOptions | null } | null {
+  const m = LORA_ROW.exec(name);
+  const preset = m ? m[1] : name;
+  if (!(PRESET_NAMES as string[]).includes(preset)) return null;
+  return { preset, lora: m ? { rank: Number(m[2]), alpha: LORA_ROW_ALPHA, dropout: 0, targets: [] } : null };
+}
+
 /** What `narrowtune tune` would be given for this row: the defaults, a constant lr and no warm-up. */
 export function benchTuneOptions(
   model: string,
@@ -87,7 +100,8 @@ export function benchTuneOptions(
     model,
     data,
     out,
-    policy: { preset: policy },
+    policy: { preset: benchMethod(policy)?.preset ?? policy },
+    lora: benchMethod(policy)?.lora ?? null,
     steps,
     batchSize: c.batch,
     seqLen: c.seq,

@@ -3,6 +3,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runBench } from '../bench/bench.js';
 import {
+  benchMethod,
   BENCH_CONFIGS,
   DEFAULT_CONFIGS,
   DEFAULT_POLICIES,
@@ -29,7 +30,8 @@ process per row, and prints per configuration and policy: median step time, toke
 memory and the time to compile the step graph and create the onnxruntime session.
 
   --config NAME       ${Object.keys(BENCH_CONFIGS).join(' | ')} (repeatable; default ${DEFAULT_CONFIGS.join(', ')})
-  --policy NAME       ${PRESET_NAMES.join(' | ')} (repeatable; default ${DEFAULT_POLICIES.join(', ')})
+  --policy NAME       ${PRESET_NAMES.join(' | ')} (repeatable; default ${DEFAULT_POLICIES.join(', ')});
+                      NAME+loraR trains rank-R LoRA adapters (alpha 32) on that policy's projections
   --device D          ${DEVICES.join(' | ')}: where narrowtune trains (default cpu), as \`tune --device\`
   --kernels K         auto | fused | portable: how attention and cross-entropy are lowered (default auto:
                       fused onnxruntime kernels, portable MatMul/Softmax ones on WebGPU), to measure the choice
@@ -83,7 +85,7 @@ function parseBenchArgs(argv: string[]): BenchSettings {
   });
   const policies = list(f, 'policy').length > 0 ? list(f, 'policy') : DEFAULT_POLICIES;
   for (const p of policies) {
-    if (!(PRESET_NAMES as string[]).includes(p)) throw invalidArgument('--policy', `unknown policy "${p}"; one of ${PRESET_NAMES.join(', ')}`);
+    if (!benchMethod(p)) throw invalidArgument('--policy', `unknown policy "${p}"; one of ${PRESET_NAMES.join(', ')}, or one of them +loraR`);
   }
   const device = str(f, 'device') ?? 'cpu';
   if (!(DEVICES as readonly string[]).includes(device)) throw invalidArgument('--device', `unknown device "${device}"; one of ${DEVICES.join(', ')}`);

@@ -104,6 +104,10 @@ async function startJob(client: TuningServiceClient, f: Flags): Promise<TuneJob>
           maxNumberMassDelta: o.driftBudget.maxNumberMassDelta ?? undefined,
           maxHeldoutLossDelta: o.driftBudget.maxHeldoutLossDelta ?? undefined,
         },
+        adapter: o.lora ? { ...o.lora, mergeAdapter: o.mergeAdapter } : undefined,
+        lwf: o.lwf
+          ? { weight: o.lwf.weight, temperature: o.lwf.temperature, teacher: o.lwf.teacher ? { source: { $case: 'path', value: resolve(o.lwf.teacher) } } : undefined }
+          : undefined,
       },
       cb,
     ),

@@ -1,10 +1,12 @@
-// `narrowtune keys create|list|revoke`: API keys in a server's data directory (its job store's database).
+// `narrowtune keys create|list|revoke`: API keys in a server's job store (PostgreSQL, or SQLite in its data directory).
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DB_FILE, JobStore } from '../store/job-store.js';
+import { DB_FILE, type JobStore } from '../store/job-store.js';
 import { KEY_ROLES, type KeyRecord } from '../store/key-store.js';
+import { openJobStore } from '../store/open-store.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
-import { list, oneOf, parseFlags, required, str } from './args.js';
+import { type Flags, list, oneOf, parseFlags, required, str } from './args.js';
+import { databaseUrl } from './database-url.js';
 import { DEFAULT_DATA_DIR } from './keys-help.js';
 import { closest } from './suggest.js';
 
@@ -37,11 +39,18 @@ function realDirs(dirs: string[], flag: string): string[] {
   });
 }
 
-function openExisting(dataDir: string): JobStore {
-  if (!existsSync(join(dataDir, DB_FILE))) {
-    throw new NarrowtuneError('not_found', `no narrowtune database in ${dataDir} (give the server's --data-dir; \`keys create\` makes one)`);
+/** The server's store: PostgreSQL with --database-url (or its variable), else SQLite in --data-dir. */
+function openStore(f: Flags): Promise<JobStore> {
+  return openJobStore({ dataDir: resolve(str(f, 'data-dir') ?? DEFAULT_DATA_DIR), databaseUrl: databaseUrl(f) });
+}
+
+/** list and revoke do not create a SQLite database where there was none (a mistyped --data-dir). */
+function openExisting(f: Flags): Promise<JobStore> {
+  const dataDir = resolve(str(f, 'data-dir') ?? DEFAULT_DATA_DIR);
+  if (databaseUrl(f) === undefined && !existsSync(join(dataDir, DB_FILE))) {
+    throw new NarrowtuneError('not_found', `no narrowtune database in ${dataDir} (give the server's --data-dir or --database-url; \`keys create\` makes one)`);
   }
-  return JobStore.open(dataDir);
+  return openStore(f);
 }
 
 export function keyStatus(k: KeyRecord, now = Date.now()): 'active' | 'expired' | 'revoked' {
@@ -86,11 +95,11 @@ export function keysTable(keys: KeyRecord[], now = Date.now()): string {
 
 export async function keysCommand(argv: string[], out: Output = process.stdout, err: Output = process.stderr): Promise<number> {
   const [sub, ...rest] = argv;
-  const dataDir = (f: ReturnType<typeof parseFlags>) => resolve(str(f, 'data-dir') ?? DEFAULT_DATA_DIR);
   switch (sub) {
     case 'create': {
       const f = parseFlags(rest, {
         'data-dir': { type: 'string' },
+        'database-url': { type: 'string' },
         tenant: { type: 'string' },
         role: { type: 'string' },
         'expires-in': { type: 'string' },
@@ -103,9 +112,9 @@ export async function keysCommand(argv: string[], out: Output = process.stdout, 
       const ttl = expiresIn === undefined ? null : parseDuration(expiresIn, '--expires-in');
       const modelRoots = realDirs(list(f, 'model-root'), '--model-root');
       const dataRoots = realDirs(list(f, 'data-root'), '--data-root');
-      const store = JobStore.open(dataDir(f));
+      const store = await openStore(f);
       try {
-        const { key, secret } = store.keys.create({ tenant, role, expireTime: ttl === null ? null : Date.now() + ttl, modelRoots, dataRoots });
+        const { key, secret } = await store.keys.create({ tenant, role, expireTime: ttl === null ? null : Date.now() + ttl, modelRoots, dataRoots });
         // The secret alone on stdout, so `KEY=$(narrowtune keys create …)` captures exactly it.
         out.write(`${secret}\n`);
         err.write(
@@ -113,34 +122,34 @@ export async function keysCommand(argv: string[], out: Output = process.stdout, 
             'the secret above is shown only this once\n',
         );
       } finally {
-        store.close();
+        await store.close();
       }
       return 0;
     }
     case 'list': {
-      const f = parseFlags(rest, { 'data-dir': { type: 'string' }, json: { type: 'boolean' } });
-      const store = openExisting(dataDir(f));
+      const f = parseFlags(rest, { 'data-dir': { type: 'string' }, 'database-url': { type: 'string' }, json: { type: 'boolean' } });
+      const store = await openExisting(f);
       try {
-        const keys = store.keys.list();
+        const keys = await store.keys.list();
         const now = Date.now();
         if (f.json === true) out.write(`${JSON.stringify(keys.map((k) => keyJson(k, now)), null, 2)}\n`);
         else if (keys.length === 0) err.write('no API keys (make one with `narrowtune keys create --tenant NAME`)\n');
         else out.write(keysTable(keys, now));
       } finally {
-        store.close();
+        await store.close();
       }
       return 0;
     }
     case 'revoke': {
       const id = rest[0] !== undefined && !rest[0].startsWith('--') ? rest[0] : undefined;
       if (id === undefined) throw invalidArgument('KEY_ID', 'the id of the key to revoke is required (`narrowtune keys list` shows them)');
-      const f = parseFlags(rest.slice(1), { 'data-dir': { type: 'string' } });
-      const store = openExisting(dataDir(f));
+      const f = parseFlags(rest.slice(1), { 'data-dir': { type: 'string' }, 'database-url': { type: 'string' } });
+      const store = await openExisting(f);
       try {
-        const key = store.keys.revoke(id);
+        const key = await store.keys.revoke(id);
         err.write(`revoked API key ${key.id} (tenant ${key.tenant}, role ${key.role}) as of ${iso(key.revokeTime)}\n`);
       } finally {
-        store.close();
+        await store.close();
       }
       return 0;
     }

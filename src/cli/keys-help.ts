@@ -1,12 +1,15 @@
 // `narrowtune keys --help`, apart from the command so that printing it opens no database.
+import { DATABASE_URL_ENV } from './database-url.js';
 
 export const DEFAULT_DATA_DIR = 'narrowtune-data';
 
-export const KEYS_HELP = `Usage: narrowtune keys <create|list|revoke> [options] [--data-dir DIR]
+export const KEYS_HELP = `Usage: narrowtune keys <create|list|revoke> [options] [--data-dir DIR | --database-url URL]
 
 Manages the API keys of a server started with \`narrowtune serve --auth api-key\` (the default beyond
-loopback). Keys live in the server's --data-dir (default ./${DEFAULT_DATA_DIR}), hashed; this command works
-on the files directly, also while the server runs, and a change applies to the next call.
+loopback). Keys live in the server's job store, hashed: its --data-dir (default ./${DEFAULT_DATA_DIR}), or
+the PostgreSQL database of --database-url (default the ${DATABASE_URL_ENV} variable) that its
+replicas share. This command works on the store directly, also while servers run, and a change applies
+to the next call on every replica.
 
   keys create --tenant NAME [--role admin|member|reader] [--expires-in 30d]
               [--model-root DIR]... [--data-root DIR]...

@@ -16,9 +16,11 @@ Commands:
                 projections, down projection frozen)
   init-model    write a random-initialised Hugging Face model (tests, demos, benchmarks)
   serve         run the gRPC service (StartTune, StreamMetrics, Evaluate, …)
+  worker        train the jobs of a job store that \`serve\` replicas share (PostgreSQL: many machines)
   jobs          start, get, list, cancel and watch jobs on a running server
-  keys          create, list and revoke the API keys (tenants, roles) of a server's data directory
+  keys          create, list and revoke the API keys (tenants, roles) of a server's job store
   health        check a server's grpc.health.v1 status (exit 0 when SERVING)
+  merge         WiSE-FT: interpolate a base and a tuned model (or base + LoRA adapter) tensor by tensor
   demo          reproduce the paper's learning-versus-forgetting result on a shipped model
   bench         step time, tokens/s, memory and session build per model size and policy (--vs-torch)
 
@@ -41,6 +43,10 @@ const COMMANDS: Record<string, { help: () => Promise<string>; run: () => Promise
     help: async () => (await import('./serve-help.js')).SERVE_HELP,
     run: async () => (await import('./serve-command.js')).serveCommand,
   },
+  worker: {
+    help: async () => (await import('./worker-help.js')).WORKER_HELP,
+    run: async () => (await import('./worker-command.js')).workerCommand,
+  },
   jobs: {
     help: async () => (await import('./jobs-help.js')).JOBS_HELP,
     run: async () => (await import('./jobs-command.js')).jobsCommand,
@@ -52,6 +58,10 @@ const COMMANDS: Record<string, { help: () => Promise<string>; run: () => Promise
   health: {
     help: async () => (await import('./health-help.js')).HEALTH_HELP,
     run: async () => (await import('./health-command.js')).healthCommand,
+  },
+  merge: {
+    help: async () => (await import('./merge-help.js')).MERGE_HELP,
+    run: async () => (await import('./merge-command.js')).mergeCommand,
   },
   demo: {
     help: async () => (await import('./demo-help.js')).DEMO_HELP,

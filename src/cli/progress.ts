@@ -39,7 +39,8 @@ export function jobProgressReporter(stream: NodeJS.WriteStream, job = 'job'): (e
         return;
       }
       case 'step': {
-        const stats = `loss ${e.loss.toFixed(4)}  lr ${e.learningRate.toExponential(2)}  grad ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSecond)} tok/s`;
+        const parts = e.crossEntropy === undefined || e.lwfKl === undefined ? '' : ` (ce ${e.crossEntropy.toFixed(4)} kl ${e.lwfKl.toFixed(4)})`;
+        const stats = `loss ${e.loss.toFixed(4)}${parts}  lr ${e.learningRate.toExponential(2)}  grad ${e.gradNorm.toFixed(3)}  ${Math.round(e.tokensPerSecond)} tok/s`;
         if (tty) {
           const filled = Math.round((BAR_WIDTH * e.step) / e.totalSteps);
           const eta = (e.elapsedSeconds / e.step) * (e.totalSteps - e.step);

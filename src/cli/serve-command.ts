@@ -9,6 +9,7 @@ import { invalidArgument } from '../util/errors.js';
 import { createLogger, LOG_LEVELS } from '../util/log.js';
 import { type Flags, int, list, oneOf, parseFlags, str } from './args.js';
 import { checkCorsOrigin } from '../web/cors.js';
+import { databaseUrl } from './database-url.js';
 
 function tlsFiles(f: Flags): TlsFiles | undefined {
   const [certFile, keyFile, clientCaFile] = [str(f, 'tls-cert'), str(f, 'tls-key'), str(f, 'tls-client-ca')];
@@ -41,6 +42,13 @@ function perMinute(f: Flags, name: string): number | undefined {
   return n;
 }
 
+/** A count flag where 0 means none: a whole number of at least 0, or undefined when not given. */
+function nonNegative(f: Flags, name: string): number | undefined {
+  const n = int(f, name);
+  if (n !== undefined && n < 0) throw invalidArgument(`--${name}`, `must be 0 or more, got ${n}`);
+  return n;
+}
+
 /** A limit flag: a whole number of at least 1, or undefined when not given. */
 function positive(f: Flags, name: string): number | undefined {
   const n = int(f, name);
@@ -53,6 +61,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     host: { type: 'string' },
     port: { type: 'string' },
     'data-dir': { type: 'string' },
+    'database-url': { type: 'string' },
     'max-concurrent-jobs': { type: 'string' },
     'max-queued-jobs': { type: 'string' },
     'checkpoint-every': { type: 'string' },
@@ -66,6 +75,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     'allow-insecure': { type: 'boolean' },
     auth: { type: 'string' },
     'tenant-max-running': { type: 'string' },
+    'lease-seconds': { type: 'string' },
     'tenant-max-queued': { type: 'string' },
     'log-level': { type: 'string' },
     'rate-limit-start': { type: 'string' },
@@ -85,7 +95,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     host: str(f, 'host'),
     port: int(f, 'port'),
     dataDir,
-    maxConcurrentJobs: int(f, 'max-concurrent-jobs'),
+    databaseUrl: databaseUrl(f),
+    maxConcurrentJobs: nonNegative(f, 'max-concurrent-jobs'),
     maxQueuedJobs: int(f, 'max-queued-jobs'),
     checkpointEvery: int(f, 'checkpoint-every'),
     modelRoots: roots('model-root'),
@@ -95,17 +106,18 @@ export async function serveCommand(argv: string[]): Promise<void> {
     allowInsecure: f['allow-insecure'] === true,
     auth,
     tenantMaxRunning: positive(f, 'tenant-max-running'),
+    leaseSeconds: positive(f, 'lease-seconds'),
     tenantMaxQueued: positive(f, 'tenant-max-queued'),
     rateLimits: { startTunePerMinute: perMinute(f, 'rate-limit-start'), evaluatePerMinute: perMinute(f, 'rate-limit-evaluate') },
     logger,
     web: webPort(f),
   });
   const transport = f['tls-client-ca'] ? 'mutual TLS' : f['tls-cert'] ? 'TLS' : 'plaintext';
-  process.stderr.write(`narrowtune serving on ${str(f, 'host') ?? SERVER_DEFAULTS.host}:${server.port} (${transport}, auth ${auth}, data ${server.dataDir})\n`);
+  process.stderr.write(`narrowtune serving on ${str(f, 'host') ?? SERVER_DEFAULTS.host}:${server.port} (${transport}, auth ${auth}, data ${server.dataDir}, store ${server.storeLocation})\n`);
   if (server.webUrl !== null) process.stderr.write(`dashboard, Connect and gRPC-Web on ${server.webUrl}/\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      process.stderr.write(`${signal}: shutting down (running jobs checkpoint and resume on the next start)\n`);
+      process.stderr.write(`${signal}: shutting down (running jobs checkpoint and go back to the queue)\n`);
       void server
         .shutdown()
         .then(() => telemetry.shutdown())

@@ -1,18 +1,26 @@
 // `narrowtune serve --help`, apart from the command so that printing it loads neither gRPC nor OpenTelemetry.
+import { DEFAULT_LEASE_SECONDS } from '../runner/lease-defaults.js';
 import { RATE_LIMIT_DEFAULTS } from '../service/rate-limit.js';
 import { SERVER_DEFAULTS } from '../service/server-defaults.js';
 import { DEFAULT_PROMETHEUS_HOST } from '../telemetry/otel-env.js';
+import { DATABASE_URL_HELP } from './database-url.js';
 
 export const SERVE_HELP = `Usage: narrowtune serve [options]
 
 Runs the narrowtune.v1.TuningService gRPC server (with grpc.health.v1 and server reflection).
 Jobs, metric events and checkpoints live in --data-dir (SQLite + files); jobs that were running when
-the server stopped resume from their last checkpoint on the next start.
+the server stopped resume from their last checkpoint on the next start. With --database-url the job
+store is PostgreSQL, shared with other \`serve\` replicas and \`narrowtune worker\` processes that mount
+the same --data-dir: \`--max-concurrent-jobs 0\` makes this server an API replica that trains nothing.
 
   --host H                 address to listen on (default ${SERVER_DEFAULTS.host})
   --port P                 port (default ${SERVER_DEFAULTS.port}; 0 picks a free one)
-  --data-dir DIR           job store and job outputs (default ./narrowtune-data)
-  --max-concurrent-jobs N  jobs training at once, each in its own process (default ${SERVER_DEFAULTS.maxConcurrentJobs})
+  --data-dir DIR           job store and job outputs (default ./narrowtune-data); with --database-url,
+                           job outputs and checkpoints only, on storage every replica and worker mounts
+                           at the same path
+${DATABASE_URL_HELP}
+  --max-concurrent-jobs N  jobs training at once, each in its own process (default ${SERVER_DEFAULTS.maxConcurrentJobs}; 0: none,
+                           an API replica whose jobs \`narrowtune worker\` processes train)
   --max-queued-jobs N      pending jobs before StartTune answers RESOURCE_EXHAUSTED (default ${SERVER_DEFAULTS.maxQueuedJobs})
   --checkpoint-every N     default step-checkpoint interval for jobs (default ${SERVER_DEFAULTS.checkpointEvery})
   --model-root DIR         directory requests may read models from (repeatable; default the data dir
@@ -22,9 +30,13 @@ the server stopped resume from their last checkpoint on the next start.
   --tls-key FILE           ... and its PEM private key
   --tls-client-ca FILE     mutual TLS: refuse clients without a certificate signed by this PEM CA
   --auth none|api-key      api-key: callers send "authorization: Bearer <key>", keys made by
-                           \`narrowtune keys create\` in the same --data-dir (default api-key, except on
-                           a loopback --host: none)
-  --tenant-max-running N   jobs of one tenant training at once; its others wait (default: no limit)
+                           \`narrowtune keys create\` in the same store (--database-url, else --data-dir;
+                           default api-key, except on a loopback --host: none)
+  --tenant-max-running N   jobs of one tenant training at once; its others wait (default: no limit).
+                           Counted in the store across machines; each process that claims jobs (this
+                           one, each \`narrowtune worker\`) applies its own value: give them all the same
+  --lease-seconds N        a running job's lease: renewed every N/3 s while it trains; when its process
+                           dies without a word, the job waits this long before it resumes (default ${DEFAULT_LEASE_SECONDS})
   --tenant-max-queued N    pending jobs of one tenant before its StartTune answers RESOURCE_EXHAUSTED
                            (default: no limit)
   --rate-limit-start N     StartTune calls per minute per API key, in bursts of up to N; over it the call

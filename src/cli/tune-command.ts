@@ -3,7 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { NARROWTUNE_MARKER } from '../model/checkpoint.js';
 import { DEVICES } from '../runtime/session.js';
 import type { TrainEvent } from '../trainer/events.js';
-import { DEFAULTS, settingsViolations, type TuneOptions } from '../trainer/options.js';
+import { DEFAULT_LWF_TEMPERATURE, DEFAULTS, LORA_DEFAULTS, settingsViolations, type TuneOptions } from '../trainer/options.js';
 import { tuneInWorker } from '../trainer/run-in-worker.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { type Flags, int, list, num, oneOf, parseFlags, required, str } from './args.js';
@@ -37,6 +37,15 @@ export const TRAINING_FLAGS = {
   'max-kl-to-base': { type: 'string' },
   'max-number-mass-delta': { type: 'string' },
   'max-heldout-loss-delta': { type: 'string' },
+  'lwf-weight': { type: 'string' },
+  'lwf-temperature': { type: 'string' },
+  teacher: { type: 'string' },
+  adapter: { type: 'string' },
+  'lora-rank': { type: 'string' },
+  'lora-alpha': { type: 'string' },
+  'lora-dropout': { type: 'string' },
+  'lora-target': { type: 'string', multiple: true },
+  'merge-adapter': { type: 'boolean' },
 } as const;
 
 /** `--token-class NAME=REGEX` → a class; the regex may itself contain '='. */
@@ -46,6 +55,39 @@ function tokenClasses(f: Flags): { name: string; pattern: string }[] {
     if (at <= 0) throw invalidArgument('--token-class', `expected NAME=REGEX, got "${spec}"`);
     return { name: spec.slice(0, at), pattern: spec.slice(at + 1) };
   });
+}
+
+/** `--lwf-weight L [--lwf-temperature T] [--teacher DIR]`; the other two mean nothing without the weight. */
+function lwfOptions(f: Flags): TuneOptions['lwf'] {
+  const weight = num(f, 'lwf-weight');
+  const temperature = num(f, 'lwf-temperature');
+  const teacher = str(f, 'teacher');
+  if (weight === undefined) {
+    if (temperature !== undefined) throw invalidArgument('--lwf-temperature', 'needs --lwf-weight');
+    if (teacher !== undefined) throw invalidArgument('--teacher', 'needs --lwf-weight');
+    return null;
+  }
+  return { weight, temperature: temperature ?? DEFAULT_LWF_TEMPERATURE, teacher: teacher ?? null };
+}
+
+/** `--adapter lora [--lora-rank R] [--lora-alpha A] [--lora-dropout P] [--lora-target RE]...`; the others need --adapter. */
+function loraOptions(f: Flags): TuneOptions['lora'] {
+  const adapter = oneOf(f, 'adapter', ['lora'] as const);
+  const given = { rank: int(f, 'lora-rank'), alpha: num(f, 'lora-alpha'), dropout: num(f, 'lora-dropout') };
+  const targets = list(f, 'lora-target');
+  if (adapter === undefined) {
+    const stray =
+      Object.entries({ 'lora-rank': given.rank, 'lora-alpha': given.alpha, 'lora-dropout': given.dropout }).find(([, x]) => x !== undefined)?.[0] ??
+      (targets.length > 0 ? 'lora-target' : undefined);
+    if (stray) throw invalidArgument(`--${stray}`, 'needs --adapter lora');
+    return null;
+  }
+  return {
+    rank: given.rank ?? LORA_DEFAULTS.rank,
+    alpha: given.alpha ?? LORA_DEFAULTS.alpha,
+    dropout: given.dropout ?? LORA_DEFAULTS.dropout,
+    targets,
+  };
 }
 
 /** A settings violation's field (snake case, maybe under drift_budget.) as the flag that sets it. */
@@ -92,6 +134,9 @@ function readOptions(f: Flags): Omit<TuneOptions, 'out'> {
       maxNumberMassDelta: num(f, 'max-number-mass-delta') ?? null,
       maxHeldoutLossDelta: num(f, 'max-heldout-loss-delta') ?? null,
     },
+    lwf: lwfOptions(f),
+    lora: loraOptions(f),
+    mergeAdapter: f['merge-adapter'] === true,
   };
 }
 

@@ -1,7 +1,7 @@
 // `narrowtune tune --help`, apart from the command so that printing it loads nothing heavy.
 import { PRESET_NAMES } from '../policy/policy.js';
 import { DEVICES } from '../runtime/session.js';
-import { DEFAULTS } from '../trainer/options.js';
+import { DEFAULT_LWF_TEMPERATURE, DEFAULTS, LORA_DEFAULTS } from '../trainer/options.js';
 
 export const TUNE_HELP = `Usage: narrowtune tune --model DIR --data FILE --out DIR [options]
 
@@ -49,4 +49,21 @@ Validation and drift telemetry:
   --max-kl-to-base X     drift budget: stop when a probe exceeds it and keep the last checkpoint
   --max-number-mass-delta X        that was within budget as the result
   --max-heldout-loss-delta X
+
+Learning without forgetting (LwF):
+  --lwf-weight L         add L·T²·KL(p_teacher ‖ p) at temperature T to the loss, averaged over the label
+                         tokens like the cross-entropy; the teacher's logits come from the same graph
+  --lwf-temperature T    (default ${DEFAULT_LWF_TEMPERATURE})
+  --teacher DIR          teacher model of the same architecture and shapes (default: the base model)
+
+Low-rank adapters (LoRA, as PEFT): y = W x + (alpha/rank)·B(A x) beside each frozen target W; only A and B
+train, and --out becomes a PEFT adapter (adapter_config.json, adapter_model.safetensors) beside the base
+model, which --model, Evaluate and the probes read as base + adapter:
+  --adapter lora         train adapters instead of the policy's weights
+  --lora-rank R          (default ${LORA_DEFAULTS.rank})
+  --lora-alpha A         (default ${LORA_DEFAULTS.alpha})
+  --lora-dropout P       dropout on the adapters' input, seeded per step (default ${LORA_DEFAULTS.dropout})
+  --lora-target RE       adapt the projection weights whose name matches RE (repeatable; default: the
+                         policy's projection weights, so --policy mlp_gate_up adapts gate and up)
+  --merge-adapter        write full weights W + (alpha/rank)·B·A to --out instead of an adapter
 `;

@@ -236,6 +236,28 @@ export const OPS = {
       return [g.scatterNdAdd(dsoftmax, indices, g.neg(weight)), null, null];
     },
   }),
+
+  /**
+   * scale · Σ KL(softmax(teacher/T) ‖ softmax(z/T)) over the rows whose target ≠ -100: learning without forgetting's
+   * distillation term (graph/distill.ts). z and teacher [N, V] logits; targets and scale as cross_entropy takes them.
+   */
+  distill_kl: rule<{ temperature: number }>({
+    nondiff: [1, 2, 3],
+    forward: (g, [z, teacher, targets, scale], { temperature }) => {
+      const invT = g.scalar(1 / temperature, z.dtype);
+      const logq = g.logSoftmax(g.mul(z, invT), 1); // student [N, V]
+      const logp = g.logSoftmax(g.mul(teacher, invT), 1); // teacher [N, V]
+      const p = g.exp(logp);
+      const valid = g.cast(g.not(g.equal(targets, g.constant([IGNORE_INDEX], [], 'int64'))), z.dtype); // [N]
+      const perRow = g.reduceSum(g.mul(p, g.sub(logp, logq)), [1]); // [N]
+      return { out: g.mul(g.reduceSum(g.mul(perRow, valid), [0]), scale), saved: { logq, p, valid } };
+    },
+    vjp: (g, { inputs: [z, , , scale], saved: { logq, p, valid }, attrs: { temperature } }, dy) => {
+      // dz = (softmax(z/T) − p_teacher) / T · valid · scale · dy
+      const weight = g.mul(valid, g.mul(g.mul(scale, dy), g.scalar(1 / temperature, z.dtype))); // [N]
+      return [g.mul(g.sub(g.exp(logq), p), g.reshape(weight, [z.shape[0], 1])), null, null, null];
+    },
+  }),
 };
 
 export type OpName = keyof typeof OPS;

@@ -7,7 +7,8 @@ import type { ModelConfig } from '../model/config.js';
 import { Tape } from './autodiff.js';
 import { type CompiledModel, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
 import type { ParamTensor } from './params.js';
-import { initializerLookup, logits } from './transformer.js';
+import { type LoraLayout, withAdapters } from './lora.js';
+import { initializerLookup, logits, type ParamLookup } from './transformer.js';
 
 export const SCORE_IO = {
   ids: 'ids',
@@ -32,6 +33,8 @@ export const SCORE_IO = {
 export interface ParamSource {
   params: ReadonlyMap<string, ParamTensor>;
   inputs?: ReadonlySet<string>;
+  /** Low-rank adapters (graph/lora.ts) whose A and B are among `params`; dropout is never applied here. */
+  lora?: LoraLayout;
 }
 
 export interface ScoreStepSpec {
@@ -59,9 +62,9 @@ export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
 
   const shared = new Map<ParamTensor, Value>();
   const inputs = new Map<string, Value>();
-  const lookupFor = (src: ParamSource) => {
+  const lookupFor = (src: ParamSource): ParamLookup => {
     const frozen = initializerLookup(g, src.params, shared);
-    return (name: string): Value => {
+    const lookup = (name: string): Value => {
       if (!src.inputs?.has(name)) return frozen(name);
       let input = inputs.get(name);
       if (!input) {
@@ -70,6 +73,7 @@ export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
       }
       return input;
     };
+    return src.lora ? withAdapters(tape, lookup, { ...src.lora, dropout: false }) : lookup;
   };
 
   const isLabel = g.not(g.equal(targets, g.constant([-100], [], 'int64'))); // bool [N]

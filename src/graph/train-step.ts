@@ -3,6 +3,8 @@
 import type { ModelConfig } from '../model/config.js';
 import { type EmitHook, Tape } from './autodiff.js';
 import { type CompiledModel, type FloatDType, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
+import { lwfLoss, type LwfTerm } from './distill.js';
+import { type LoraLayout, withAdapters } from './lora.js';
 import { adamw, clipByGlobalNorm, type OptimizerSpec, sgd } from './optimizer.js';
 import type { ParamTensor } from './params.js';
 import { causalLmLoss, initializerLookup } from './transformer.js';
@@ -28,6 +30,13 @@ export interface TrainStepSpec {
   minExternalBytes?: number;
   /** Hears which nodes each op rule emitted (the benchmark's profiler). */
   onEmit?: EmitHook;
+  /**
+   * Learning without forgetting: adds L·T²·KL(teacher ‖ model) to the loss (graph/distill.ts). The teacher's
+   * tensors are initializers; a ParamTensor it shares with `params` is stored once.
+   */
+  lwf?: LwfTerm & { teacher: ReadonlyMap<string, ParamTensor> };
+  /** Low-rank adapters on frozen weights (graph/lora.ts); `trainable` then names their A and B tensors. */
+  lora?: LoraLayout;
 }
 
 /** Graph input and output names; parameters keep their Hugging Face names. */
@@ -40,6 +49,9 @@ export const IO = {
   bc2Sqrt: 'bc2_sqrt',
   decay: 'decay',
   loss: 'loss',
+  /** With lwf: the cross-entropy and the mean KL that make up `loss`. */
+  ce: 'ce',
+  kl: 'lwf_kl',
   gradNorm: 'grad_norm',
   gradIn: (name: string) => `grad_in/${name}`,
   gradOut: (name: string) => `grad_out/${name}`,
@@ -72,10 +84,21 @@ export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
     return tape.track(g.input(name, dtype, p.shape));
   });
   const byName = new Map<string, Value>(spec.trainable.map((name, i) => [name, trainableInputs[i]]));
-  const frozen = initializerLookup(g, spec.params, undefined, dtype);
-  const lookup = (name: string): Value => byName.get(name) ?? frozen(name);
+  const stored = new Map<ParamTensor, Value>();
+  const frozen = initializerLookup(g, spec.params, stored, dtype);
+  const plain = (name: string): Value => byName.get(name) ?? frozen(name);
+  const lookup = spec.lora ? withAdapters(tape, plain, spec.lora) : plain;
 
-  const loss = causalLmLoss(tape, spec.config, lookup, { ids, targets, lossScale, batch: spec.batch, seq: spec.seq });
+  const batch = { ids, targets, lossScale, batch: spec.batch, seq: spec.seq };
+  let loss: Value;
+  if (spec.lwf) {
+    const terms = lwfLoss(tape, spec.config, lookup, initializerLookup(g, spec.lwf.teacher, stored, dtype), batch, spec.lwf);
+    loss = terms.loss;
+    g.output(terms.ce, IO.ce);
+    g.output(terms.kl, IO.kl);
+  } else {
+    loss = causalLmLoss(tape, spec.config, lookup, batch);
+  }
   g.output(loss, IO.loss);
   let grads = tape.gradients(loss, trainableInputs);
   if (spec.accumulate) {

@@ -6,8 +6,11 @@ import type { Tape } from './autodiff.js';
 import type { FloatDType, GraphBuilder, Value } from './graph-builder.js';
 import type { ParamTensor } from './params.js';
 
-/** Looks up a parameter by its Hugging Face name: a trainable graph input or a frozen initializer. */
-export type ParamLookup = (name: string) => Value;
+/**
+ * Looks up a parameter by its Hugging Face name: a trainable graph input or a frozen initializer. `adapter`, when
+ * set, gives a term that linear() adds to a layer's output, given the weight's name and the layer's input (lora.ts).
+ */
+export type ParamLookup = ((name: string) => Value) & { adapter?: (weight: string, x: Value) => Value | null };
 
 /**
  * Looks weights up as initializers, each stored once: pass the same `stored` map to several lookups
@@ -60,7 +63,9 @@ export function ropeTables(t: Tape, c: ModelConfig, seq: number): Rope {
 }
 
 export function linear(t: Tape, x: Value, w: ParamLookup, prefix: string, bias: boolean): Value {
-  return t.apply('linear', [x, w(`${prefix}.weight`), bias ? w(`${prefix}.bias`) : undefined]);
+  const y = t.apply('linear', [x, w(`${prefix}.weight`), bias ? w(`${prefix}.bias`) : undefined]);
+  const delta = w.adapter?.(`${prefix}.weight`, x);
+  return delta ? t.apply('add', [y, delta]) : y;
 }
 
 /** [N, heads·hd] → [B, heads, T, hd], with Qwen3's per-head RMSNorm before RoPE. */

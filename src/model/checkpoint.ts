@@ -7,6 +7,7 @@ import type { Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { ModelFileError, invalidArgument } from '../util/errors.js';
 import { expectedTensors, parseConfig, type ModelConfig } from './config.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterBaseDir, type AdapterConfig, type AdapterPair, mergeLora, readAdapterConfig, readAdapterHeader, readAdapterWeights } from './peft-adapter.js';
 import { readSafetensorsFile, readSafetensorsFileHeader, writeSafetensorsFile } from './safetensors-file.js';
 import type { Dtype, StoredTensor } from './safetensors.js';
 
@@ -231,8 +232,41 @@ async function readCheckpoint<T extends { shape: number[] }>(
   return { config, tensors: loaded.tensors, files: loaded.files };
 }
 
-/** Loads config.json and all safetensors weights of a Hugging Face model directory, checked against each other. */
+/** A PEFT LoRA adapter directory: its config and its base model directory, which must be a plain model. */
+export async function adapterOf(dir: string): Promise<{ config: AdapterConfig; base: string } | null> {
+  const config = await readAdapterConfig(dir);
+  if (!config) return null;
+  const base = adapterBaseDir(dir, config);
+  if (await readAdapterConfig(base)) throw new ModelFileError(join(dir, ADAPTER_CONFIG_FILE), `base model ${base} is itself an adapter; merge it first`);
+  return { config, base };
+}
+
+/** Checks each adapter pair against the base weight it adapts. */
+function checkPairs<T extends { name: string; shape: number[] }>(dir: string, pairs: Map<string, AdapterPair<T>>, base: ReadonlyMap<string, { shape: number[] }>): Map<string, AdapterPair<T>> {
+  const file = join(dir, ADAPTER_WEIGHTS_FILE);
+  for (const [name, { a, b }] of pairs) {
+    const w = base.get(name);
+    if (!w) throw new ModelFileError(file, `adapts ${name}, which the base model does not have`);
+    if (w.shape.length !== 2 || w.shape[0] !== b.shape[0] || w.shape[1] !== a.shape[1]) {
+      throw new ModelFileError(file, `${name} has shape ${fmtShape(w.shape)}, which lora_A ${fmtShape(a.shape)} and lora_B ${fmtShape(b.shape)} do not fit`);
+    }
+  }
+  return pairs;
+}
+
+/**
+ * Loads config.json and all safetensors weights of a Hugging Face model directory, checked against each other.
+ * A PEFT LoRA adapter directory loads as its base model with the adapter merged in (W + scaling·B·A).
+ */
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
+  const adapter = await adapterOf(dir);
+  if (adapter) {
+    const base = await loadCheckpoint(adapter.base);
+    for (const [name, pair] of checkPairs(dir, await readAdapterWeights(dir, adapter.config), base.tensors)) {
+      base.tensors.set(name, mergeLora(base.tensors.get(name)!, pair, adapter.config.scale));
+    }
+    return { dir, config: base.config, tensors: base.tensors, files: [...base.files, join(dir, ADAPTER_WEIGHTS_FILE)] };
+  }
   const { config, tensors, files } = await readCheckpoint(dir, async (path) =>
     (await readSafetensorsFile(path)).map((t): [string, StoredTensor] => [t.name, t]),
   );
@@ -241,9 +275,16 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
 
 /**
  * Validates a model directory exactly as loadCheckpoint does (same checks, same errors, same tied lm_head handling)
- * but reads only config.json, the index and each safetensors file's length prefix and JSON header, never tensor data.
+ * but reads only config.json (adapter_config.json for an adapter), the index and each safetensors file's length prefix
+ * and JSON header, never tensor data.
  */
 export async function inspectCheckpoint(dir: string): Promise<CheckpointInfo> {
+  const adapter = await adapterOf(dir);
+  if (adapter) {
+    const base = await inspectCheckpoint(adapter.base);
+    checkPairs(dir, await readAdapterHeader(dir, adapter.config), base.tensors);
+    return { ...base, files: [...base.files, join(dir, ADAPTER_WEIGHTS_FILE)] };
+  }
   return readCheckpoint(dir, async (path) =>
     (await readSafetensorsFileHeader(path)).entries.map(({ name, dtype, shape }): [string, TensorInfo] => [name, { dtype, shape }]),
   );
@@ -345,15 +386,29 @@ export async function writeCheckpoint(outDir: string, opts: WriteCheckpointOptio
   const problems = checkAgainstConfig(opts.config, new Map(tensors.map((t) => [t.name, t])));
   if (problems.length > 0) throw invalidArgument('tensors', `checkpoint for ${target} does not match its config: ${problems.join('; ')}`);
 
+  await writeModelDirectory(target, { ...opts, extraJson: { [CONFIG_FILE]: opts.config.raw, ...opts.extraJson } }, async (tmp) => {
+    // Streams tensor by tensor (models may exceed one 4 GiB buffer); a bad tensor fails before anything is renamed.
+    await writeSafetensorsFile(join(tmp, WEIGHTS_FILE), tensors);
+  });
+}
+
+/**
+ * The atomic directory write behind writeCheckpoint, for other layouts (a PEFT adapter): `writeFiles` fills the
+ * temporary directory, then companion files and `extraJson` are added and the directory is renamed into place.
+ */
+export async function writeModelDirectory(
+  outDir: string,
+  opts: Pick<WriteCheckpointOptions, 'copyFrom' | 'extraJson'>,
+  writeFiles: (tmp: string) => Promise<void>,
+): Promise<void> {
+  const target = resolve(outDir);
   const exists = await assertReplaceable(target);
   const parent = dirname(target);
   await mkdir(parent, { recursive: true });
   const tmp = `${target}.tmp-${randomSuffix()}`;
   await mkdir(tmp);
   try {
-    await writeSynced(join(tmp, CONFIG_FILE), prettyJson(opts.config.raw));
-    // Streams tensor by tensor (models may exceed one 4 GiB buffer); a bad tensor fails before anything is renamed.
-    await writeSafetensorsFile(join(tmp, WEIGHTS_FILE), tensors);
+    await writeFiles(tmp);
     if (opts.copyFrom !== undefined) {
       for (const name of COMPANION_FILES) {
         const src = join(opts.copyFrom, name);
@@ -362,7 +417,7 @@ export async function writeCheckpoint(outDir: string, opts: WriteCheckpointOptio
         await syncFile(join(tmp, name));
       }
     }
-    for (const [name, value] of extra) await writeSynced(join(tmp, name), prettyJson(value));
+    for (const [name, value] of Object.entries(opts.extraJson ?? {})) await writeSynced(join(tmp, name), prettyJson(value));
     await syncDir(tmp);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });

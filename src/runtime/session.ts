@@ -56,6 +56,11 @@ export interface SessionOptions {
   intraOpThreads?: number;
   /** Skip weight prepacking: saves a copy of every frozen matrix (models over ~1 GiB) for ~2% step time. */
   lowMemory?: boolean;
+  /**
+   * The graph computes in float64. onnxruntime fuses x·sigmoid(x) into QuickGelu, which has a float32 kernel only;
+   * a forward-only float64 SwiGLU (an LwF teacher's) would then fail to load.
+   */
+  float64?: boolean;
 }
 
 /**
@@ -77,7 +82,9 @@ async function createWith(model: ModelBytes, provider: SessionHandle['provider']
   // Memory patterns made ORT keep a planned block beside the first run's arena allocations:
   // disabling them cut medium's peak RSS 1450 → 1086 MB at unchanged step time (bench/README.md).
   const options: ort.InferenceSession.SessionOptions = { executionProviders, graphOptimizationLevel: 'all', enableMemPattern: false };
+  // `extra` keys are flattened with dots into onnxruntime's session config entries.
   if (opts.lowMemory) options.extra = { session: { disable_prepacking: '1' } };
+  if (opts.float64) options.extra = { ...options.extra, optimization: { disable_specified_optimizers: 'QuickGeluFusion' } };
   const bytes = model instanceof Uint8Array ? model : model.bytes;
   if (!(model instanceof Uint8Array) && model.externalData.length > 0) options.externalData = model.externalData;
   if (opts.profile !== undefined) Object.assign(options, { enableProfiling: true, profileFilePrefix: opts.profile });

@@ -1,6 +1,6 @@
 // Who may do what: roles per RPC, and which jobs a caller may see (its tenant's; an admin: every tenant's).
 // Following AIP-211, a job the caller may not see and a job that does not exist get the same answer.
-import type { JobRecord } from '../store/job-store.js';
+import type { JobRecord, JobStore } from '../store/job-store.js';
 import { NarrowtuneError } from '../util/errors.js';
 import type { Caller, Role } from './caller.js';
 
@@ -12,6 +12,7 @@ export const REQUIRED_ROLE = {
   CancelTuneJob: 'member',
   StreamMetrics: 'reader',
   Evaluate: 'member',
+  MergeModels: 'member',
 } as const satisfies Record<string, Role>;
 
 export type Rpc = keyof typeof REQUIRED_ROLE;
@@ -34,8 +35,8 @@ export function seesAllTenants(caller: Caller): boolean {
  * The job `id` names, if the caller may see it. For a caller limited to its tenant, another tenant's job and a
  * missing one both throw the same PERMISSION_DENIED, so a name's existence does not leak; an admin gets NOT_FOUND.
  */
-export function visibleJob(store: { getJob(id: string): JobRecord | null }, caller: Caller | undefined, id: string, field = 'name'): JobRecord {
-  const job = store.getJob(id);
+export async function visibleJob(store: Pick<JobStore, 'getJob'>, caller: Caller | undefined, id: string, field = 'name'): Promise<JobRecord> {
+  const job = await store.getJob(id);
   if (caller && !seesAllTenants(caller)) {
     if (job && job.tenant === caller.tenant) return job;
     throw new NarrowtuneError('permission_denied', `permission denied on jobs/${id}, or it does not exist`, [

@@ -35,7 +35,7 @@ export function apiKeyAuthenticator(keys: Pick<KeyStore, 'check'>, roots: { mode
     if (authorization === undefined || authorization === '') throw unauthenticated(`no API key: ${HOW}`);
     const m = BEARER.exec(authorization);
     if (!m) throw unauthenticated(`the authorization metadata is not "Bearer <API key>": ${HOW}`);
-    const result = keys.check(m[1]!);
+    const result = await keys.check(m[1]!);
     if (!result.ok) {
       switch (result.reason) {
         case 'malformed':

@@ -21,6 +21,7 @@ const MESSAGES = {
   listTuneJobs: [forms(es.ListTuneJobsRequestSchema, ts.ListTuneJobsRequest), forms(es.ListTuneJobsResponseSchema, ts.ListTuneJobsResponse)],
   cancelTuneJob: [forms(es.CancelTuneJobRequestSchema, ts.CancelTuneJobRequest), forms(es.CancelTuneJobResponseSchema, ts.CancelTuneJobResponse)],
   evaluate: [forms(es.EvaluateRequestSchema, ts.EvaluateRequest), forms(es.EvaluateResponseSchema, ts.EvaluateResponse)],
+  mergeModels: [forms(es.MergeModelsRequestSchema, ts.MergeModelsRequest), forms(es.MergeModelsResponseSchema, ts.MergeModelsResponse)],
   streamMetrics: [forms(es.StreamMetricsRequestSchema, ts.StreamMetricsRequest), forms(es.StreamMetricsResponseSchema, ts.StreamMetricsResponse)],
 } as const;
 
@@ -74,10 +75,11 @@ export function connectRoutes(service: TuningService, authenticate: Authenticato
 
   const impl: ServiceImpl<typeof es.TuningService> = {
     startTune: unary('StartTune', MESSAGES.startTune, async (r, c) => ({ job: await service.startTune(r, c) })),
-    getTuneJob: unary('GetTuneJob', MESSAGES.getTuneJob, (r, c) => ({ job: service.getTuneJob(r, c) })),
+    getTuneJob: unary('GetTuneJob', MESSAGES.getTuneJob, async (r, c) => ({ job: await service.getTuneJob(r, c) })),
     listTuneJobs: unary('ListTuneJobs', MESSAGES.listTuneJobs, (r, c) => service.listTuneJobs(r, c)),
-    cancelTuneJob: unary('CancelTuneJob', MESSAGES.cancelTuneJob, (r, c) => ({ job: service.cancelTuneJob(r, c) })),
+    cancelTuneJob: unary('CancelTuneJob', MESSAGES.cancelTuneJob, async (r, c) => ({ job: await service.cancelTuneJob(r, c) })),
     evaluate: unary('Evaluate', MESSAGES.evaluate, (r, c) => service.evaluate(r, c)),
+    mergeModels: unary('MergeModels', MESSAGES.mergeModels, (r, c) => service.mergeModels(r, c)),
     async *streamMetrics(req, ctx) {
       const [input, output] = MESSAGES.streamMetrics;
       const startedAt = performance.now();

@@ -46,6 +46,7 @@ const CODE_BY_KIND: Readonly<Record<ErrorKind, grpc.status>> = {
   unauthenticated: grpc.status.UNAUTHENTICATED,
   permission_denied: grpc.status.PERMISSION_DENIED,
   cancelled: grpc.status.CANCELLED,
+  aborted: grpc.status.ABORTED,
   internal: grpc.status.INTERNAL,
 };
 

@@ -62,10 +62,11 @@ export function grpcHandlers(service: TuningService, authenticate: Authenticator
     };
   return {
     startTune: unary('StartTune', async (r, c) => ({ job: await service.startTune(r, c) })),
-    getTuneJob: unary('GetTuneJob', (r, c) => ({ job: service.getTuneJob(r, c) })),
+    getTuneJob: unary('GetTuneJob', async (r, c) => ({ job: await service.getTuneJob(r, c) })),
     listTuneJobs: unary('ListTuneJobs', (r, c) => service.listTuneJobs(r, c)),
-    cancelTuneJob: unary('CancelTuneJob', (r, c) => ({ job: service.cancelTuneJob(r, c) })),
+    cancelTuneJob: unary('CancelTuneJob', async (r, c) => ({ job: await service.cancelTuneJob(r, c) })),
     evaluate: unary('Evaluate', (r, c) => service.evaluate(r, c)),
+    mergeModels: unary('MergeModels', (r, c) => service.mergeModels(r, c)),
     streamMetrics: (call) => {
       const startedAt = performance.now();
       const { signal, release } = callSignal(call, shutdown);

@@ -7,11 +7,13 @@ import {
   type EvaluateResponse,
   StartTuneRequest,
   type TuneJob,
+  type TuneMethod,
   TuneJob_State,
   tuneJob_StateToJSON,
 } from '../gen/narrowtune/v1/tuning_service.js';
 import type { EvalKind, EvalRole, EvaluateResult } from '../eval/evaluate.js';
 import type { DriftFigures } from '../eval/scorer.js';
+import type { JobSpec } from '../store/job-events.js';
 import type { JobRecord, JobState } from '../store/job-store.js';
 import { statusFromJobError } from './grpc-errors.js';
 
@@ -42,7 +44,7 @@ export function stateFromProto(s: TuneJob_State): JobState | null {
 const date = (ms: number | null) => (ms === null ? undefined : new Date(ms));
 
 export function jobToProto(job: JobRecord): TuneJob {
-  const { request } = job.spec;
+  const request = job.spec.request === undefined ? undefined : StartTuneRequest.fromJSON(job.spec.request);
   return {
     name: jobName(job.id),
     state: stateToProto(job.state),
@@ -54,12 +56,35 @@ export function jobToProto(job: JobRecord): TuneJob {
     error: job.error ? statusFromJobError(job.error) : undefined,
     checkpoints: job.checkpoints.map((c) => ({ step: c.step, path: c.path, final: c.final })),
     outputPath: job.state === 'SUCCEEDED' ? (job.outputPath ?? '') : '',
-    request: request === undefined ? undefined : StartTuneRequest.fromJSON(request),
+    request,
     budgetStop: job.result?.budgetStop,
     tenant: job.tenant ?? '',
     creatorKeyId: job.creatorKeyId ?? '',
     cancelRequestedBy: job.cancelRequestedBy ?? '',
     cancelTime: date(job.cancelTime),
+    method: methodToProto(job.spec.options, request),
+  };
+}
+
+/**
+ * How a job trains, from its stored options (defaults filled in); the teacher as the request named it, never as a
+ * server path. Jobs stored before adapters and LwF existed have neither.
+ */
+export function methodToProto(options: Partial<Pick<JobSpec['options'], 'policy' | 'lora' | 'mergeAdapter' | 'lwf'>>, request?: StartTuneRequest): TuneMethod {
+  const policy = options.policy?.preset ?? 'custom';
+  const lora = options.lora ?? null;
+  const lwf = options.lwf ?? null;
+  const teacher = request?.lwf?.teacher;
+  const teacherName = teacher?.source ? teacher.source.value : 'base';
+  const parts = [lora ? `lora r=${lora.rank} alpha=${lora.alpha} on ${lora.targets.length > 0 ? lora.targets.join(' ') : policy}` : `policy ${policy}`];
+  if (lora && options.mergeAdapter) parts.push('merged');
+  if (lwf) parts.push(`+ lwf weight=${lwf.weight} T=${lwf.temperature} teacher=${teacherName}`);
+  return {
+    kind: lora ? 'lora' : 'policy',
+    policy,
+    adapter: lora ? { rank: lora.rank, alpha: lora.alpha, dropout: lora.dropout, targets: lora.targets, mergeAdapter: options.mergeAdapter ?? false } : undefined,
+    lwf: lwf ? { weight: lwf.weight, temperature: lwf.temperature, teacher: teacher?.source ? teacher : undefined } : undefined,
+    summary: parts.join(' '),
   };
 }
 

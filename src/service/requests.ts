@@ -10,8 +10,8 @@ import type {
   StreamMetricsRequest,
   TokenClass,
 } from '../gen/narrowtune/v1/tuning_service.js';
-import { type CheckpointInfo, inspectCheckpoint } from '../model/checkpoint.js';
-import type { JobRecord, JobState } from '../store/job-store.js';
+import { adapterOf, type CheckpointInfo, inspectCheckpoint } from '../model/checkpoint.js';
+import type { JobRecord, JobState, JobStore } from '../store/job-store.js';
 import { TENANT_NAME } from '../store/key-store.js';
 import { NUMBER_CLASS } from '../eval/token-classes.js';
 import { NarrowtuneError, quote } from '../util/errors.js';
@@ -24,7 +24,7 @@ import { Violations } from './violations.js';
 
 /** What parsers read besides the request: the roots paths must lie in, and jobs a ModelRef may name. */
 export interface RequestContext {
-  store: { getJob(id: string): JobRecord | null };
+  store: Pick<JobStore, 'getJob'>;
   /** Real paths of the directories requests may read models and data from. */
   modelRoots: string[];
   dataRoots: string[];
@@ -52,7 +52,7 @@ export function parseJobName(name: string, field = 'name'): string {
 }
 
 /** The job a (parsed) name refers to, if `caller` may see it: see access.ts for the answers otherwise. */
-export function findJob(store: RequestContext['store'], id: string, field = 'name', caller?: Caller): JobRecord {
+export function findJob(store: RequestContext['store'], id: string, field = 'name', caller?: Caller): Promise<JobRecord> {
   return visibleJob(store, caller, id, field);
 }
 
@@ -124,7 +124,7 @@ export async function resolveModel(v: Violations, ctx: RequestContext, ref: Mode
   const rename = () => at;
   const dir = await v.collect(async () => {
     if (source.$case === 'path') return confinePath(source.value, ctx.modelRoots, at);
-    const job = findJob(ctx.store, parseJobName(source.value, at), at, ctx.caller);
+    const job = await findJob(ctx.store, parseJobName(source.value, at), at, ctx.caller);
     if (job.state !== 'SUCCEEDED' || !job.outputPath) {
       throw new NarrowtuneError('failed_precondition', `${at}: job ${source.value} is ${job.state}; only a SUCCEEDED job has a model`, [
         { field: at, description: `job is ${job.state}, not SUCCEEDED` },
@@ -133,6 +133,10 @@ export async function resolveModel(v: Violations, ctx: RequestContext, ref: Mode
     return job.outputPath;
   }, rename);
   if (dir === undefined) return undefined;
+  // A PEFT adapter directory opens its base model too, which must lie inside the model roots like the adapter.
+  const adapter = await v.collect(() => adapterOf(dir), rename);
+  if (adapter === undefined) return undefined;
+  if (adapter && (await v.collect(() => confinePath(adapter.base, ctx.modelRoots, at), rename)) === undefined) return undefined;
   const info = await v.collect(() => inspectCheckpoint(dir), rename);
   return info && { dir, info, field: at };
 }

@@ -9,7 +9,8 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as HEALTH_PROTO } from 'grpc-health-check';
 import { TuningServiceService } from '../gen/narrowtune/v1/tuning_service.js';
 import { JobRunner } from '../runner/job-runner.js';
-import { JobStore } from '../store/job-store.js';
+import type { JobStore } from '../store/job-store.js';
+import { jobStoreLocation, openJobStore } from '../store/open-store.js';
 import { apiKeyAuthenticator } from './api-key-auth.js';
 import { openAuthenticator } from './caller.js';
 import { grpcHandlers } from './grpc-handlers.js';
@@ -28,7 +29,11 @@ import { NarrowtuneError } from '../util/errors.js';
 export interface ServerOptions {
   host?: string;
   port?: number; // 0: any free port
+  /** Job outputs and checkpoints; also the SQLite store's directory when there is no databaseUrl. */
   dataDir: string;
+  /** The PostgreSQL store shared with other replicas and workers (open-store.ts); SQLite in dataDir without. */
+  databaseUrl?: string;
+  /** Jobs this process trains at once; 0: an API replica that trains nothing (workers do). */
   maxConcurrentJobs?: number;
   maxQueuedJobs?: number;
   modelRoots?: string[];
@@ -36,6 +41,8 @@ export interface ServerOptions {
   checkpointEvery?: number;
   /** Seconds a stopping trainer gets to write its checkpoint before it is killed. */
   stopGraceSeconds?: number;
+  /** A running job's lease (JobRunnerOptions.leaseSeconds). */
+  leaseSeconds?: number;
   /** From initTelemetry(), which must run before this (it patches grpc-js for RPC spans). */
   telemetry?: Telemetry;
   /** RPC, job lifecycle and start/stop lines (util/log.ts); default: none. */
@@ -76,6 +83,8 @@ export interface RunningServer {
   webUrl: string | null;
   dataDir: string;
   store: JobStore;
+  /** The store as logs may show it (no password). */
+  storeLocation: string;
   /** Health NOT_SERVING, running jobs checkpoint, streams end, then the port closes. */
   shutdown(): Promise<void>;
 }
@@ -93,7 +102,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const store = JobStore.open(dataDir);
+  const storeLocation = jobStoreLocation({ dataDir, databaseUrl: opts.databaseUrl });
+  const store = await openJobStore({ dataDir, databaseUrl: opts.databaseUrl });
   const log = opts.logger ?? SILENT;
   const runner = new JobRunner({
     store,
@@ -102,6 +112,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxConcurrentJobs: opts.maxConcurrentJobs ?? SERVER_DEFAULTS.maxConcurrentJobs,
     tenantMaxRunning: opts.tenantMaxRunning,
     stopGraceSeconds: opts.stopGraceSeconds,
+    leaseSeconds: opts.leaseSeconds,
     telemetry: opts.telemetry,
   });
   const shutdownController = new AbortController();
@@ -140,18 +151,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? SERVER_DEFAULTS.port}`, tls?.credentials ?? grpc.ServerCredentials.createInsecure(), (e, p) =>
       e ? fail(e) : ok(p),
     ),
-  );
+  ).catch(async (e: unknown) => {
+    // A PostgreSQL store's pool and LISTEN connection would keep the process alive.
+    await store.close();
+    throw e;
+  });
   let web: RunningWebServer | null = null;
   if (opts.web && webHost !== null) {
     const routes = connectRoutes(service, authenticate, shutdownController.signal, log);
     web = await startWebServer({ host: webHost, port: opts.web.port, routes, readMaxBytes: MAX_RECEIVE_BYTES, corsOrigins: opts.web.corsOrigins, tls }).catch((e: unknown) => {
       server.forceShutdown();
-      store.close();
+      void store.close();
       throw e;
     });
   }
-  runner.recover();
-  log.info({ host, port, web: web?.url ?? null, tls: tls !== null, mutualTls: tls?.requestCert ?? false, auth, dataDir }, 'server started');
+  await runner.begin();
+  log.info({ host, port, web: web?.url ?? null, tls: tls !== null, mutualTls: tls?.requestCert ?? false, auth, dataDir, store: storeLocation, runsJobs: opts.maxConcurrentJobs ?? SERVER_DEFAULTS.maxConcurrentJobs }, 'server started');
 
   let closing: Promise<void> | null = null;
   return {
@@ -159,6 +174,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     webUrl: web?.url ?? null,
     dataDir,
     store,
+    storeLocation,
     shutdown: () =>
       (closing ??= (async () => {
         health.setStatus('', 'NOT_SERVING');
@@ -167,7 +183,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         await runner.shutdown();
         shutdownController.abort();
         await Promise.all([new Promise<void>((ok) => server.tryShutdown(() => ok())), web?.close()]);
-        store.close();
+        await store.close();
         log.info({ port }, 'server stopped');
       })()),
   };

@@ -5,9 +5,12 @@ import type { CheckpointInfo } from '../model/checkpoint.js';
 import { type PolicySpec, resolvePolicy } from '../policy/policy.js';
 import type { Device } from '../runtime/session.js';
 import type { JobSpec } from '../store/job-events.js';
-import { DEFAULTS, settingsViolations, type TuneOptions, type TuneSettings } from '../trainer/options.js';
+import { architectureDifference } from '../model/same-architecture.js';
+import { loraTargets } from '../trainer/lora.js';
+import { DEFAULT_LWF_TEMPERATURE, DEFAULTS, LIMITS, LORA_DEFAULTS, settingsViolations, type TuneOptions, type TuneSettings } from '../trainer/options.js';
 import { checkStartTuneData } from './data-check.js';
 import { checkTokenClasses, dataFile, MAX_PATTERNS, MAX_REQUEST_ID, type RequestContext, resolveModel } from './requests.js';
+import { compileUserRegex } from '../util/user-regex.js';
 import { Violations } from './violations.js';
 
 export interface StartTuneCommand {
@@ -35,12 +38,35 @@ export const OPTION_FIELDS: Readonly<Record<string, string>> = {
   probe_every: 'hyperparameters.probe_every',
   device: 'device',
   token_classes: 'token_classes',
+  lora_rank: 'adapter.rank',
+  lora_alpha: 'adapter.alpha',
+  lora_dropout: 'adapter.dropout',
+  lora_target: 'adapter.targets',
+  merge_adapter: 'adapter.merge_adapter',
+  lwf_weight: 'lwf.weight',
+  lwf_temperature: 'lwf.temperature',
+  teacher: 'lwf.teacher',
 };
+
+/** A trainer field name as the request's path: `lora_target[2]` → `adapter.targets[2]`. */
+function requestField(field: string): string {
+  const m = /^(\w+)(\[\d+\])?$/.exec(field);
+  return m && OPTION_FIELDS[m[1]] ? `${OPTION_FIELDS[m[1]]}${m[2] ?? ''}` : field;
+}
+
+/** What is wrong with a request_id, or null; '' (none) is fine. */
+export function requestIdViolation(requestId: string): string | null {
+  if (requestId.length > MAX_REQUEST_ID) return `must be at most ${MAX_REQUEST_ID} characters`;
+  // PostgreSQL's text cannot hold NUL: refusing every control character makes a request id valid on both stores alike.
+  if (/\p{Cc}/u.test(requestId)) return 'must not contain control characters';
+  return null;
+}
 
 /** `signal` ends the data check (the slow part) when the client goes away. */
 export async function parseStartTune(req: StartTuneRequest, ctx: RequestContext, signal?: AbortSignal): Promise<StartTuneCommand> {
   const v = new Violations();
-  if (req.requestId.length > MAX_REQUEST_ID) v.add('request_id', `must be at most ${MAX_REQUEST_ID} characters`);
+  const requestIdProblem = requestIdViolation(req.requestId);
+  if (requestIdProblem) v.add('request_id', requestIdProblem);
   checkTokenClasses(v, req.tokenClasses);
   const model = await resolveModel(v, ctx, req.baseModel, 'base_model');
   const data = await dataFile(v, ctx, req.trainingData, 'training_data', true);
@@ -50,18 +76,27 @@ export async function parseStartTune(req: StartTuneRequest, ctx: RequestContext,
   const settings = settingsFromRequest(req, ctx.checkpointEvery);
   // Whether optional data was sent, not whether it passed its own check: a bad path must not also read as missing.
   const given = { validationData: req.validationData !== '', probeData: req.probeData !== '' };
-  for (const x of settingsViolations(settings, given)) v.add(OPTION_FIELDS[x.field] ?? x.field, x.description);
+  for (const x of settingsViolations(settings, given)) v.add(requestField(x.field), x.description);
   if (req.hyperparameters?.steps !== undefined && req.hyperparameters.epochs !== undefined) {
     v.add('hyperparameters.steps', 'give steps or epochs, not both');
   }
-  const policy = model ? resolveRequestPolicy(v, settings.policy, model.info) : undefined;
+  const resolved = model ? resolveRequestPolicy(v, settings.policy, model.info) : undefined;
+  const policy = resolved?.spec;
+  if (resolved && settings.lora) checkLoraTargets(v, settings.lora.targets, model!.info, resolved.trainable);
+  const teacher = req.lwf?.teacher?.source ? await resolveModel(v, ctx, req.lwf.teacher, 'lwf.teacher') : undefined;
+  if (model && teacher) {
+    const shapes = (info: CheckpointInfo) => new Map([...info.tensors].map(([n, t]) => [n, t.shape]));
+    const diff = architectureDifference({ config: model.info.config, shapes: shapes(model.info) }, { config: teacher.info.config, shapes: shapes(teacher.info) });
+    if (diff) v.add(teacher.field, `${diff}; the teacher must have the base model's architecture and shapes`);
+  }
   v.throwIfAny();
   // Last: it reads every line, so only a request that is otherwise sound pays for it.
   const files = { data: data!, validationData, probeData };
   const names = { data: req.trainingData, validationData: req.validationData, probeData: req.probeData };
   await checkStartTuneData({ model: model!, files, names, seqLen: settings.seqLen }, signal);
 
-  const options = { ...settings, policy: policy!, model: model!.dir, ...files };
+  const lwf = settings.lwf && { ...settings.lwf, teacher: teacher?.dir ?? null };
+  const options = { ...settings, policy: policy!, model: model!.dir, ...files, lwf };
   // The resolved preset is stored with the job rather than filled in when the job is shown: the echo (and
   // `jobs get`) then says what the job trains with, and so does a runner that resumes it after a restart, even
   // if a later version changes the default.
@@ -98,7 +133,34 @@ export function settingsFromRequest(r: StartTuneRequest, checkpointEvery: number
       maxNumberMassDelta: r.driftBudget?.maxNumberMassDelta ?? null,
       maxHeldoutLossDelta: r.driftBudget?.maxHeldoutLossDelta ?? null,
     },
+    lora: r.adapter
+      ? {
+          rank: r.adapter.rank ?? LORA_DEFAULTS.rank,
+          alpha: r.adapter.alpha ?? LORA_DEFAULTS.alpha,
+          dropout: r.adapter.dropout ?? LORA_DEFAULTS.dropout,
+          targets: r.adapter.targets,
+        }
+      : null,
+    mergeAdapter: r.adapter?.mergeAdapter ?? false,
+    // The teacher is a ModelRef, resolved by parseStartTune; null here is the base model.
+    lwf: r.lwf ? { weight: r.lwf.weight, temperature: r.lwf.temperature ?? DEFAULT_LWF_TEMPERATURE, teacher: null } : null,
   };
+}
+
+/**
+ * What the LoRA targets match among the model's projection weights (or, with none, whether the policy trains any).
+ * Their syntax and count are settingsViolations' to report; a pattern that does not compile is not matched.
+ */
+function checkLoraTargets(v: Violations, targets: string[], info: CheckpointInfo, policyTrainable: string[]): void {
+  const compiles = (p: string, i: number) => {
+    try {
+      return compileUserRegex(p, `adapter.targets[${i}]`), true;
+    } catch {
+      return false;
+    }
+  };
+  if (targets.length > LIMITS.loraTargets[1] || !targets.every(compiles)) return;
+  v.collectSync(() => loraTargets(targets, [...info.tensors.keys()], policyTrainable), requestField);
 }
 
 /**
@@ -107,7 +169,7 @@ export function settingsFromRequest(r: StartTuneRequest, checkpointEvery: number
  * thread: patterns are RE2 (linear time, bounded program size), so 64 of them over a model's names take
  * milliseconds whatever they are.
  */
-function resolveRequestPolicy(v: Violations, spec: PolicySpec, info: CheckpointInfo): PolicySpec | undefined {
+function resolveRequestPolicy(v: Violations, spec: PolicySpec, info: CheckpointInfo): { spec: PolicySpec; trainable: string[] } | undefined {
   const include = spec.include ?? [];
   const exclude = spec.exclude ?? [];
   if (include.length + exclude.length > MAX_PATTERNS) {
@@ -117,5 +179,5 @@ function resolveRequestPolicy(v: Violations, spec: PolicySpec, info: CheckpointI
   const names = [...info.tensors.keys()].filter((n) => n !== 'lm_head.weight' || !info.config.tieWordEmbeddings);
   const resolved = v.collectSync(() => resolvePolicy(spec, names));
   if (!resolved) return undefined;
-  return { preset: resolved.name === 'custom' ? undefined : resolved.name, include, exclude };
+  return { spec: { preset: resolved.name === 'custom' ? undefined : resolved.name, include, exclude }, trainable: resolved.trainable };
 }

@@ -8,24 +8,28 @@ import type {
   GetTuneJobRequest,
   ListTuneJobsRequest,
   ListTuneJobsResponse,
+  MergeModelsRequest,
+  MergeModelsResponse,
   StartTuneRequest,
   StreamMetricsRequest,
   StreamMetricsResponse,
   TuneJob,
 } from '../gen/narrowtune/v1/tuning_service.js';
 import { evaluateInWorker } from '../eval/run-in-worker.js';
+import { mergeInWorker } from '../model/merge-in-worker.js';
 import type { JobRunner } from '../runner/job-runner.js';
 import { followEvents } from '../store/follow-events.js';
 import type { JobStore } from '../store/job-store.js';
 import { NarrowtuneError, quotaExceeded } from '../util/errors.js';
 import { listTenant, requireRole } from './access.js';
 import { parseEvaluate } from './evaluate-request.js';
+import { parseMergeModels } from './merge-request.js';
 import { eventToProto } from './event-to-proto.js';
 import type { CallContext } from './caller.js';
 import { evaluateResponseToProto, jobToProto } from './messages.js';
 import { findJob, parseCancelTuneJob, parseGetTuneJob, parseListTuneJobs, parseStreamMetrics, type RequestContext } from './requests.js';
 import { startTuneHash } from './request-hash.js';
-import { parseStartTune } from './start-tune-request.js';
+import { parseStartTune, requestIdViolation } from './start-tune-request.js';
 import type { RateLimiter } from './rate-limit.js';
 import { withRootsHidden } from './paths.js';
 import { type Logger, SILENT } from '../util/log.js';
@@ -68,49 +72,49 @@ export class TuningService {
     requireRole(call.caller, 'StartTune');
     const owner = { tenant: call.caller.tenant, creatorKeyId: call.caller.keyId, requestHash: startTuneHash(req) };
     // A retry of an accepted request gets its job back before any capacity check: a full queue must not hide it.
-    const retried = req.requestId ? store.findRequest(owner.tenant, req.requestId, owner.requestHash) : null;
+    // An id the parser refuses is not looked up: the parser's violation is the answer on every store.
+    const retried = req.requestId && !requestIdViolation(req.requestId) ? await store.findRequest(owner.tenant, req.requestId, owner.requestHash) : null;
     if (retried) return jobToProto(retried);
     // Before parsing, which reads the model and the data: a flood costs the server a map lookup per call.
     this.ctx.rateLimiter?.take('StartTune', call.caller.keyId);
     const command = await hidingRoots(call, parseStartTune(req, this.requestContext(call), call.signal));
-    if (store.countInStates(['PENDING']) >= maxQueuedJobs) {
+    if ((await store.countInStates(['PENDING'])) >= maxQueuedJobs) {
       throw new NarrowtuneError('resource_exhausted', `the queue is full (${maxQueuedJobs} pending jobs); retry later`);
     }
     const { tenantMaxQueued } = this.ctx;
-    if (tenantMaxQueued !== undefined && owner.tenant !== null && store.countInStates(['PENDING'], owner.tenant) >= tenantMaxQueued) {
+    if (tenantMaxQueued !== undefined && owner.tenant !== null && (await store.countInStates(['PENDING'], owner.tenant)) >= tenantMaxQueued) {
       throw quotaExceeded(`tenant:${owner.tenant}`, `tenant ${owner.tenant} has ${tenantMaxQueued} pending jobs, the most --tenant-max-queued allows; retry when one has started`);
     }
-    const { job, created } = store.createJob({ ...command, ...owner });
+    const { job, created } = await store.createJob({ ...command, ...owner });
     if (created) this.log.info({ job: job.id, tenant: owner.tenant, key: owner.creatorKeyId }, 'job created');
-    runner.pump();
+    void runner.pump();
     // The job as accepted (a new one is PENDING), even if the runner has just started it.
     return jobToProto(job);
   }
 
-  getTuneJob(req: GetTuneJobRequest, call: CallContext): TuneJob {
-    return jobToProto(findJob(this.ctx.store, parseGetTuneJob(req).id, 'name', call.caller));
+  async getTuneJob(req: GetTuneJobRequest, call: CallContext): Promise<TuneJob> {
+    return jobToProto(await findJob(this.ctx.store, parseGetTuneJob(req).id, 'name', call.caller));
   }
 
-  listTuneJobs(req: ListTuneJobsRequest, call: CallContext): ListTuneJobsResponse {
+  async listTuneJobs(req: ListTuneJobsRequest, call: CallContext): Promise<ListTuneJobsResponse> {
     const command = parseListTuneJobs(req);
-    const page = this.ctx.store.listJobs({ ...command, tenant: listTenant(call.caller, command.tenant) });
+    const page = await this.ctx.store.listJobs({ ...command, tenant: listTenant(call.caller, command.tenant) });
     return { jobs: page.jobs.map(jobToProto), nextPageToken: page.nextPageToken };
   }
 
-  cancelTuneJob(req: CancelTuneJobRequest, call: CallContext): TuneJob {
+  async cancelTuneJob(req: CancelTuneJobRequest, call: CallContext): Promise<TuneJob> {
     const { store } = this.ctx;
     requireRole(call.caller, 'CancelTuneJob');
-    const job = findJob(store, parseCancelTuneJob(req).id, 'name', call.caller);
-    // A pending job never reaches a trainer: its stream gets its closing event here.
-    if (job.state === 'PENDING') store.appendEvent(job.id, { type: 'finished', state: 'CANCELLED' });
-    const cancelled = store.requestCancel(job.id, call.caller.keyId);
+    const job = await findJob(store, parseCancelTuneJob(req).id, 'name', call.caller);
+    // A pending job never reaches a trainer: the store gives its stream the closing event in the same write.
+    const cancelled = await store.requestCancel(job.id, call.caller.keyId);
     this.log.info({ job: job.id, tenant: job.tenant, by: call.caller.keyId, state: cancelled.state }, 'job cancel requested');
     return jobToProto(cancelled);
   }
 
   async *streamMetrics(req: StreamMetricsRequest, call: CallContext): AsyncGenerator<StreamMetricsResponse> {
     const { id, fromSequence } = parseStreamMetrics(req);
-    findJob(this.ctx.store, id, 'name', call.caller);
+    await findJob(this.ctx.store, id, 'name', call.caller);
     for await (const e of followEvents(this.ctx.store, id, fromSequence, call.signal)) yield eventToProto(e);
   }
 
@@ -121,5 +125,22 @@ export class TuningService {
     // The worker stops when the call's signal aborts: a client that gave up frees its core.
     const evaluation = parseEvaluate(req, this.requestContext(call)).then((options) => evaluateInWorker(options, call.signal));
     return evaluateResponseToProto(await hidingRoots(call, evaluation));
+  }
+
+  async mergeModels(req: MergeModelsRequest, call: CallContext): Promise<MergeModelsResponse> {
+    requireRole(call.caller, 'MergeModels');
+    // Counted against Evaluate's limit: both are CPU work on whole models that the caller waits for.
+    this.ctx.rateLimiter?.take('Evaluate', call.caller.keyId);
+    // Off the event loop: interpolating every tensor of a model takes seconds of CPU.
+    const merge = parseMergeModels(req, this.requestContext(call)).then((options) => mergeInWorker(options));
+    const receipt = await hidingRoots(call, merge);
+    this.log.info({ tenant: call.caller.tenant, key: call.caller.keyId, alpha: req.alpha, interpolated: receipt.interpolated }, 'models merged');
+    return {
+      outputPath: req.outputPath,
+      tensors: receipt.tensors,
+      interpolatedTensors: receipt.interpolated,
+      baseSha256: receipt.base.sha256,
+      tunedSha256: receipt.tuned.sha256,
+    };
   }
 }

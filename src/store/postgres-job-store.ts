@@ -624,6 +624,10 @@ export class PostgresJobStore implements JobStore {
       throw this.closing ? storeClosed() : storeError(e, this.where);
     }
     let broken: Error | undefined;
+    // The pool listens for errors on idle clients only: the server ending this session between our queries (a
+    // restart, pg_terminate_backend) would be an unhandled 'error' event that takes the whole process down.
+    const onError = (e: Error) => (broken = e);
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       const result = await fn(c);
@@ -635,6 +639,7 @@ export class PostgresJobStore implements JobStore {
       });
       throw storeError(e, this.where);
     } finally {
+      c.removeListener('error', onError);
       c.release(broken);
     }
   }

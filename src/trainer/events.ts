@@ -27,6 +27,9 @@ export interface TrainStep {
   step: number;
   totalSteps: number;
   loss: number;
+  /** With LwF: the cross-entropy and the mean KL to the teacher; loss = crossEntropy + weight·T²·lwfKl. */
+  crossEntropy?: number;
+  lwfKl?: number;
   learningRate: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;

@@ -6,6 +6,7 @@ import type { TextTokenizer } from '../data/tokenizer.js';
 import type { TuneData } from '../data/tune-data.js';
 import { driftFigures, Scorer, type DriftFigures } from '../eval/scorer.js';
 import { compileTokenClasses } from '../eval/token-classes.js';
+import type { LoraLayout } from '../graph/lora.js';
 import type { ParamTensor } from '../graph/params.js';
 import type { ModelConfig } from '../model/config.js';
 import type { FloatArray } from '../runtime/session.js';
@@ -62,6 +63,7 @@ export async function createMonitors(
   params: ReadonlyMap<string, ParamTensor>,
   trainable: readonly string[],
   totalSteps: number,
+  lora?: LoraLayout,
 ): Promise<Monitors> {
   const inputs = new Set(trainable);
   const scorers: Scorer[] = [];
@@ -70,7 +72,7 @@ export async function createMonitors(
   let validation: Monitors['validation'] = null;
   if (data.validation) {
     const { examples, seq } = padded(data.validation.examples);
-    const scorer = await Scorer.create({ config: c, current: { params, inputs }, batch: o.batchSize, seq }, o.device);
+    const scorer = await Scorer.create({ config: c, current: { params, inputs, lora }, batch: o.batchSize, seq }, o.device);
     scorers.push(scorer);
     validation = {
       every: o.evalEvery ?? defaultInterval(totalSteps),
@@ -87,7 +89,7 @@ export async function createMonitors(
     const { examples, seq } = padded(data.probe.examples);
     const classes = compileTokenClasses(tokenizer, c.vocabSize, o.tokenClasses);
     const scorer = await Scorer.create(
-      { config: c, current: { params, inputs }, base: { params }, classes: { matrix: classes.matrix, count: classes.names.length }, batch: o.batchSize, seq },
+      { config: c, current: { params, inputs, lora }, base: { params }, classes: { matrix: classes.matrix, count: classes.names.length }, batch: o.batchSize, seq },
       o.device,
     );
     scorers.push(scorer);

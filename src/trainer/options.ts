@@ -4,6 +4,7 @@ import type { Kernels } from '../graph/graph-builder.js';
 import type { Device } from '../runtime/session.js';
 import { DEVICES } from '../runtime/session.js';
 import { NarrowtuneError, type FieldViolation } from '../util/errors.js';
+import { compileUserRegex } from '../util/user-regex.js';
 import type { ScheduleKind } from './schedule.js';
 
 /** Limits on drift from the base model, checked at every probe; null means no limit. */
@@ -41,6 +42,18 @@ export interface TuneOptions {
   checkpointDir: string | null;
   /** Continue from the newest step checkpoint in checkpointDir written by this same run, if any. */
   resume: boolean;
+  /**
+   * A step-checkpoint directory (checkpointDir/step-N) to continue from, written by an earlier attempt of this same
+   * run; it must exist and match. Takes precedence over `resume`. The service's runner passes the checkpoint its job
+   * store recorded, so a worker never resumes from files a worker that lost the job may still be writing.
+   */
+  resumeFrom: string | null;
+  /**
+   * Remove step checkpoints older than the newest two as new ones are written (default). The service's runner turns
+   * it off and removes them itself once its store recorded a newer one: the checkpoint a store names as the resume
+   * point must outlive a trainer that goes on writing after its worker died or lost the job.
+   */
+  pruneCheckpoints: boolean;
   /** JSONL scored every evalEvery steps (validation loss, token accuracy); null: none. */
   validationData: string | null;
   evalEvery: number | null; // null: about ten times per job
@@ -57,6 +70,31 @@ export interface TuneOptions {
   optimizerPlacement: 'auto' | 'graph' | 'host';
   /** Lowering of attention and cross-entropy; 'auto' picks per execution provider (runtime/session.ts kernelsFor). */
   kernels: 'auto' | Kernels;
+  /**
+   * Learning without forgetting: loss = CE + weight·T²·KL(softmax(z_teacher/T) ‖ softmax(z/T)), the KL a mean over
+   * the label tokens of each optimizer step. teacher: a model directory of the same architecture; null: the base model.
+   */
+  lwf: LwfOptions | null;
+  /** Train low-rank adapters (LoRA) beside frozen weights instead of the weights themselves; null: no adapter. */
+  lora: LoraOptions | null;
+  /** With lora: write merged full weights (W + alpha/rank·B·A) instead of a PEFT adapter. */
+  mergeAdapter: boolean;
+}
+
+/** LoRA as PEFT defines it: y = W x + (alpha/rank)·B(A·dropout(x)) on each targeted linear layer. */
+export interface LoraOptions {
+  rank: number;
+  alpha: number;
+  /** Dropout probability on the adapter's input path, in [0, 1). */
+  dropout: number;
+  /** RE2 patterns over weight names; empty: the policy's trainable projection weights. */
+  targets: string[];
+}
+
+export interface LwfOptions {
+  weight: number;
+  temperature: number;
+  teacher: string | null;
 }
 
 /** The paper's recipe (AdamW, lr 5e-6, cosine with 3% warm-up, no weight decay) with HF's other defaults. */
@@ -82,6 +120,8 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   checkpointEvery: null,
   checkpointDir: null,
   resume: false,
+  resumeFrom: null,
+  pruneCheckpoints: true,
   validationData: null,
   evalEvery: null,
   probeData: null,
@@ -90,7 +130,16 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   driftBudget: { maxKlToBase: null, maxNumberMassDelta: null, maxHeldoutLossDelta: null },
   optimizerPlacement: 'auto',
   kernels: 'auto',
+  lwf: null,
+  lora: null,
+  mergeAdapter: false,
 };
+
+/** PEFT's LoraConfig defaults (the paper's recipe is rank 256, alpha 32 on the MLP). */
+export const LORA_DEFAULTS: LoraOptions = { rank: 8, alpha: 8, dropout: 0, targets: [] };
+
+/** The paper's code distils at temperature 2. */
+export const DEFAULT_LWF_TEMPERATURE = 2;
 
 export const WARMUP_FRACTION = 0.03;
 
@@ -103,10 +152,14 @@ export const LIMITS = {
   gradAccum: [1, 1024],
   seqLen: [2, 131_072],
   seed: [0, 2 ** 32 - 1],
+  lwfWeight: [0, 1000],
+  lwfTemperature: [0, 100],
+  loraRank: [1, 4096],
+  loraTargets: [0, 64],
 } as const;
 
 /** The options that are not file paths: what the service checks without a filesystem. */
-export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'validationData' | 'probeData'>;
+export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'validationData' | 'probeData'>;
 
 /** Which optional data files were given (whether or not they turn out readable): some settings need them. */
 export interface GivenData {
@@ -175,8 +228,41 @@ export function settingsViolations(o: TuneSettings, given: GivenData): FieldViol
   need(['auto', 'graph', 'host'].includes(o.optimizerPlacement), 'optimizer_placement', `must be auto, graph or host, got "${o.optimizerPlacement}"`);
   need(o.optimizerPlacement !== 'host' || o.precision === 'float32', 'optimizer_placement', 'host updates run in float32 only');
   need(['auto', 'fused', 'portable'].includes(o.kernels), 'kernels', `must be auto, fused or portable, got "${o.kernels}"`);
+  if (o.lwf) {
+    const { weight, temperature, teacher } = o.lwf;
+    const [wLo, wHi] = LIMITS.lwfWeight;
+    const [tLo, tHi] = LIMITS.lwfTemperature;
+    need(Number.isFinite(weight) && weight > wLo && weight <= wHi, 'lwf_weight', `must be in (${wLo}, ${wHi}], got ${weight}`);
+    need(Number.isFinite(temperature) && temperature > tLo && temperature <= tHi, 'lwf_temperature', `must be in (${tLo}, ${tHi}], got ${temperature}`);
+    need(teacher === null || teacher.length > 0, 'teacher', 'must be a model directory, or absent for the base model');
+  }
+  v.push(...loraViolations(o));
   const device = deviceViolation(o.device);
   if (device) v.push(device);
+  return v;
+}
+
+function loraViolations(o: Pick<TuneSettings, 'lora' | 'mergeAdapter'>): FieldViolation[] {
+  const v: FieldViolation[] = [];
+  // Specs stored before LoRA existed lack the field.
+  const l = o.lora ?? null;
+  if (l === null) {
+    if (o.mergeAdapter) v.push({ field: 'merge_adapter', description: 'needs an adapter (--adapter lora)' });
+    return v;
+  }
+  const rank = integerViolation(l.rank, 'lora_rank', LIMITS.loraRank);
+  if (rank) v.push(rank);
+  if (!(Number.isFinite(l.alpha) && l.alpha > 0)) v.push({ field: 'lora_alpha', description: `must be a finite number > 0, got ${l.alpha}` });
+  if (!(Number.isFinite(l.dropout) && l.dropout >= 0 && l.dropout < 1)) v.push({ field: 'lora_dropout', description: `must be in [0, 1), got ${l.dropout}` });
+  if (l.targets.length > LIMITS.loraTargets[1]) v.push({ field: 'lora_target', description: `at most ${LIMITS.loraTargets[1]} patterns, got ${l.targets.length}` });
+  // Syntax only: which weights a pattern matches is known once the model is read (trainer/lora.ts).
+  l.targets.slice(0, LIMITS.loraTargets[1]).forEach((p, i) => {
+    try {
+      compileUserRegex(p, `lora_target[${i}]`);
+    } catch (e) {
+      v.push(...(e instanceof NarrowtuneError ? e.violations : [{ field: `lora_target[${i}]`, description: String(e) }]));
+    }
+  });
   return v;
 }
 

@@ -24,6 +24,9 @@ export interface StepRecord {
   loss: number;
   lr: number;
   grad_norm: number;
+  /** With LwF: `loss` = cross_entropy + weight·T²·lwf_kl. */
+  cross_entropy?: number;
+  lwf_kl?: number;
 }
 
 export interface FrozenProof {
@@ -52,6 +55,11 @@ export interface Receipt {
   probes: ({ step: number } & Record<string, unknown>)[];
   /** Set when a drift budget stopped training: which limit, and which step's weights were kept. */
   drift_budget_stop: { limit: string; value: number; threshold: number; step: number; kept_step: number } | null;
+  /**
+   * With LoRA: the adapted weights and whether the output is a PEFT adapter (base_model plus adapter_model.safetensors,
+   * `frozen` then proves the base model's files unchanged) or merged full weights (`trainable_changed` lists the merged).
+   */
+  adapter?: { type: 'lora'; rank: number; alpha: number; dropout: number; targets: string[]; merged: boolean };
 }
 
 /** Hashes `after` tensors (as read back from disk) against `before` ones. */

@@ -14,11 +14,14 @@ import { compileTrainStep } from '../graph/train-step.js';
 import { inspectCheckpoint, loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import { resolvePolicy, type ResolvedPolicy } from '../policy/policy.js';
 import { createSessionFor, SessionCache, type FloatArray, type SessionHandle, type SessionOptions } from '../runtime/session.js';
+import { NarrowtuneError } from '../util/errors.js';
+import { loadTeacher, type Teacher } from './lwf-teacher.js';
+import { type LoraPlan, planLora, refuseAdapterBase } from './lora.js';
 import { createMonitors, type Monitors } from './monitors.js';
 import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
 import { sha256 } from './receipt.js';
 import type { Schedule } from './schedule.js';
-import { loadLatestStepCheckpoint, type TrainState } from './step-checkpoint.js';
+import { loadLatestStepCheckpoint, loadStepCheckpoint, type TrainState } from './step-checkpoint.js';
 
 /** Above this much frozen weight, skip ORT's prepacked copies (bench: 0.5B model −1.7 GB, medium +2% time). */
 const LOW_MEMORY_BYTES = 1 << 30;
@@ -41,7 +44,9 @@ export interface TrainingRun {
   ckpt: Checkpoint;
   tokenizer: TextTokenizer;
   dataset: Dataset;
+  /** With adapters: trainable = their A and B tensors, frozen = every weight of the model. */
   policy: ResolvedPolicy;
+  lora: LoraPlan | null;
   /** Every decoder tensor in float32 (views of the checkpoint's bytes: read-only). */
   params: ReadonlyMap<string, ParamTensor>;
   /** sha256 of every tensor that must come out unchanged, including ones outside the decoder. */
@@ -92,6 +97,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   // 1. the model's files checked (headers only), tokenizer and data (a bad line fails the job before the weights
   // are read), then the weights and the policy
   const { config } = await inspectCheckpoint(o.model);
+  if (o.lora && !o.mergeAdapter) await refuseAdapterBase(o.model);
   const tokenizer = await loadTokenizer(o.model);
   const files = { data: o.data, validationData: o.validationData, probeData: o.probeData };
   const data = await loadTuneData(files, tokenizer, { seqLen: o.seqLen, vocabSize: config.vocabSize });
@@ -99,9 +105,16 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const ckpt = await loadCheckpoint(o.model);
   const c = ckpt.config;
   const params = paramsOf(ckpt);
-  const policy = resolvePolicy(o.policy, [...params.keys()]);
+  const chosen = resolvePolicy(o.policy, [...params.keys()]);
+  // With adapters the policy only chooses their targets (lora.ts): A and B train, every weight is frozen.
+  const lora = o.lora ? planLora(o.lora, o.seed, params, chosen.trainable) : null;
+  const policy = lora ? { ...chosen, trainable: lora.trainable, frozen: [...params.keys()] } : chosen;
   const frozenBefore = new Map(policy.frozen.map((n) => [n, sha256(ckpt.tensors.get(n)!)]));
   for (const [n, t] of ckpt.tensors) if (!params.has(n)) frozenBefore.set(n, sha256(t)); // e.g. a vision tower
+  const teacher = o.lwf ? await loadTeacher(o.lwf, ckpt, params) : null;
+  const lwf = teacher && o.lwf ? { weight: o.lwf.weight, temperature: o.lwf.temperature, teacher: teacher.params } : undefined;
+  // Initial A and B join the parameters by name, as trainable tensors do; every other use of `params` is keyed by decoder names.
+  for (const [n, t] of lora?.init ?? []) params.set(n, t);
 
   // 2. plan: one padded shape for the whole run, so one compiled graph serves every step
   const seq = padLength(dataset.examples, o.seqLen);
@@ -120,18 +133,18 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   // 3. compile the step graph(s): with accumulation, micro-batches 1..K-1 only sum gradients
   let compileMs = 0;
   let sessionMs = 0;
-  const frozenKey = createHash('sha256').update(JSON.stringify([c.raw, policy.trainable, [...frozenBefore.values()]])).digest('hex');
+  const frozenKey = createHash('sha256').update(JSON.stringify([c.raw, policy.trainable, [...frozenBefore.values()], ...(o.lwf ? [lwfRecord(o, teacher)] : []), ...(o.lora ? [o.lora] : [])])).digest('hex');
   const create = async (accumulate: boolean, update: boolean): Promise<SessionHandle> => {
     const t0 = performance.now();
     let compiling = 0;
     const build = (kernels: Kernels) => {
       const t = performance.now();
       const onEmit = instrument.onCompile?.();
-      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision, kernels, onEmit });
+      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision, kernels, onEmit, lwf, lora: lora?.layout });
       compiling += performance.now() - t;
       return model;
     };
-    const handle = await createSessionFor(build, o.device, { ...instrument.session, lowMemory, kernels: kernelsOf(o) });
+    const handle = await createSessionFor(build, o.device, { ...instrument.session, lowMemory, float64: o.precision === 'float64', kernels: kernelsOf(o) });
     compileMs += compiling;
     sessionMs += performance.now() - t0 - compiling;
     return handle;
@@ -149,12 +162,19 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const f64 = o.precision === 'float64';
   const zeros = (n: number): FloatArray => (f64 ? new Float64Array(n) : new Float32Array(n));
   const shapes = new Map(policy.trainable.map((n) => [n, params.get(n)!.shape]));
-  const hp = hyperparameters(o, schedule, seq);
+  const hp = hyperparameters(o, schedule, seq, teacher);
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify([frozenKey, policy.trainable.map((n) => sha256(ckpt.tensors.get(n)!)), hp, dataset.examples]))
+    // Adapter tensors are not in the checkpoint: they start from the seed and LoRA settings, which hp holds.
+    .update(JSON.stringify([frozenKey, policy.trainable.map((n) => (ckpt.tensors.has(n) ? sha256(ckpt.tensors.get(n)!) : null)), hp, dataset.examples]))
     .digest('hex');
   const baseParams = new Map<string, FloatArray>(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data]));
-  const resumed = o.resume && o.checkpointDir ? await loadLatestStepCheckpoint(o.checkpointDir, fingerprint, f64, baseParams) : null;
+  const resumed =
+    // Specs stored before resumeFrom existed lack it.
+    o.resumeFrom
+      ? await resumeFromCheckpoint(o.resumeFrom, fingerprint, f64, baseParams)
+      : o.resume && o.checkpointDir
+        ? await loadLatestStepCheckpoint(o.checkpointDir, fingerprint, f64, baseParams)
+        : null;
   const state: TrainState = resumed ?? {
     step: 0,
     // Host updates write in place: never into the base weights (probes and the receipt read them).
@@ -164,7 +184,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     history: [],
     kept: { step: 0, params: baseParams },
   };
-  const monitors = await createMonitors(o, c, tokenizer, data, params, policy.trainable, steps);
+  const monitors = await createMonitors(o, c, tokenizer, data, params, policy.trainable, steps, lora?.layout);
   return {
     o,
     startedAt,
@@ -172,6 +192,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     tokenizer,
     dataset,
     policy,
+    lora,
     params,
     frozenBefore,
     seq,
@@ -192,7 +213,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
 }
 
 /** The receipt's record of the run's settings; also part of the fingerprint. */
-function hyperparameters(o: TuneOptions, s: Schedule, seq: number): Record<string, unknown> {
+function hyperparameters(o: TuneOptions, s: Schedule, seq: number, teacher: Teacher | null): Record<string, unknown> {
   return {
     optimizer: o.optimizer,
     lr: o.lr,
@@ -212,5 +233,19 @@ function hyperparameters(o: TuneOptions, s: Schedule, seq: number): Record<strin
     device: o.device,
     precision: o.precision,
     optimizer_placement: o.optimizerPlacement,
+    ...(o.lora ? { lora: { rank: o.lora.rank, alpha: o.lora.alpha, dropout: o.lora.dropout, targets: o.lora.targets, merged: o.mergeAdapter } } : {}),
+    ...(o.lwf ? { lwf: lwfRecord(o, teacher) } : {}),
   };
+}
+
+/** The LwF term as the receipt records it: the teacher by the hash of its tensors (null: the base model). */
+function lwfRecord(o: TuneOptions, teacher: Teacher | null): Record<string, unknown> | null {
+  return o.lwf && { weight: o.lwf.weight, temperature: o.lwf.temperature, teacher_sha256: teacher?.sha256 ?? null };
+}
+
+/** An explicitly named checkpoint must be there and of this run: silently starting over would hide a lost checkpoint. */
+async function resumeFromCheckpoint(dir: string, fingerprint: string, f64: boolean, base: ReadonlyMap<string, FloatArray>): Promise<TrainState> {
+  const state = await loadStepCheckpoint(dir, fingerprint, f64, base);
+  if (!state) throw new NarrowtuneError('failed_precondition', `${dir} is not a complete step checkpoint of this run`, [{ field: 'resume_from', description: 'not a step checkpoint of this run' }]);
+  return state;
 }

@@ -7,6 +7,7 @@ import { optimizerScalars } from '../graph/optimizer.js';
 import { IO } from '../graph/train-step.js';
 import { floatTensor, int64Tensor, type FloatArray } from '../runtime/session.js';
 import { clipCoefficient, hostUpdate } from './host-optimizer.js';
+import { dropoutMasks } from './lora.js';
 import { learningRate } from './schedule.js';
 import type { TrainingRun } from './setup.js';
 
@@ -14,6 +15,9 @@ export interface StepResult {
   /** Optimizer steps done, this one included. */
   step: number;
   loss: number;
+  /** With LwF: the cross-entropy and the mean KL to the teacher that make up `loss`. */
+  crossEntropy?: number;
+  lwfKl?: number;
   learningRate: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;
@@ -42,6 +46,8 @@ export async function optimizerStep(run: TrainingRun): Promise<StepResult> {
   const lossScale = scalarTensor(1 / Math.max(1, valid));
   const lr = learningRate(run.schedule, step);
   let loss = 0;
+  let ce = 0;
+  let kl = 0;
   let sessionRunMs = 0;
   let grads: Map<string, ort.Tensor> | null = null;
   let out: ort.InferenceSession.OnnxValueMapType = {};
@@ -52,6 +58,10 @@ export async function optimizerStep(run: TrainingRun): Promise<StepResult> {
       [IO.targets]: int64Tensor(batches[k].targets, [o.batchSize * seq]),
       [IO.lossScale]: lossScale,
     };
+    if (run.lora?.layout.dropout) {
+      const n = o.batchSize * seq;
+      for (const [name, mask] of dropoutMasks(run.lora, run.params, n, o.seed, step * o.gradAccum + k, f64)) feeds[name] = floatTensor(mask, [n, mask.length / n]);
+    }
     for (const [n, data] of state.params) {
       const shape = shapes.get(n)!;
       feeds[n] = floatTensor(data, shape);
@@ -69,6 +79,10 @@ export async function optimizerStep(run: TrainingRun): Promise<StepResult> {
     out = await (last ? run.sessions.step : run.sessions.accumulate!).session.run(feeds);
     sessionRunMs += performance.now() - r0;
     loss += Number((out[IO.loss] as ort.Tensor).data[0]);
+    if (o.lwf) {
+      ce += Number((out[IO.ce] as ort.Tensor).data[0]);
+      kl += Number((out[IO.kl] as ort.Tensor).data[0]);
+    }
     if (!last) grads = new Map(trainable.map((n) => [n, out[IO.gradOut(n)] as ort.Tensor]));
   }
   let gradNorm: number;
@@ -93,6 +107,7 @@ export async function optimizerStep(run: TrainingRun): Promise<StepResult> {
   const seconds = (performance.now() - t0) / 1000;
   const tokens = batches.reduce((sum, b) => sum + b.tokens, 0);
   state.step = step + 1;
-  state.history.push({ step: state.step, loss, lr, grad_norm: gradNorm });
-  return { step: state.step, loss, learningRate: lr, gradNorm, tokens, seconds, sessionRunMs };
+  const lwf = o.lwf ? { crossEntropy: ce, lwfKl: kl } : {};
+  state.history.push({ step: state.step, loss, lr, grad_norm: gradNorm, ...(o.lwf ? { cross_entropy: ce, lwf_kl: kl } : {}) });
+  return { step: state.step, loss, ...lwf, learningRate: lr, gradNorm, tokens, seconds, sessionRunMs };
 }

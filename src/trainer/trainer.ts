@@ -42,7 +42,7 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
   let savedStep = state.step;
   const checkpoint = async () => {
     if (!o.checkpointDir || savedStep === state.step) return;
-    const path = await saveStepCheckpoint(o.checkpointDir, state, run.shapes, run.fingerprint);
+    const path = await saveStepCheckpoint(o.checkpointDir, state, run.shapes, run.fingerprint, o.pruneCheckpoints);
     savedStep = state.step;
     onEvent({ type: 'checkpoint', step: state.step, path });
   };
@@ -59,6 +59,7 @@ export async function tune(o: TuneOptions, onEvent: (e: TrainEvent) => void = ()
       step: s.step,
       totalSteps,
       loss: s.loss,
+      ...(s.crossEntropy === undefined ? {} : { crossEntropy: s.crossEntropy, lwfKl: s.lwfKl }),
       learningRate: s.learningRate,
       gradNorm: s.gradNorm,
       tokens: s.tokens,

@@ -1,15 +1,16 @@
 // The end of a fine-tune: the output checkpoint (trainable tensors in the input's dtype, every other tensor
 // byte-for-byte from the input) and its receipt, whose frozen-tensor proof is read back from the written file.
+// A LoRA run writes a PEFT adapter, or with mergeAdapter the merged weights this way (write-adapter.ts).
 import { join, resolve } from 'node:path';
 import { writeCheckpoint, writeFileAtomic, WEIGHTS_FILE } from '../model/checkpoint.js';
 import { fromFloat32, type StoredTensor } from '../model/safetensors.js';
 import { readSafetensorsFile } from '../model/safetensors-file.js';
-import type { ResolvedPolicy } from '../policy/policy.js';
 import type { FloatArray } from '../runtime/session.js';
 import { NarrowtuneError } from '../util/errors.js';
 import type { BudgetStop } from './events.js';
 import { inputPath, proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt } from './receipt.js';
 import type { TrainingRun } from './setup.js';
+import { adapterRecord, hasAdapter, mergedTensors, writeAdapterResult } from './write-adapter.js';
 
 /** What the monitors saw during the run. */
 export interface Watched {
@@ -21,10 +22,7 @@ export interface Watched {
 export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string, FloatArray>, watched: Watched): Promise<{ out: string; receipt: Receipt }> {
   const { o, ckpt, policy, dataset } = run;
   const out = resolve(o.out);
-  const tensors: StoredTensor[] = [...ckpt.tensors.values()].map((t) => {
-    const trained = weights.get(t.name);
-    return trained ? { ...t, data: fromFloat32(Float32Array.from(trained), t.dtype) } : t;
-  });
+  const lora = hasAdapter(run) ? run : null;
   const stop = watched.budgetStop;
   const receipt: Receipt = {
     narrowtune_receipt_version: RECEIPT_VERSION,
@@ -42,10 +40,20 @@ export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string,
     validation: watched.validation,
     probes: watched.probes,
     drift_budget_stop: stop && { limit: stop.limit, value: stop.value, threshold: stop.threshold, step: stop.step, kept_step: stop.keptStep },
+    ...(lora ? { adapter: adapterRecord(lora) } : {}),
   };
+  if (lora && !o.mergeAdapter) return writeAdapterResult(lora, weights, receipt);
+  const tensors: StoredTensor[] = lora ? mergedTensors(lora, weights) : [...ckpt.tensors.values()].map((t) => {
+    const trained = weights.get(t.name);
+    return trained ? { ...t, data: fromFloat32(Float32Array.from(trained), t.dtype) } : t;
+  });
+  // Merged adapters change their targets: those are proven changed, every other tensor unchanged.
+  const changed = lora ? lora.lora.layout.targets : policy.trainable;
+  const merged = new Set(lora ? changed : []);
+  const frozenBefore = lora ? new Map([...run.frozenBefore].filter(([n]) => !merged.has(n))) : run.frozenBefore;
   await writeCheckpoint(out, { config: ckpt.config, tensors, copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
   // The receipt written with the weights says frozen_unchanged: false until the read-back proves otherwise.
-  await verifyReceipt(out, receipt, run.frozenBefore, ckpt.tensors, policy);
+  await verifyReceipt(out, receipt, frozenBefore, ckpt.tensors, changed);
   await writeFileAtomic(join(out, RECEIPT_FILE), `${JSON.stringify(receipt, null, 2)}\n`);
   return { out, receipt };
 }
@@ -56,13 +64,13 @@ async function verifyReceipt(
   receipt: Receipt,
   frozenBefore: ReadonlyMap<string, string>,
   input: ReadonlyMap<string, StoredTensor>,
-  policy: ResolvedPolicy,
+  trainable: readonly string[],
 ): Promise<void> {
   const file = join(out, WEIGHTS_FILE);
   const written = new Map((await readSafetensorsFile(file)).map((t) => [t.name, t]));
   receipt.frozen = proveFrozen(frozenBefore, written);
   receipt.frozen_unchanged = Object.values(receipt.frozen).every((p) => p.sha256_before === p.sha256_after);
-  receipt.trainable_changed = policy.trainable.filter((n) => sha256(written.get(n)!) !== sha256(input.get(n)!));
+  receipt.trainable_changed = trainable.filter((n) => sha256(written.get(n)!) !== sha256(input.get(n)!));
   if (!receipt.frozen_unchanged) {
     const moved = Object.entries(receipt.frozen).filter(([, p]) => p.sha256_before !== p.sha256_after).map(([n]) => n);
     throw new NarrowtuneError('internal', `frozen tensors changed in ${file}: ${moved.join(', ')}`);

@@ -11,6 +11,7 @@ export type ErrorKind =
   | 'unauthenticated' // no, unknown, expired or revoked credentials
   | 'permission_denied' // the caller's role or tenant does not allow it (also for another tenant's job: AIP-211)
   | 'cancelled' // the client went away or its deadline passed
+  | 'aborted' // a write lost a race it cannot retry (e.g. a worker's job lease moved on)
   | 'internal';
 
 export interface FieldViolation {

@@ -6,7 +6,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_POLICIES, runDemo, summaryTable } from '../../src/demo/demo.js';
 import type { DemoResult } from '../../src/demo/result.js';
-import { JobStore } from '../../src/store/job-store.js';
+import { SqliteJobStore } from '../../src/store/sqlite-job-store.js';
 import { CHROMIUM, needs } from '../support/system-tools.js';
 import { tempDir } from '../trainer/fixtures.js';
 
@@ -21,23 +21,23 @@ beforeAll(async () => {
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 describe('narrowtune demo --quick', () => {
-  it('ran every stage of every policy as a job with a metric stream and an evaluation', () => {
+  it('ran every stage of every policy as a job with a metric stream and an evaluation', async () => {
     expect(result.policies.map((p) => p.policy)).toEqual([...DEMO_POLICIES]);
-    const store = JobStore.open(join(dir, 'data'));
+    const store = SqliteJobStore.open(join(dir, 'data'));
     try {
       for (const p of result.policies) {
         expect(p.stages.map((s) => s.stage)).toEqual(result.targets);
         for (const s of p.stages) {
-          const job = store.getJob(s.job.slice('jobs/'.length))!;
+          const job = (await store.getJob(s.job.slice('jobs/'.length)))!;
           expect(job.state).toBe('SUCCEEDED');
-          const events = store.readEvents(job.id, 0);
+          const events = await store.readEvents(job.id, 0);
           expect(events.length).toBe(s.events);
           expect(events.map((e) => e.event.type)).toEqual(expect.arrayContaining(['started', 'step', 'probe', 'finished']));
           expect(Object.keys(s.accuracy).sort()).toEqual([...result.targets, ...result.heldout].sort());
         }
       }
     } finally {
-      store.close();
+      await store.close();
     }
     expect(lines.some((l) => /number_mass .* kl_to_base/.test(l))).toBe(true);
     const table = summaryTable(result);

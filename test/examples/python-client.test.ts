@@ -67,11 +67,11 @@ describe('examples/python client', needs('python-grpc'), () => {
     shutdowns.push(() => server.shutdown());
     target = `127.0.0.1:${server.port}`;
     tls = ['--tls-ca', pki.caCert];
-    key = server.store.keys.create({ tenant: 'python', role: 'member' }).secret;
+    key = (await server.store.keys.create({ tenant: 'python', role: 'member' })).secret;
     const plain = await startServer({ port: 0, dataDir: join(dir, 'plain'), ...roots, auth: 'api-key' });
     shutdowns.push(() => plain.shutdown());
     plainTarget = `127.0.0.1:${plain.port}`;
-    plainKey = plain.store.keys.create({ tenant: 'python', role: 'member' }).secret;
+    plainKey = (await plain.store.keys.create({ tenant: 'python', role: 'member' })).secret;
   });
 
   afterAll(async () => {
@@ -95,6 +95,24 @@ describe('examples/python client', needs('python-grpc'), () => {
     expect(steps.every((m) => Number(m[2]) === STEPS && Number(m[3]) > 0)).toBe(true);
     expect(run.stdout).toMatch(/^jobs\/\S+ SUCCEEDED: /m);
     expect(run.stdout).toMatch(new RegExp(`^eval training: loss \\d+\\.\\d+ token_accuracy [01]\\.\\d+ \\(\\d+ tokens, ${EXAMPLES} examples\\)$`, 'm'));
+  });
+
+  it('with LwF: prints both loss terms per step, then merges the job with its base (WiSE-FT)', async () => {
+    const run = await runClient(target, [
+      ...tls,
+      '--model', model,
+      '--data', data,
+      '--steps', '2',
+      '--lr', '1e-2',
+      '--seq-len', '32',
+      '--lwf-weight', '1',
+      '--merge-alpha', '0.5',
+      '--merge-out', 'merged',
+    ], { NARROWTUNE_API_KEY: key });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^started jobs\/\S+ \(policy mlp_gate_up \+ lwf weight=1 T=2 teacher=base\)$/m);
+    expect([...run.stdout.matchAll(/^step \d\/2 loss \d+\.\d+ \(ce \d+\.\d+ kl \d+\.\d+\)$/gm)]).toHaveLength(2);
+    expect(run.stdout).toMatch(/^merged merged: \d+ of \d+ tensors at alpha 0\.5$/m);
   });
 
   it('reports a bad request: INVALID_ARGUMENT, the field violation, exit 1', async () => {

@@ -40,9 +40,21 @@ const CASES: GradCase[] = [
     op: 'cross_entropy',
     inputs: [{ shape: [4, 7] }, { shape: [4], ints: [2, -100, 6, 2] }, { shape: [], fixed: [0.37] }],
   },
+  {
+    name: 'distill_kl at temperature 2 ignores -100 rows',
+    op: 'distill_kl',
+    inputs: [{ shape: [4, 7] }, { shape: [4, 7], fixed: [...Array(28).keys()].map((i) => Math.sin(i * 1.7) * 2) }, { shape: [4], ints: [2, -100, 6, 2] }, { shape: [], fixed: [0.37] }],
+    attrs: { temperature: 2 },
+  },
+  {
+    name: 'distill_kl at temperature 0.5',
+    op: 'distill_kl',
+    inputs: [{ shape: [3, 5] }, { shape: [3, 5], fixed: [...Array(15).keys()].map((i) => Math.cos(i * 0.9)) }, { shape: [3], ints: [0, 4, 1] }, { shape: [], fixed: [1] }],
+    attrs: { temperature: 0.5 },
+  },
 ];
 // Ops with a second lowering (GraphBuilder.kernels): the same VJP must fit that forward too.
-const PORTABLE: GradCase[] = CASES.filter((c) => c.op === 'attention' || c.op === 'cross_entropy').map((c) => ({ ...c, name: `${c.name} (portable kernels)`, kernels: 'portable' }));
+const PORTABLE: GradCase[] = CASES.filter((c) => c.op === 'attention' || c.op === 'cross_entropy' || c.op === 'distill_kl').map((c) => ({ ...c, name: `${c.name} (portable kernels)`, kernels: 'portable' }));
 
 describe('vector-Jacobian rules match central differences (float64)', () => {
   for (const c of [...CASES, ...PORTABLE]) {
@@ -89,7 +101,7 @@ describe('fused and portable lowerings compute the same forward (float64)', () =
     return { out: r.out.data as Float64Array, saved: r.saved.data as Float64Array };
   }
 
-  for (const c of CASES.filter((x) => x.op === 'attention' || x.op === 'cross_entropy')) {
+  for (const c of CASES.filter((x) => x.op === 'attention' || x.op === 'cross_entropy' || x.op === 'distill_kl')) {
     it(c.name, async () => {
       const fused = await forward(c, 'fused');
       const portable = await forward(c, 'portable');

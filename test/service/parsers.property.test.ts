@@ -92,7 +92,7 @@ beforeAll(async () => {
   modelRel = relative(dir, model);
   await writeFile(join(dir, 'ok.jsonl'), '{"prompt": "cat:", "completion": " cat"}\n');
   dataRel = 'ok.jsonl';
-  ctx = { store: { getJob: () => null }, modelRoots: [dir], dataRoots: [dir], checkpointEvery: 10 };
+  ctx = { store: { getJob: async () => null }, modelRoots: [dir], dataRoots: [dir], checkpointEvery: 10 };
   tokenizer = await loadTokenizer(model);
 }, 60_000);
 

@@ -37,7 +37,7 @@ beforeAll(async () => {
   jobs.done = { id: 'done', state: 'SUCCEEDED', outputPath: base };
   jobs.gone = { id: 'gone', state: 'SUCCEEDED', outputPath: join(dir, 'deleted') };
   jobs.busy = { id: 'busy', state: 'RUNNING', outputPath: null };
-  ctx = { store: { getJob: (id) => (jobs[id] as JobRecord | undefined) ?? null }, modelRoots: [dir], dataRoots: [dir], checkpointEvery: 7 };
+  ctx = { store: { getJob: async (id) => (jobs[id] as JobRecord | undefined) ?? null }, modelRoots: [dir], dataRoots: [dir], checkpointEvery: 7 };
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -108,6 +108,15 @@ describe('parseStartTune', () => {
     // The trainer's own wording, under the request's names.
     expect(v.find((x) => x.field === 'hyperparameters.batch_size')!.description).toBe('must be an integer in [1, 1024], got 0');
     expect(v.find((x) => x.field === 'token_classes')!.description).toBe('need probe data');
+  });
+
+  it('a request_id with a control character is refused (PostgreSQL text cannot hold NUL); other Unicode is kept', async () => {
+    for (const requestId of ['a\u0000b', 'tab\there', 'line\n', 'del\u007f', 'c1\u0085']) {
+      expect(await violations(startTune({ requestId, baseModel: atPath(base), trainingData: data })), JSON.stringify(requestId)).toEqual([
+        { field: 'request_id', description: 'must not contain control characters' },
+      ]);
+    }
+    expect((await startTune({ requestId: 'zoë-✓-日本 1', baseModel: atPath(base), trainingData: data })).requestId).toBe('zoë-✓-日本 1');
   });
 
   it('a bad optional path is reported once, not also as missing data', async () => {

@@ -22,8 +22,9 @@ beforeAll(async () => {
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 /** `narrowtune serve` in its own process; resolves once it prints its port. */
-function serve(dataDir: string): Promise<{ proc: ChildProcess; port: number; exited: Promise<number | null> }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--model-root', dir, '--data-root', dir, '--checkpoint-every', '4'], {
+function serve(dataDir: string, ...extra: string[]): Promise<{ proc: ChildProcess; port: number; exited: Promise<number | null> }> {
+  const args = ['--import', 'tsx', MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--model-root', dir, '--data-root', dir, '--checkpoint-every', '4', ...extra];
+  const proc = spawn(process.execPath, args, {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
@@ -60,7 +61,9 @@ describe('server restarts', () => {
   it('kill -9 mid-training: the restarted server resumes the job to the same weights', async () => {
     const steps = 60;
     const dataDir = join(dir, 'killed');
-    const first = await serve(dataDir);
+    // A lease far longer than the test: the restarted server must see that the job's worker (its own previous
+    // process) is gone and take the job at once, not wait the lease out.
+    const first = await serve(dataDir, '--lease-seconds', '3600');
     let client = connect(first.port);
     const job = await client.startTune(request(steps));
     // Wait past a checkpoint, then kill without warning.
@@ -69,7 +72,7 @@ describe('server restarts', () => {
     await first.exited;
     client.close();
 
-    const second = await serve(dataDir);
+    const second = await serve(dataDir, '--lease-seconds', '3600');
     client = connect(second.port);
     const events = await client.stream(job.name);
     const started = events.filter((e) => e.event?.$case === 'started');

@@ -94,3 +94,11 @@ export function storeFactories(): StoreFactory[] {
 export function describeStores(factories: StoreFactory[], body: (f: StoreFactory) => void): void {
   for (const f of factories) describe(f.name, f.options, () => body(f));
 }
+
+/**
+ * A new database for a server or CLI (ServerOptions, `--database-url`): for SQLite nothing, since the store lives
+ * in the data directory the caller gives; for PostgreSQL the URL of a new database on the file's server.
+ */
+export async function serverDatabase(f: StoreFactory): Promise<{ databaseUrl?: string }> {
+  return f.name === 'postgres' ? { databaseUrl: await f.newDatabase() } : {};
+}

@@ -112,7 +112,7 @@ export function toolMissing(tool: Tool): string | null {
  * Test or suite options for something that needs these tools: `describe('…', needs('torch'), () => …)`.
  * Skipped where one is missing; under NARROWTUNE_REQUIRE_ALL_TOOLS=1 that fails the file instead.
  */
-export function needs(...tools: Tool[]): { tags: Tool[]; skip: boolean; meta: { missingTools: Partial<Record<Tool, string>> } } {
+export function needs(...tools: Tool[]): { tags: Tool[]; skip?: true; meta: { missingTools: Partial<Record<Tool, string>> } } {
   const missingTools: Partial<Record<Tool, string>> = {};
   for (const t of tools) {
     const why = toolMissing(t);
@@ -123,7 +123,8 @@ export function needs(...tools: Tool[]): { tags: Tool[]; skip: boolean; meta: { 
     const lines = lacking.map((t) => `${TOOLS[t].label}: ${missingTools[t]}; ${aptLine(t)}`);
     throw new Error(`${REQUIRE_ALL_TOOLS}=1 and this machine lacks what these tests need:\n${lines.join('\n')}`);
   }
-  return { tags: tools, skip: lacking.length > 0, meta: { missingTools } };
+  // `skip: false` on a suite would un-skip the runIf/skipIf tests inside it (vitest lets a suite's skip override them).
+  return { tags: tools, ...(lacking.length > 0 && { skip: true as const }), meta: { missingTools } };
 }
 
 /** null when the command exits 0; else its last line of error output. */

@@ -103,7 +103,7 @@ async function drawLatencies(p: Page, store: JobStore, name: string, sinceMs: nu
     (d) => d.job === name,
   );
   const latencies: number[] = [];
-  for (const e of store.readEvents(name.slice('jobs/'.length), 0)) {
+  for (const e of await store.readEvents(name.slice('jobs/'.length), 0)) {
     if (e.event.type !== 'step' || e.time < sinceMs) continue;
     const drawn = draws.find((d) => d.sequence >= e.sequence);
     if (drawn) latencies.push(drawn.atMs - e.time);
@@ -125,7 +125,7 @@ describe('the dashboard', needs('chromium'), () => {
     dashboardDir(); // builds the page now if its sources changed, rather than on the first request of a timed test
     serverOptions = { port: 0, dataDir: join(dir, 'server'), modelRoots: [dir], dataRoots: [dir], maxConcurrentJobs: 3, auth: 'api-key' };
     server = await startServer({ ...serverOptions, web: { port: 0 } });
-    secret = server.store.keys.create({ tenant: 'lab', role: 'admin' }).secret;
+    secret = (await server.store.keys.create({ tenant: 'lab', role: 'admin' })).secret;
     api = client(server.webUrl!, secret);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   });
@@ -179,7 +179,7 @@ describe('the dashboard', needs('chromium'), () => {
 
     await page.goto(`${server.webUrl}/#/compare/${full.slice(5)},${narrow.slice(5)}`);
     // A job's line has one point per step it trained (the budget stops the full one early).
-    const steps = [full, narrow].map((n) => new Set(server.store.readEvents(n.slice(5), 0).flatMap((e) => (e.event.type === 'step' ? [e.event.step] : []))).size);
+    const steps = await Promise.all([full, narrow].map(async (n) => new Set((await server.store.readEvents(n.slice(5), 0)).flatMap((e) => (e.event.type === 'step' ? [e.event.step] : []))).size));
     let seen: number[] = [];
     const points = await until(`both jobs on the loss chart (${steps} steps)`, async () => {
       const p = (seen = await seriesPoints(page, 'loss'));
@@ -239,19 +239,22 @@ describe('the dashboard', needs('chromium'), () => {
     await cdp.send('HeapProfiler.collectGarbage');
     const idle = (await cdp.send('Runtime.getHeapUsage')).usedSize;
 
-    const { job } = server.store.createJob({ tenant: 'lab', spec: { options: {} as never, request: { baseModel: { path: base }, trainingData: data, policy: { preset: 'full' } } } });
-    server.store.markRunning(job.id, SYNTHETIC_STEPS);
+    const { job } = await server.store.createJob({ tenant: 'lab', spec: { options: {} as never, request: { baseModel: { path: base }, trainingData: data, policy: { preset: 'full' } } } });
+    // This test writes the job's events itself: it holds the lease, so the server's runner never trains it.
+    const lease = (await server.store.claimJob({ workerId: 'synthetic', leaseMs: 600_000 }))!;
+    expect(lease.jobId).toBe(job.id);
+    await server.store.updateProgress(lease, { totalSteps: SYNTHETIC_STEPS });
     const name = `jobs/${job.id}`;
     await page.goto(`${server.webUrl}/#/jobs/${job.id}`);
     await page.locator('[data-chart="loss"]').waitFor();
     const t0 = Date.now();
-    server.store.appendEvent(job.id, { type: 'started', totalSteps: SYNTHETIC_STEPS, trainableTensors: [], trainableParameters: 1, provider: 'cpu', resumedFromStep: 0 });
+    await server.store.appendEvent(lease, { type: 'started', totalSteps: SYNTHETIC_STEPS, trainableTensors: [], trainableParameters: 1, provider: 'cpu', resumedFromStep: 0 });
     for (let s = 1; s <= SYNTHETIC_STEPS; s++) {
       const loss = 3 * Math.exp(-s / 2000) + 0.1 * Math.sin(s / 7);
-      server.store.appendEvent(job.id, { type: 'step', step: s, totalSteps: SYNTHETIC_STEPS, loss, learningRate: 1e-4, gradNorm: 1, tokensPerSecond: 1000, elapsedSeconds: s / 100 });
+      await server.store.appendEvent(lease, { type: 'step', step: s, totalSteps: SYNTHETIC_STEPS, loss, learningRate: 1e-4, gradNorm: 1, tokensPerSecond: 1000, elapsedSeconds: s / 100 });
       if (s % 100 === 0) {
         const f = { numberMass: 0.1, numberMassBase: 0.1, numberMassDelta: s / 1e6, klToBase: s / 1e5, top1Agreement: 1 - s / 1e5, heldoutLoss: 2, heldoutLossBase: 2, heldoutLossDelta: s / 1e5, classes: [] };
-        server.store.appendEvent(job.id, { type: 'probe', step: s, ...f });
+        await server.store.appendEvent(lease, { type: 'probe', step: s, ...f });
         await new Promise((r) => setImmediate(r)); // let the stream flush between bursts
       }
     }
@@ -261,8 +264,8 @@ describe('the dashboard', needs('chromium'), () => {
     const latency = await drawLatencies(page, server.store, name, t0);
     await cdp.send('HeapProfiler.collectGarbage');
     const after = (await cdp.send('Runtime.getHeapUsage')).usedSize;
-    server.store.appendEvent(job.id, { type: 'finished', state: 'SUCCEEDED' });
-    server.store.finish(job.id, 'SUCCEEDED');
+    await server.store.appendEvent(lease, { type: 'finished', state: 'SUCCEEDED' });
+    await server.store.finish(lease, 'SUCCEEDED');
     measurements.syntheticJob = {
       steps: SYNTHETIC_STEPS,
       writeMs,

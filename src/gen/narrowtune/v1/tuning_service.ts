@@ -135,7 +135,58 @@ export interface StartTuneRequest {
   device: string;
   /** Extra token classes whose probability mass the probes report (number tokens are always reported). */
   tokenClasses: TokenClass[];
-  driftBudget: DriftBudget | undefined;
+  driftBudget:
+    | DriftBudget
+    | undefined;
+  /** Train a LoRA adapter beside the frozen weights instead of the weights themselves; unset: no adapter. */
+  adapter:
+    | LoraAdapter
+    | undefined;
+  /** Add a learning-without-forgetting term to the loss; unset: cross-entropy alone. */
+  lwf: LwfTerm | undefined;
+}
+
+/**
+ * LoRA (Hu et al.) as PEFT defines it: W x + (alpha / rank)·B(A·dropout(x)) on each targeted linear layer, A
+ * initialised Kaiming-uniform and B zero (seeded by hyperparameters.seed). The job's output is a PEFT adapter
+ * directory (adapter_config.json, adapter_model.safetensors), or merged full weights with merge_adapter.
+ */
+export interface LoraAdapter {
+  /** r, in [1, 4096]; default 8 (PEFT's). */
+  rank?:
+    | number
+    | undefined;
+  /** lora_alpha, > 0; default 8 (PEFT's). */
+  alpha?:
+    | number
+    | undefined;
+  /** Dropout probability on the adapter's input, in [0, 1); default 0. */
+  dropout?:
+    | number
+    | undefined;
+  /** Regular expressions (RE2) over weight names; empty: the policy's trainable projection weights. */
+  targets: string[];
+  /** Write merged full weights (Hugging Face format) instead of the adapter. */
+  mergeAdapter: boolean;
+}
+
+/**
+ * Learning without forgetting (Li & Hoiem): loss = cross-entropy + weight·T²·KL(softmax(z_teacher/T) ‖ softmax(z/T)),
+ * the KL averaged over the same label tokens as the cross-entropy. The teacher's logits are computed in the same
+ * graph as the model's, from frozen weights.
+ */
+export interface LwfTerm {
+  /** L, in (0, 1000]. */
+  weight: number;
+  /** T, in (0, 100]; default 2. */
+  temperature?:
+    | number
+    | undefined;
+  /**
+   * The teacher: a model of the base model's architecture and shapes (e.g. the previous stage of a sequence);
+   * unset: the base model itself.
+   */
+  teacher: ModelRef | undefined;
 }
 
 export interface StartTuneResponse {
@@ -181,7 +232,11 @@ export interface TuneJob {
   /** The id of the API key that first asked to cancel the job; empty when nobody did, or without authentication. */
   cancelRequestedBy: string;
   /** When a cancel was first asked for; unset when nobody did. */
-  cancelTime: Date | undefined;
+  cancelTime:
+    | Date
+    | undefined;
+  /** How the job trains, from the request as accepted. */
+  method: TuneMethod | undefined;
 }
 
 /** Lifecycle of a job; SUCCEEDED, FAILED and CANCELLED are resting states. */
@@ -240,6 +295,24 @@ export function tuneJob_StateToJSON(object: TuneJob_State): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+/** The job's remedy for forgetting: what trains, and what the loss adds to the cross-entropy. */
+export interface TuneMethod {
+  /** "policy" (the policy's tensors train, every other is frozen) or "lora" (adapters train beside frozen weights). */
+  kind: string;
+  /** The policy preset, or "custom" for include/exclude patterns. */
+  policy: string;
+  /** With kind "lora". */
+  adapter:
+    | LoraAdapter
+    | undefined;
+  /** Set when the loss has an LwF term; teacher unset means the base model. */
+  lwf:
+    | LwfTerm
+    | undefined;
+  /** One line for people, e.g. "lora r=8 alpha=16 on mlp_gate_up + lwf weight=1 T=2". */
+  summary: string;
 }
 
 export interface Progress {
@@ -377,6 +450,12 @@ export interface StepMetrics {
   gradNorm: number;
   tokensPerSecond: number;
   elapsedSeconds: number;
+  /**
+   * With an LwF term: loss = cross_entropy + weight·T²·lwf_kl, lwf_kl being the mean KL(teacher ‖ model) over the
+   * step's label tokens at temperature T.
+   */
+  crossEntropy?: number | undefined;
+  lwfKl?: number | undefined;
 }
 
 export interface ValidationMetrics {
@@ -638,6 +717,38 @@ export interface EvaluateResponse {
   /** The datasets averaged into delta_learning and delta_forgetting (0 when the figure is unset). */
   targetDatasets: number;
   heldOutDatasets: number;
+}
+
+export interface MergeModelsRequest {
+  /** The model that was tuned. */
+  baseModel:
+    | ModelRef
+    | undefined;
+  /** A model tuned from base_model: a path (a model or a PEFT LoRA adapter directory) or a SUCCEEDED job. */
+  tunedModel:
+    | ModelRef
+    | undefined;
+  /** Weight of the tuned model, in [0, 1]: 0 gives the base, 1 the tuned model. */
+  alpha: number;
+  /**
+   * Output directory, inside the server's --model-root (so that later requests can name it). It must not exist, be
+   * empty, or hold an earlier narrowtune output, which is replaced.
+   */
+  outputPath: string;
+}
+
+export interface MergeModelsResponse {
+  /** The merged model directory, as the request named it. */
+  outputPath: string;
+  /**
+   * Tensors in the model, and how many of them differed between the two and were interpolated (the others are
+   * copied byte for byte).
+   */
+  tensors: number;
+  interpolatedTensors: number;
+  /** sha256 over the base's tensors and over the tuned model's (an adapter's own tensors), as in the receipt. */
+  baseSha256: string;
+  tunedSha256: string;
 }
 
 function createBaseModelRef(): ModelRef {
@@ -1401,6 +1512,8 @@ function createBaseStartTuneRequest(): StartTuneRequest {
     device: "",
     tokenClasses: [],
     driftBudget: undefined,
+    adapter: undefined,
+    lwf: undefined,
   };
 }
 
@@ -1435,6 +1548,12 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
     }
     if (message.driftBudget !== undefined) {
       DriftBudget.encode(message.driftBudget, writer.uint32(82).fork()).join();
+    }
+    if (message.adapter !== undefined) {
+      LoraAdapter.encode(message.adapter, writer.uint32(90).fork()).join();
+    }
+    if (message.lwf !== undefined) {
+      LwfTerm.encode(message.lwf, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1532,6 +1651,22 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
             message.driftBudget = DriftBudget.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.adapter = LoraAdapter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.lwf = LwfTerm.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1584,6 +1719,8 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
         : isSet(object.drift_budget)
         ? DriftBudget.fromJSON(object.drift_budget)
         : undefined,
+      adapter: isSet(object.adapter) ? LoraAdapter.fromJSON(object.adapter) : undefined,
+      lwf: isSet(object.lwf) ? LwfTerm.fromJSON(object.lwf) : undefined,
     };
   },
 
@@ -1619,6 +1756,12 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
     if (message.driftBudget !== undefined) {
       obj.driftBudget = DriftBudget.toJSON(message.driftBudget);
     }
+    if (message.adapter !== undefined) {
+      obj.adapter = LoraAdapter.toJSON(message.adapter);
+    }
+    if (message.lwf !== undefined) {
+      obj.lwf = LwfTerm.toJSON(message.lwf);
+    }
     return obj;
   },
 
@@ -1644,6 +1787,250 @@ export const StartTuneRequest: MessageFns<StartTuneRequest> = {
     message.tokenClasses = object.tokenClasses?.map((e) => TokenClass.fromPartial(e)) || [];
     message.driftBudget = (object.driftBudget !== undefined && object.driftBudget !== null)
       ? DriftBudget.fromPartial(object.driftBudget)
+      : undefined;
+    message.adapter = (object.adapter !== undefined && object.adapter !== null)
+      ? LoraAdapter.fromPartial(object.adapter)
+      : undefined;
+    message.lwf = (object.lwf !== undefined && object.lwf !== null) ? LwfTerm.fromPartial(object.lwf) : undefined;
+    return message;
+  },
+};
+
+function createBaseLoraAdapter(): LoraAdapter {
+  return { rank: undefined, alpha: undefined, dropout: undefined, targets: [], mergeAdapter: false };
+}
+
+export const LoraAdapter: MessageFns<LoraAdapter> = {
+  encode(message: LoraAdapter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rank !== undefined) {
+      writer.uint32(8).int32(message.rank);
+    }
+    if (message.alpha !== undefined) {
+      writer.uint32(17).double(message.alpha);
+    }
+    if (message.dropout !== undefined) {
+      writer.uint32(25).double(message.dropout);
+    }
+    for (const v of message.targets) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.mergeAdapter !== false) {
+      writer.uint32(40).bool(message.mergeAdapter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoraAdapter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoraAdapter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rank = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.alpha = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.dropout = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.targets.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.mergeAdapter = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoraAdapter {
+    return {
+      rank: isSet(object.rank) ? globalThis.Number(object.rank) : undefined,
+      alpha: isSet(object.alpha) ? globalThis.Number(object.alpha) : undefined,
+      dropout: isSet(object.dropout) ? globalThis.Number(object.dropout) : undefined,
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => globalThis.String(e)) : [],
+      mergeAdapter: isSet(object.mergeAdapter)
+        ? globalThis.Boolean(object.mergeAdapter)
+        : isSet(object.merge_adapter)
+        ? globalThis.Boolean(object.merge_adapter)
+        : false,
+    };
+  },
+
+  toJSON(message: LoraAdapter): unknown {
+    const obj: any = {};
+    if (message.rank !== undefined) {
+      obj.rank = Math.round(message.rank);
+    }
+    if (message.alpha !== undefined) {
+      obj.alpha = floatToJson(message.alpha);
+    }
+    if (message.dropout !== undefined) {
+      obj.dropout = floatToJson(message.dropout);
+    }
+    if (message.targets?.length) {
+      obj.targets = message.targets;
+    }
+    if (message.mergeAdapter !== false) {
+      obj.mergeAdapter = message.mergeAdapter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoraAdapter>, I>>(base?: I): LoraAdapter {
+    return LoraAdapter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoraAdapter>, I>>(object: I): LoraAdapter {
+    const message = createBaseLoraAdapter();
+    message.rank = object.rank ?? undefined;
+    message.alpha = object.alpha ?? undefined;
+    message.dropout = object.dropout ?? undefined;
+    message.targets = object.targets?.map((e) => e) || [];
+    message.mergeAdapter = object.mergeAdapter ?? false;
+    return message;
+  },
+};
+
+function createBaseLwfTerm(): LwfTerm {
+  return { weight: 0, temperature: undefined, teacher: undefined };
+}
+
+export const LwfTerm: MessageFns<LwfTerm> = {
+  encode(message: LwfTerm, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.weight !== 0) {
+      writer.uint32(9).double(message.weight);
+    }
+    if (message.temperature !== undefined) {
+      writer.uint32(17).double(message.temperature);
+    }
+    if (message.teacher !== undefined) {
+      ModelRef.encode(message.teacher, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LwfTerm {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLwfTerm();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.weight = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.temperature = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.teacher = ModelRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LwfTerm {
+    return {
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      temperature: isSet(object.temperature) ? globalThis.Number(object.temperature) : undefined,
+      teacher: isSet(object.teacher) ? ModelRef.fromJSON(object.teacher) : undefined,
+    };
+  },
+
+  toJSON(message: LwfTerm): unknown {
+    const obj: any = {};
+    if (message.weight !== 0) {
+      obj.weight = floatToJson(message.weight);
+    }
+    if (message.temperature !== undefined) {
+      obj.temperature = floatToJson(message.temperature);
+    }
+    if (message.teacher !== undefined) {
+      obj.teacher = ModelRef.toJSON(message.teacher);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LwfTerm>, I>>(base?: I): LwfTerm {
+    return LwfTerm.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LwfTerm>, I>>(object: I): LwfTerm {
+    const message = createBaseLwfTerm();
+    message.weight = object.weight ?? 0;
+    message.temperature = object.temperature ?? undefined;
+    message.teacher = (object.teacher !== undefined && object.teacher !== null)
+      ? ModelRef.fromPartial(object.teacher)
       : undefined;
     return message;
   },
@@ -1734,6 +2121,7 @@ function createBaseTuneJob(): TuneJob {
     creatorKeyId: "",
     cancelRequestedBy: "",
     cancelTime: undefined,
+    method: undefined,
   };
 }
 
@@ -1786,6 +2174,9 @@ export const TuneJob: MessageFns<TuneJob> = {
     }
     if (message.cancelTime !== undefined) {
       Timestamp.encode(toTimestamp(message.cancelTime), writer.uint32(130).fork()).join();
+    }
+    if (message.method !== undefined) {
+      TuneMethod.encode(message.method, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -1931,6 +2322,14 @@ export const TuneJob: MessageFns<TuneJob> = {
             message.cancelTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.method = TuneMethod.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1999,6 +2398,7 @@ export const TuneJob: MessageFns<TuneJob> = {
         : isSet(object.cancel_time)
         ? fromJsonTimestamp(object.cancel_time)
         : undefined,
+      method: isSet(object.method) ? TuneMethod.fromJSON(object.method) : undefined,
     };
   },
 
@@ -2052,6 +2452,9 @@ export const TuneJob: MessageFns<TuneJob> = {
     if (message.cancelTime !== undefined) {
       obj.cancelTime = message.cancelTime.toISOString();
     }
+    if (message.method !== undefined) {
+      obj.method = TuneMethod.toJSON(message.method);
+    }
     return obj;
   },
 
@@ -2084,6 +2487,144 @@ export const TuneJob: MessageFns<TuneJob> = {
     message.creatorKeyId = object.creatorKeyId ?? "";
     message.cancelRequestedBy = object.cancelRequestedBy ?? "";
     message.cancelTime = object.cancelTime ?? undefined;
+    message.method = (object.method !== undefined && object.method !== null)
+      ? TuneMethod.fromPartial(object.method)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTuneMethod(): TuneMethod {
+  return { kind: "", policy: "", adapter: undefined, lwf: undefined, summary: "" };
+}
+
+export const TuneMethod: MessageFns<TuneMethod> = {
+  encode(message: TuneMethod, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.policy !== "") {
+      writer.uint32(18).string(message.policy);
+    }
+    if (message.adapter !== undefined) {
+      LoraAdapter.encode(message.adapter, writer.uint32(26).fork()).join();
+    }
+    if (message.lwf !== undefined) {
+      LwfTerm.encode(message.lwf, writer.uint32(34).fork()).join();
+    }
+    if (message.summary !== "") {
+      writer.uint32(42).string(message.summary);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TuneMethod {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTuneMethod();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.policy = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.adapter = LoraAdapter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lwf = LwfTerm.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.summary = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TuneMethod {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      policy: isSet(object.policy) ? globalThis.String(object.policy) : "",
+      adapter: isSet(object.adapter) ? LoraAdapter.fromJSON(object.adapter) : undefined,
+      lwf: isSet(object.lwf) ? LwfTerm.fromJSON(object.lwf) : undefined,
+      summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+    };
+  },
+
+  toJSON(message: TuneMethod): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.policy !== "") {
+      obj.policy = message.policy;
+    }
+    if (message.adapter !== undefined) {
+      obj.adapter = LoraAdapter.toJSON(message.adapter);
+    }
+    if (message.lwf !== undefined) {
+      obj.lwf = LwfTerm.toJSON(message.lwf);
+    }
+    if (message.summary !== "") {
+      obj.summary = message.summary;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TuneMethod>, I>>(base?: I): TuneMethod {
+    return TuneMethod.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TuneMethod>, I>>(object: I): TuneMethod {
+    const message = createBaseTuneMethod();
+    message.kind = object.kind ?? "";
+    message.policy = object.policy ?? "";
+    message.adapter = (object.adapter !== undefined && object.adapter !== null)
+      ? LoraAdapter.fromPartial(object.adapter)
+      : undefined;
+    message.lwf = (object.lwf !== undefined && object.lwf !== null) ? LwfTerm.fromPartial(object.lwf) : undefined;
+    message.summary = object.summary ?? "";
     return message;
   },
 };
@@ -3769,7 +4310,17 @@ export const JobStarted: MessageFns<JobStarted> = {
 };
 
 function createBaseStepMetrics(): StepMetrics {
-  return { step: 0, totalSteps: 0, loss: 0, learningRate: 0, gradNorm: 0, tokensPerSecond: 0, elapsedSeconds: 0 };
+  return {
+    step: 0,
+    totalSteps: 0,
+    loss: 0,
+    learningRate: 0,
+    gradNorm: 0,
+    tokensPerSecond: 0,
+    elapsedSeconds: 0,
+    crossEntropy: undefined,
+    lwfKl: undefined,
+  };
 }
 
 export const StepMetrics: MessageFns<StepMetrics> = {
@@ -3794,6 +4345,12 @@ export const StepMetrics: MessageFns<StepMetrics> = {
     }
     if (message.elapsedSeconds !== 0) {
       writer.uint32(57).double(message.elapsedSeconds);
+    }
+    if (message.crossEntropy !== undefined) {
+      writer.uint32(65).double(message.crossEntropy);
+    }
+    if (message.lwfKl !== undefined) {
+      writer.uint32(73).double(message.lwfKl);
     }
     return writer;
   },
@@ -3867,6 +4424,22 @@ export const StepMetrics: MessageFns<StepMetrics> = {
             message.elapsedSeconds = reader.double();
             continue;
           }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.crossEntropy = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.lwfKl = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3908,6 +4481,16 @@ export const StepMetrics: MessageFns<StepMetrics> = {
         : isSet(object.elapsed_seconds)
         ? globalThis.Number(object.elapsed_seconds)
         : 0,
+      crossEntropy: isSet(object.crossEntropy)
+        ? globalThis.Number(object.crossEntropy)
+        : isSet(object.cross_entropy)
+        ? globalThis.Number(object.cross_entropy)
+        : undefined,
+      lwfKl: isSet(object.lwfKl)
+        ? globalThis.Number(object.lwfKl)
+        : isSet(object.lwf_kl)
+        ? globalThis.Number(object.lwf_kl)
+        : undefined,
     };
   },
 
@@ -3934,6 +4517,12 @@ export const StepMetrics: MessageFns<StepMetrics> = {
     if (message.elapsedSeconds !== 0) {
       obj.elapsedSeconds = floatToJson(message.elapsedSeconds);
     }
+    if (message.crossEntropy !== undefined) {
+      obj.crossEntropy = floatToJson(message.crossEntropy);
+    }
+    if (message.lwfKl !== undefined) {
+      obj.lwfKl = floatToJson(message.lwfKl);
+    }
     return obj;
   },
 
@@ -3949,6 +4538,8 @@ export const StepMetrics: MessageFns<StepMetrics> = {
     message.gradNorm = object.gradNorm ?? 0;
     message.tokensPerSecond = object.tokensPerSecond ?? 0;
     message.elapsedSeconds = object.elapsedSeconds ?? 0;
+    message.crossEntropy = object.crossEntropy ?? undefined;
+    message.lwfKl = object.lwfKl ?? undefined;
     return message;
   },
 };
@@ -5387,13 +5978,295 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
   },
 };
 
+function createBaseMergeModelsRequest(): MergeModelsRequest {
+  return { baseModel: undefined, tunedModel: undefined, alpha: 0, outputPath: "" };
+}
+
+export const MergeModelsRequest: MessageFns<MergeModelsRequest> = {
+  encode(message: MergeModelsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.baseModel !== undefined) {
+      ModelRef.encode(message.baseModel, writer.uint32(10).fork()).join();
+    }
+    if (message.tunedModel !== undefined) {
+      ModelRef.encode(message.tunedModel, writer.uint32(18).fork()).join();
+    }
+    if (message.alpha !== 0) {
+      writer.uint32(25).double(message.alpha);
+    }
+    if (message.outputPath !== "") {
+      writer.uint32(34).string(message.outputPath);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MergeModelsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMergeModelsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.baseModel = ModelRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tunedModel = ModelRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.alpha = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.outputPath = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MergeModelsRequest {
+    return {
+      baseModel: isSet(object.baseModel)
+        ? ModelRef.fromJSON(object.baseModel)
+        : isSet(object.base_model)
+        ? ModelRef.fromJSON(object.base_model)
+        : undefined,
+      tunedModel: isSet(object.tunedModel)
+        ? ModelRef.fromJSON(object.tunedModel)
+        : isSet(object.tuned_model)
+        ? ModelRef.fromJSON(object.tuned_model)
+        : undefined,
+      alpha: isSet(object.alpha) ? globalThis.Number(object.alpha) : 0,
+      outputPath: isSet(object.outputPath)
+        ? globalThis.String(object.outputPath)
+        : isSet(object.output_path)
+        ? globalThis.String(object.output_path)
+        : "",
+    };
+  },
+
+  toJSON(message: MergeModelsRequest): unknown {
+    const obj: any = {};
+    if (message.baseModel !== undefined) {
+      obj.baseModel = ModelRef.toJSON(message.baseModel);
+    }
+    if (message.tunedModel !== undefined) {
+      obj.tunedModel = ModelRef.toJSON(message.tunedModel);
+    }
+    if (message.alpha !== 0) {
+      obj.alpha = floatToJson(message.alpha);
+    }
+    if (message.outputPath !== "") {
+      obj.outputPath = message.outputPath;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MergeModelsRequest>, I>>(base?: I): MergeModelsRequest {
+    return MergeModelsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MergeModelsRequest>, I>>(object: I): MergeModelsRequest {
+    const message = createBaseMergeModelsRequest();
+    message.baseModel = (object.baseModel !== undefined && object.baseModel !== null)
+      ? ModelRef.fromPartial(object.baseModel)
+      : undefined;
+    message.tunedModel = (object.tunedModel !== undefined && object.tunedModel !== null)
+      ? ModelRef.fromPartial(object.tunedModel)
+      : undefined;
+    message.alpha = object.alpha ?? 0;
+    message.outputPath = object.outputPath ?? "";
+    return message;
+  },
+};
+
+function createBaseMergeModelsResponse(): MergeModelsResponse {
+  return { outputPath: "", tensors: 0, interpolatedTensors: 0, baseSha256: "", tunedSha256: "" };
+}
+
+export const MergeModelsResponse: MessageFns<MergeModelsResponse> = {
+  encode(message: MergeModelsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outputPath !== "") {
+      writer.uint32(10).string(message.outputPath);
+    }
+    if (message.tensors !== 0) {
+      writer.uint32(16).int32(message.tensors);
+    }
+    if (message.interpolatedTensors !== 0) {
+      writer.uint32(24).int32(message.interpolatedTensors);
+    }
+    if (message.baseSha256 !== "") {
+      writer.uint32(34).string(message.baseSha256);
+    }
+    if (message.tunedSha256 !== "") {
+      writer.uint32(42).string(message.tunedSha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MergeModelsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMergeModelsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outputPath = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.tensors = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.interpolatedTensors = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.baseSha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tunedSha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MergeModelsResponse {
+    return {
+      outputPath: isSet(object.outputPath)
+        ? globalThis.String(object.outputPath)
+        : isSet(object.output_path)
+        ? globalThis.String(object.output_path)
+        : "",
+      tensors: isSet(object.tensors) ? globalThis.Number(object.tensors) : 0,
+      interpolatedTensors: isSet(object.interpolatedTensors)
+        ? globalThis.Number(object.interpolatedTensors)
+        : isSet(object.interpolated_tensors)
+        ? globalThis.Number(object.interpolated_tensors)
+        : 0,
+      baseSha256: isSet(object.baseSha256)
+        ? globalThis.String(object.baseSha256)
+        : isSet(object.base_sha256)
+        ? globalThis.String(object.base_sha256)
+        : "",
+      tunedSha256: isSet(object.tunedSha256)
+        ? globalThis.String(object.tunedSha256)
+        : isSet(object.tuned_sha256)
+        ? globalThis.String(object.tuned_sha256)
+        : "",
+    };
+  },
+
+  toJSON(message: MergeModelsResponse): unknown {
+    const obj: any = {};
+    if (message.outputPath !== "") {
+      obj.outputPath = message.outputPath;
+    }
+    if (message.tensors !== 0) {
+      obj.tensors = Math.round(message.tensors);
+    }
+    if (message.interpolatedTensors !== 0) {
+      obj.interpolatedTensors = Math.round(message.interpolatedTensors);
+    }
+    if (message.baseSha256 !== "") {
+      obj.baseSha256 = message.baseSha256;
+    }
+    if (message.tunedSha256 !== "") {
+      obj.tunedSha256 = message.tunedSha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MergeModelsResponse>, I>>(base?: I): MergeModelsResponse {
+    return MergeModelsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MergeModelsResponse>, I>>(object: I): MergeModelsResponse {
+    const message = createBaseMergeModelsResponse();
+    message.outputPath = object.outputPath ?? "";
+    message.tensors = object.tensors ?? 0;
+    message.interpolatedTensors = object.interpolatedTensors ?? 0;
+    message.baseSha256 = object.baseSha256 ?? "";
+    message.tunedSha256 = object.tunedSha256 ?? "";
+    return message;
+  },
+};
+
 /**
  * Fine-tunes language models under freezing policies that limit forgetting, and measures the result.
  *
  * Authentication: with API keys on (`narrowtune serve --auth api-key`), every call sends the metadata
  * `authorization: Bearer <key>`; a missing, unknown, expired or revoked key is UNAUTHENTICATED. A key belongs to a
  * tenant and has a role: reader (Get, List, StreamMetrics), member (also StartTune, CancelTuneJob of its tenant's
- * jobs, Evaluate), admin (every tenant's jobs). Following AIP-211, a job of another tenant and a job that does not
+ * jobs, Evaluate, MergeModels), admin (every tenant's jobs). Following AIP-211, a job of another tenant and a job that does not
  * exist get the same PERMISSION_DENIED answer (admins, who see every job, get NOT_FOUND for a missing one).
  */
 export type TuningServiceService = typeof TuningServiceService;
@@ -5474,6 +6347,21 @@ export const TuningServiceService = {
     responseSerialize: (value: EvaluateResponse): Buffer => Buffer.from(EvaluateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): EvaluateResponse => EvaluateResponse.decode(value),
   },
+  /**
+   * WiSE-FT: writes a model whose every tensor is (1 − alpha)·base_model + alpha·tuned_model, in the base's dtype
+   * (computed in float64 and rounded once), with the base's tokenizer files and a receipt (narrowtune.json: the
+   * inputs' hashes and alpha). The two must have the same architecture and tensor shapes; tuned_model may be a PEFT
+   * LoRA adapter (then tuned = the adapter's base + scaling·B·A). Answers when the model is written.
+   */
+  mergeModels: {
+    path: "/narrowtune.v1.TuningService/MergeModels" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MergeModelsRequest): Buffer => Buffer.from(MergeModelsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MergeModelsRequest => MergeModelsRequest.decode(value),
+    responseSerialize: (value: MergeModelsResponse): Buffer => Buffer.from(MergeModelsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MergeModelsResponse => MergeModelsResponse.decode(value),
+  },
 } as const;
 
 export interface TuningServiceServer extends UntypedServiceImplementation {
@@ -5502,6 +6390,13 @@ export interface TuningServiceServer extends UntypedServiceImplementation {
    * model, compares the two: per-dataset deltas and drift figures, and the paper's learning/forgetting summary.
    */
   evaluate: handleUnaryCall<EvaluateRequest, EvaluateResponse>;
+  /**
+   * WiSE-FT: writes a model whose every tensor is (1 − alpha)·base_model + alpha·tuned_model, in the base's dtype
+   * (computed in float64 and rounded once), with the base's tokenizer files and a receipt (narrowtune.json: the
+   * inputs' hashes and alpha). The two must have the same architecture and tensor shapes; tuned_model may be a PEFT
+   * LoRA adapter (then tuned = the adapter's base + scaling·B·A). Answers when the model is written.
+   */
+  mergeModels: handleUnaryCall<MergeModelsRequest, MergeModelsResponse>;
 }
 
 export interface TuningServiceClient extends Client {
@@ -5607,6 +6502,27 @@ export interface TuningServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EvaluateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * WiSE-FT: writes a model whose every tensor is (1 − alpha)·base_model + alpha·tuned_model, in the base's dtype
+   * (computed in float64 and rounded once), with the base's tokenizer files and a receipt (narrowtune.json: the
+   * inputs' hashes and alpha). The two must have the same architecture and tensor shapes; tuned_model may be a PEFT
+   * LoRA adapter (then tuned = the adapter's base + scaling·B·A). Answers when the model is written.
+   */
+  mergeModels(
+    request: MergeModelsRequest,
+    callback: (error: ServiceError | null, response: MergeModelsResponse) => void,
+  ): ClientUnaryCall;
+  mergeModels(
+    request: MergeModelsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MergeModelsResponse) => void,
+  ): ClientUnaryCall;
+  mergeModels(
+    request: MergeModelsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MergeModelsResponse) => void,
   ): ClientUnaryCall;
 }
 

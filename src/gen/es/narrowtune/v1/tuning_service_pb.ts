@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file narrowtune/v1/tuning_service.proto.
  */
 export const file_narrowtune_v1_tuning_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJuYXJyb3d0dW5lL3YxL3R1bmluZ19zZXJ2aWNlLnByb3RvEg1uYXJyb3d0dW5lLnYxIjMKCE1vZGVsUmVmEg4KBHBhdGgYASABKAlIABINCgNqb2IYAiABKAlIAEIICgZzb3VyY2UiOgoGUG9saWN5Eg4KBnByZXNldBgBIAEoCRIPCgdpbmNsdWRlGAIgAygJEg8KB2V4Y2x1ZGUYAyADKAkitAQKD0h5cGVycGFyYW1ldGVycxIRCglvcHRpbWl6ZXIYASABKAkSGgoNbGVhcm5pbmdfcmF0ZRgCIAEoAUgAiAEBEhkKDHdlaWdodF9kZWNheRgDIAEoAUgBiAEBEhIKBXN0ZXBzGAQgASgFSAKIAQESEwoGZXBvY2hzGAUgASgFSAOIAQESFwoKYmF0Y2hfc2l6ZRgGIAEoBUgEiAEBEhcKCmdyYWRfYWNjdW0YByABKAVIBYgBARIUCgdzZXFfbGVuGAggASgFSAaIAQESEAoIc2NoZWR1bGUYCSABKAkSGQoMd2FybXVwX3N0ZXBzGAogASgFSAeIAQESFgoJY2xpcF9ub3JtGAsgASgBSAiIAQESEQoEc2VlZBgMIAEoDUgJiAEBEh0KEGNoZWNrcG9pbnRfZXZlcnkYDSABKAVICogBARIXCgpldmFsX2V2ZXJ5GA4gASgFSAuIAQESGAoLcHJvYmVfZXZlcnkYDyABKAVIDIgBAUIQCg5fbGVhcm5pbmdfcmF0ZUIPCg1fd2VpZ2h0X2RlY2F5QggKBl9zdGVwc0IJCgdfZXBvY2hzQg0KC19iYXRjaF9zaXplQg0KC19ncmFkX2FjY3VtQgoKCF9zZXFfbGVuQg8KDV93YXJtdXBfc3RlcHNCDAoKX2NsaXBfbm9ybUIHCgVfc2VlZEITChFfY2hlY2twb2ludF9ldmVyeUINCgtfZXZhbF9ldmVyeUIOCgxfcHJvYmVfZXZlcnkiKwoKVG9rZW5DbGFzcxIMCgRuYW1lGAEgASgJEg8KB3BhdHRlcm4YAiABKAkiuwEKC0RyaWZ0QnVkZ2V0EhsKDm1heF9rbF90b19iYXNlGAEgASgBSACIAQESIgoVbWF4X251bWJlcl9tYXNzX2RlbHRhGAIgASgBSAGIAQESIwoWbWF4X2hlbGRvdXRfbG9zc19kZWx0YRgDIAEoAUgCiAEBQhEKD19tYXhfa2xfdG9fYmFzZUIYChZfbWF4X251bWJlcl9tYXNzX2RlbHRhQhkKF19tYXhfaGVsZG91dF9sb3NzX2RlbHRhIusCChBTdGFydFR1bmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSKwoKYmFzZV9tb2RlbBgCIAEoCzIXLm5hcnJvd3R1bmUudjEuTW9kZWxSZWYSFQoNdHJhaW5pbmdfZGF0YRgDIAEoCRIXCg92YWxpZGF0aW9uX2RhdGEYBCABKAkSEgoKcHJvYmVfZGF0YRgFIAEoCRIlCgZwb2xpY3kYBiABKAsyFS5uYXJyb3d0dW5lLnYxLlBvbGljeRI3Cg9oeXBlcnBhcmFtZXRlcnMYByABKAsyHi5uYXJyb3d0dW5lLnYxLkh5cGVycGFyYW1ldGVycxIOCgZkZXZpY2UYCCABKAkSMAoNdG9rZW5fY2xhc3NlcxgJIAMoCzIZLm5hcnJvd3R1bmUudjEuVG9rZW5DbGFzcxIwCgxkcmlmdF9idWRnZXQYCiABKAsyGi5uYXJyb3d0dW5lLnYxLkRyaWZ0QnVkZ2V0IjgKEVN0YXJ0VHVuZVJlc3BvbnNlEiMKA2pvYhgBIAEoCzIWLm5hcnJvd3R1bmUudjEuVHVuZUpvYiLBBQoHVHVuZUpvYhIMCgRuYW1lGAEgASgJEisKBXN0YXRlGAIgASgOMhwubmFycm93dHVuZS52MS5UdW5lSm9iLlN0YXRlEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoIcHJvZ3Jlc3MYBiABKAsyFy5uYXJyb3d0dW5lLnYxLlByb2dyZXNzEhkKEXRyYWluYWJsZV90ZW5zb3JzGAcgAygJEiEKBWVycm9yGAggASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXMSLgoLY2hlY2twb2ludHMYCSADKAsyGS5uYXJyb3d0dW5lLnYxLkNoZWNrcG9pbnQSEwoLb3V0cHV0X3BhdGgYCiABKAkSMAoHcmVxdWVzdBgLIAEoCzIfLm5hcnJvd3R1bmUudjEuU3RhcnRUdW5lUmVxdWVzdBIyCgtidWRnZXRfc3RvcBgMIAEoCzIdLm5hcnJvd3R1bmUudjEuQnVkZ2V0RXhjZWVkZWQSDgoGdGVuYW50GA0gASgJEhYKDmNyZWF0b3Jfa2V5X2lkGA4gASgJEhsKE2NhbmNlbF9yZXF1ZXN0ZWRfYnkYDyABKAkSLwoLY2FuY2VsX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImIKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASCwoHUEVORElORxABEgsKB1JVTk5JTkcQAhINCglTVUNDRUVERUQQAxIKCgZGQUlMRUQQBBINCglDQU5DRUxMRUQQBSItCghQcm9ncmVzcxIMCgRzdGVwGAEgASgFEhMKC3RvdGFsX3N0ZXBzGAIgASgFIjcKCkNoZWNrcG9pbnQSDAoEc3RlcBgBIAEoBRIMCgRwYXRoGAIgASgJEg0KBWZpbmFsGAMgASgIIiEKEUdldFR1bmVKb2JSZXF1ZXN0EgwKBG5hbWUYASABKAkiOQoSR2V0VHVuZUpvYlJlc3BvbnNlEiMKA2pvYhgBIAEoCzIWLm5hcnJvd3R1bmUudjEuVHVuZUpvYiJ6ChNMaXN0VHVuZUpvYnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiwKBnN0YXRlcxgDIAMoDjIcLm5hcnJvd3R1bmUudjEuVHVuZUpvYi5TdGF0ZRIOCgZ0ZW5hbnQYBCABKAkiVQoUTGlzdFR1bmVKb2JzUmVzcG9uc2USJAoEam9icxgBIAMoCzIWLm5hcnJvd3R1bmUudjEuVHVuZUpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJAoUQ2FuY2VsVHVuZUpvYlJlcXVlc3QSDAoEbmFtZRgBIAEoCSI8ChVDYW5jZWxUdW5lSm9iUmVzcG9uc2USIwoDam9iGAEgASgLMhYubmFycm93dHVuZS52MS5UdW5lSm9iIjsKFFN0cmVhbU1ldHJpY3NSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNZnJvbV9zZXF1ZW5jZRgCIAEoAyK8AwoVU3RyZWFtTWV0cmljc1Jlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKB3N0YXJ0ZWQYAyABKAsyGS5uYXJyb3d0dW5lLnYxLkpvYlN0YXJ0ZWRIABIqCgRzdGVwGAQgASgLMhoubmFycm93dHVuZS52MS5TdGVwTWV0cmljc0gAEjYKCnZhbGlkYXRpb24YBSABKAsyIC5uYXJyb3d0dW5lLnYxLlZhbGlkYXRpb25NZXRyaWNzSAASNAoKY2hlY2twb2ludBgGIAEoCzIeLm5hcnJvd3R1bmUudjEuQ2hlY2twb2ludFNhdmVkSAASLgoIZmluaXNoZWQYByABKAsyGi5uYXJyb3d0dW5lLnYxLkpvYkZpbmlzaGVkSAASLAoFcHJvYmUYCCABKAsyGy5uYXJyb3d0dW5lLnYxLlByb2JlTWV0cmljc0gAEjgKD2J1ZGdldF9leGNlZWRlZBgJIAEoCzIdLm5hcnJvd3R1bmUudjEuQnVkZ2V0RXhjZWVkZWRIAEIHCgVldmVudCKKAgoMUHJvYmVNZXRyaWNzEgwKBHN0ZXAYASABKAUSEwoLbnVtYmVyX21hc3MYAiABKAESGAoQbnVtYmVyX21hc3NfYmFzZRgDIAEoARIZChFudW1iZXJfbWFzc19kZWx0YRgEIAEoARISCgprbF90b19iYXNlGAUgASgBEhYKDnRvcDFfYWdyZWVtZW50GAYgASgBEhQKDGhlbGRvdXRfbG9zcxgHIAEoARIZChFoZWxkb3V0X2xvc3NfYmFzZRgIIAEoARIaChJoZWxkb3V0X2xvc3NfZGVsdGEYCSABKAESKQoHY2xhc3NlcxgKIAMoCzIYLm5hcnJvd3R1bmUudjEuQ2xhc3NNYXNzIkkKCUNsYXNzTWFzcxIMCgRuYW1lGAEgASgJEgwKBG1hc3MYAiABKAESEQoJbWFzc19iYXNlGAMgASgBEg0KBWRlbHRhGAQgASgBImIKDkJ1ZGdldEV4Y2VlZGVkEg0KBWxpbWl0GAEgASgJEg0KBXZhbHVlGAIgASgBEhEKCXRocmVzaG9sZBgDIAEoARIMCgRzdGVwGAQgASgFEhEKCWtlcHRfc3RlcBgFIAEoBSKHAQoKSm9iU3RhcnRlZBITCgt0b3RhbF9zdGVwcxgBIAEoBRIZChF0cmFpbmFibGVfdGVuc29ycxgCIAMoCRIcChR0cmFpbmFibGVfcGFyYW1ldGVycxgDIAEoAxIQCghwcm92aWRlchgEIAEoCRIZChFyZXN1bWVkX2Zyb21fc3RlcBgFIAEoBSKcAQoLU3RlcE1ldHJpY3MSDAoEc3RlcBgBIAEoBRITCgt0b3RhbF9zdGVwcxgCIAEoBRIMCgRsb3NzGAMgASgBEhUKDWxlYXJuaW5nX3JhdGUYBCABKAESEQoJZ3JhZF9ub3JtGAUgASgBEhkKEXRva2Vuc19wZXJfc2Vjb25kGAYgASgBEhcKD2VsYXBzZWRfc2Vjb25kcxgHIAEoASJHChFWYWxpZGF0aW9uTWV0cmljcxIMCgRzdGVwGAEgASgFEgwKBGxvc3MYAiABKAESFgoOdG9rZW5fYWNjdXJhY3kYAyABKAEiLQoPQ2hlY2twb2ludFNhdmVkEgwKBHN0ZXAYASABKAUSDAoEcGF0aBgCIAEoCSJyCgtKb2JGaW5pc2hlZBIrCgVzdGF0ZRgBIAEoDjIcLm5hcnJvd3R1bmUudjEuVHVuZUpvYi5TdGF0ZRIhCgVlcnJvchgCIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzEhMKC291dHB1dF9wYXRoGAMgASgJIscCCgtFdmFsRGF0YXNldBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSLQoEa2luZBgDIAEoDjIfLm5hcnJvd3R1bmUudjEuRXZhbERhdGFzZXQuS2luZBItCgRyb2xlGAQgASgOMh8ubmFycm93dHVuZS52MS5FdmFsRGF0YXNldC5Sb2xlEhsKDm1heF9uZXdfdG9rZW5zGAUgASgFSACIAQESFAoMYW5zd2VyX3JlZ2V4GAYgASgJIkAKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEggKBExPU1MQARIMCghHRU5FUkFURRACEgoKBkNIT0lDRRADIjYKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEgoKBlRBUkdFVBABEgwKCEhFTERfT1VUEAJCEQoPX21heF9uZXdfdG9rZW5zIqACCg9FdmFsdWF0ZVJlcXVlc3QSJgoFbW9kZWwYASABKAsyFy5uYXJyb3d0dW5lLnYxLk1vZGVsUmVmEiwKCGRhdGFzZXRzGAIgAygLMhoubmFycm93dHVuZS52MS5FdmFsRGF0YXNldBIXCgpiYXRjaF9zaXplGAMgASgFSACIAQESFAoHc2VxX2xlbhgEIAEoBUgBiAEBEg4KBmRldmljZRgFIAEoCRIrCgpiYXNlX21vZGVsGAYgASgLMhcubmFycm93dHVuZS52MS5Nb2RlbFJlZhIwCg10b2tlbl9jbGFzc2VzGAcgAygLMhkubmFycm93dHVuZS52MS5Ub2tlbkNsYXNzQg0KC19iYXRjaF9zaXplQgoKCF9zZXFfbGVuIo8CCgxEcmlmdEZpZ3VyZXMSEQoJcG9zaXRpb25zGAEgASgDEhMKC251bWJlcl9tYXNzGAIgASgBEhgKEG51bWJlcl9tYXNzX2Jhc2UYAyABKAESGQoRbnVtYmVyX21hc3NfZGVsdGEYBCABKAESEgoKa2xfdG9fYmFzZRgFIAEoARIWCg50b3AxX2FncmVlbWVudBgGIAEoARIUCgxoZWxkb3V0X2xvc3MYByABKAESGQoRaGVsZG91dF9sb3NzX2Jhc2UYCCABKAESGgoSaGVsZG91dF9sb3NzX2RlbHRhGAkgASgBEikKB2NsYXNzZXMYCiADKAsyGC5uYXJyb3d0dW5lLnYxLkNsYXNzTWFzcyKgAQoOQmFzZUNvbXBhcmlzb24SDAoEbG9zcxgBIAEoARIWCg50b2tlbl9hY2N1cmFjeRgCIAEoARIQCghhY2N1cmFjeRgDIAEoARISCgpsb3NzX2RlbHRhGAQgASgBEhYKDmFjY3VyYWN5X2RlbHRhGAUgASgBEioKBWRyaWZ0GAYgASgLMhsubmFycm93dHVuZS52MS5EcmlmdEZpZ3VyZXMiggIKDURhdGFzZXRSZXN1bHQSDAoEbmFtZRgBIAEoCRIMCgRsb3NzGAIgASgBEhYKDnRva2VuX2FjY3VyYWN5GAMgASgBEg4KBnRva2VucxgEIAEoAxIQCghleGFtcGxlcxgFIAEoBRItCgRraW5kGAYgASgOMh8ubmFycm93dHVuZS52MS5FdmFsRGF0YXNldC5LaW5kEi0KBHJvbGUYByABKA4yHy5uYXJyb3d0dW5lLnYxLkV2YWxEYXRhc2V0LlJvbGUSEAoIYWNjdXJhY3kYCCABKAESKwoEYmFzZRgJIAEoCzIdLm5hcnJvd3R1bmUudjEuQmFzZUNvbXBhcmlzb24i2QEKEEV2YWx1YXRlUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLm5hcnJvd3R1bmUudjEuRGF0YXNldFJlc3VsdBIbCg5kZWx0YV9sZWFybmluZxgCIAEoAUgAiAEBEh0KEGRlbHRhX2ZvcmdldHRpbmcYAyABKAFIAYgBARIXCg90YXJnZXRfZGF0YXNldHMYBCABKAUSGQoRaGVsZF9vdXRfZGF0YXNldHMYBSABKAVCEQoPX2RlbHRhX2xlYXJuaW5nQhMKEV9kZWx0YV9mb3JnZXR0aW5nMpIECg1UdW5pbmdTZXJ2aWNlEk4KCVN0YXJ0VHVuZRIfLm5hcnJvd3R1bmUudjEuU3RhcnRUdW5lUmVxdWVzdBogLm5hcnJvd3R1bmUudjEuU3RhcnRUdW5lUmVzcG9uc2USUQoKR2V0VHVuZUpvYhIgLm5hcnJvd3R1bmUudjEuR2V0VHVuZUpvYlJlcXVlc3QaIS5uYXJyb3d0dW5lLnYxLkdldFR1bmVKb2JSZXNwb25zZRJXCgxMaXN0VHVuZUpvYnMSIi5uYXJyb3d0dW5lLnYxLkxpc3RUdW5lSm9ic1JlcXVlc3QaIy5uYXJyb3d0dW5lLnYxLkxpc3RUdW5lSm9ic1Jlc3BvbnNlEloKDUNhbmNlbFR1bmVKb2ISIy5uYXJyb3d0dW5lLnYxLkNhbmNlbFR1bmVKb2JSZXF1ZXN0GiQubmFycm93dHVuZS52MS5DYW5jZWxUdW5lSm9iUmVzcG9uc2USXAoNU3RyZWFtTWV0cmljcxIjLm5hcnJvd3R1bmUudjEuU3RyZWFtTWV0cmljc1JlcXVlc3QaJC5uYXJyb3d0dW5lLnYxLlN0cmVhbU1ldHJpY3NSZXNwb25zZTABEksKCEV2YWx1YXRlEh4ubmFycm93dHVuZS52MS5FdmFsdWF0ZVJlcXVlc3QaHy5uYXJyb3d0dW5lLnYxLkV2YWx1YXRlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_google_rpc_status]);
+  fileDesc("CiJuYXJyb3d0dW5lL3YxL3R1bmluZ19zZXJ2aWNlLnByb3RvEg1uYXJyb3d0dW5lLnYxIjMKCE1vZGVsUmVmEg4KBHBhdGgYASABKAlIABINCgNqb2IYAiABKAlIAEIICgZzb3VyY2UiOgoGUG9saWN5Eg4KBnByZXNldBgBIAEoCRIPCgdpbmNsdWRlGAIgAygJEg8KB2V4Y2x1ZGUYAyADKAkitAQKD0h5cGVycGFyYW1ldGVycxIRCglvcHRpbWl6ZXIYASABKAkSGgoNbGVhcm5pbmdfcmF0ZRgCIAEoAUgAiAEBEhkKDHdlaWdodF9kZWNheRgDIAEoAUgBiAEBEhIKBXN0ZXBzGAQgASgFSAKIAQESEwoGZXBvY2hzGAUgASgFSAOIAQESFwoKYmF0Y2hfc2l6ZRgGIAEoBUgEiAEBEhcKCmdyYWRfYWNjdW0YByABKAVIBYgBARIUCgdzZXFfbGVuGAggASgFSAaIAQESEAoIc2NoZWR1bGUYCSABKAkSGQoMd2FybXVwX3N0ZXBzGAogASgFSAeIAQESFgoJY2xpcF9ub3JtGAsgASgBSAiIAQESEQoEc2VlZBgMIAEoDUgJiAEBEh0KEGNoZWNrcG9pbnRfZXZlcnkYDSABKAVICogBARIXCgpldmFsX2V2ZXJ5GA4gASgFSAuIAQESGAoLcHJvYmVfZXZlcnkYDyABKAVIDIgBAUIQCg5fbGVhcm5pbmdfcmF0ZUIPCg1fd2VpZ2h0X2RlY2F5QggKBl9zdGVwc0IJCgdfZXBvY2hzQg0KC19iYXRjaF9zaXplQg0KC19ncmFkX2FjY3VtQgoKCF9zZXFfbGVuQg8KDV93YXJtdXBfc3RlcHNCDAoKX2NsaXBfbm9ybUIHCgVfc2VlZEITChFfY2hlY2twb2ludF9ldmVyeUINCgtfZXZhbF9ldmVyeUIOCgxfcHJvYmVfZXZlcnkiKwoKVG9rZW5DbGFzcxIMCgRuYW1lGAEgASgJEg8KB3BhdHRlcm4YAiABKAkiuwEKC0RyaWZ0QnVkZ2V0EhsKDm1heF9rbF90b19iYXNlGAEgASgBSACIAQESIgoVbWF4X251bWJlcl9tYXNzX2RlbHRhGAIgASgBSAGIAQESIwoWbWF4X2hlbGRvdXRfbG9zc19kZWx0YRgDIAEoAUgCiAEBQhEKD19tYXhfa2xfdG9fYmFzZUIYChZfbWF4X251bWJlcl9tYXNzX2RlbHRhQhkKF19tYXhfaGVsZG91dF9sb3NzX2RlbHRhIr0DChBTdGFydFR1bmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSKwoKYmFzZV9tb2RlbBgCIAEoCzIXLm5hcnJvd3R1bmUudjEuTW9kZWxSZWYSFQoNdHJhaW5pbmdfZGF0YRgDIAEoCRIXCg92YWxpZGF0aW9uX2RhdGEYBCABKAkSEgoKcHJvYmVfZGF0YRgFIAEoCRIlCgZwb2xpY3kYBiABKAsyFS5uYXJyb3d0dW5lLnYxLlBvbGljeRI3Cg9oeXBlcnBhcmFtZXRlcnMYByABKAsyHi5uYXJyb3d0dW5lLnYxLkh5cGVycGFyYW1ldGVycxIOCgZkZXZpY2UYCCABKAkSMAoNdG9rZW5fY2xhc3NlcxgJIAMoCzIZLm5hcnJvd3R1bmUudjEuVG9rZW5DbGFzcxIwCgxkcmlmdF9idWRnZXQYCiABKAsyGi5uYXJyb3d0dW5lLnYxLkRyaWZ0QnVkZ2V0EisKB2FkYXB0ZXIYCyABKAsyGi5uYXJyb3d0dW5lLnYxLkxvcmFBZGFwdGVyEiMKA2x3ZhgMIAEoCzIWLm5hcnJvd3R1bmUudjEuTHdmVGVybSKRAQoLTG9yYUFkYXB0ZXISEQoEcmFuaxgBIAEoBUgAiAEBEhIKBWFscGhhGAIgASgBSAGIAQESFAoHZHJvcG91dBgDIAEoAUgCiAEBEg8KB3RhcmdldHMYBCADKAkSFQoNbWVyZ2VfYWRhcHRlchgFIAEoCEIHCgVfcmFua0IICgZfYWxwaGFCCgoIX2Ryb3BvdXQibQoHTHdmVGVybRIOCgZ3ZWlnaHQYASABKAESGAoLdGVtcGVyYXR1cmUYAiABKAFIAIgBARIoCgd0ZWFjaGVyGAMgASgLMhcubmFycm93dHVuZS52MS5Nb2RlbFJlZkIOCgxfdGVtcGVyYXR1cmUiOAoRU3RhcnRUdW5lUmVzcG9uc2USIwoDam9iGAEgASgLMhYubmFycm93dHVuZS52MS5UdW5lSm9iIuwFCgdUdW5lSm9iEgwKBG5hbWUYASABKAkSKwoFc3RhdGUYAiABKA4yHC5uYXJyb3d0dW5lLnYxLlR1bmVKb2IuU3RhdGUSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghwcm9ncmVzcxgGIAEoCzIXLm5hcnJvd3R1bmUudjEuUHJvZ3Jlc3MSGQoRdHJhaW5hYmxlX3RlbnNvcnMYByADKAkSIQoFZXJyb3IYCCABKAsyEi5nb29nbGUucnBjLlN0YXR1cxIuCgtjaGVja3BvaW50cxgJIAMoCzIZLm5hcnJvd3R1bmUudjEuQ2hlY2twb2ludBITCgtvdXRwdXRfcGF0aBgKIAEoCRIwCgdyZXF1ZXN0GAsgASgLMh8ubmFycm93dHVuZS52MS5TdGFydFR1bmVSZXF1ZXN0EjIKC2J1ZGdldF9zdG9wGAwgASgLMh0ubmFycm93dHVuZS52MS5CdWRnZXRFeGNlZWRlZBIOCgZ0ZW5hbnQYDSABKAkSFgoOY3JlYXRvcl9rZXlfaWQYDiABKAkSGwoTY2FuY2VsX3JlcXVlc3RlZF9ieRgPIAEoCRIvCgtjYW5jZWxfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoGbWV0aG9kGBEgASgLMhkubmFycm93dHVuZS52MS5UdW5lTWV0aG9kImIKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASCwoHUEVORElORxABEgsKB1JVTk5JTkcQAhINCglTVUNDRUVERUQQAxIKCgZGQUlMRUQQBBINCglDQU5DRUxMRUQQBSKNAQoKVHVuZU1ldGhvZBIMCgRraW5kGAEgASgJEg4KBnBvbGljeRgCIAEoCRIrCgdhZGFwdGVyGAMgASgLMhoubmFycm93dHVuZS52MS5Mb3JhQWRhcHRlchIjCgNsd2YYBCABKAsyFi5uYXJyb3d0dW5lLnYxLkx3ZlRlcm0SDwoHc3VtbWFyeRgFIAEoCSItCghQcm9ncmVzcxIMCgRzdGVwGAEgASgFEhMKC3RvdGFsX3N0ZXBzGAIgASgFIjcKCkNoZWNrcG9pbnQSDAoEc3RlcBgBIAEoBRIMCgRwYXRoGAIgASgJEg0KBWZpbmFsGAMgASgIIiEKEUdldFR1bmVKb2JSZXF1ZXN0EgwKBG5hbWUYASABKAkiOQoSR2V0VHVuZUpvYlJlc3BvbnNlEiMKA2pvYhgBIAEoCzIWLm5hcnJvd3R1bmUudjEuVHVuZUpvYiJ6ChNMaXN0VHVuZUpvYnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiwKBnN0YXRlcxgDIAMoDjIcLm5hcnJvd3R1bmUudjEuVHVuZUpvYi5TdGF0ZRIOCgZ0ZW5hbnQYBCABKAkiVQoUTGlzdFR1bmVKb2JzUmVzcG9uc2USJAoEam9icxgBIAMoCzIWLm5hcnJvd3R1bmUudjEuVHVuZUpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJAoUQ2FuY2VsVHVuZUpvYlJlcXVlc3QSDAoEbmFtZRgBIAEoCSI8ChVDYW5jZWxUdW5lSm9iUmVzcG9uc2USIwoDam9iGAEgASgLMhYubmFycm93dHVuZS52MS5UdW5lSm9iIjsKFFN0cmVhbU1ldHJpY3NSZXF1ZXN0EgwKBG5hbWUYASABKAkSFQoNZnJvbV9zZXF1ZW5jZRgCIAEoAyK8AwoVU3RyZWFtTWV0cmljc1Jlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgDEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKB3N0YXJ0ZWQYAyABKAsyGS5uYXJyb3d0dW5lLnYxLkpvYlN0YXJ0ZWRIABIqCgRzdGVwGAQgASgLMhoubmFycm93dHVuZS52MS5TdGVwTWV0cmljc0gAEjYKCnZhbGlkYXRpb24YBSABKAsyIC5uYXJyb3d0dW5lLnYxLlZhbGlkYXRpb25NZXRyaWNzSAASNAoKY2hlY2twb2ludBgGIAEoCzIeLm5hcnJvd3R1bmUudjEuQ2hlY2twb2ludFNhdmVkSAASLgoIZmluaXNoZWQYByABKAsyGi5uYXJyb3d0dW5lLnYxLkpvYkZpbmlzaGVkSAASLAoFcHJvYmUYCCABKAsyGy5uYXJyb3d0dW5lLnYxLlByb2JlTWV0cmljc0gAEjgKD2J1ZGdldF9leGNlZWRlZBgJIAEoCzIdLm5hcnJvd3R1bmUudjEuQnVkZ2V0RXhjZWVkZWRIAEIHCgVldmVudCKKAgoMUHJvYmVNZXRyaWNzEgwKBHN0ZXAYASABKAUSEwoLbnVtYmVyX21hc3MYAiABKAESGAoQbnVtYmVyX21hc3NfYmFzZRgDIAEoARIZChFudW1iZXJfbWFzc19kZWx0YRgEIAEoARISCgprbF90b19iYXNlGAUgASgBEhYKDnRvcDFfYWdyZWVtZW50GAYgASgBEhQKDGhlbGRvdXRfbG9zcxgHIAEoARIZChFoZWxkb3V0X2xvc3NfYmFzZRgIIAEoARIaChJoZWxkb3V0X2xvc3NfZGVsdGEYCSABKAESKQoHY2xhc3NlcxgKIAMoCzIYLm5hcnJvd3R1bmUudjEuQ2xhc3NNYXNzIkkKCUNsYXNzTWFzcxIMCgRuYW1lGAEgASgJEgwKBG1hc3MYAiABKAESEQoJbWFzc19iYXNlGAMgASgBEg0KBWRlbHRhGAQgASgBImIKDkJ1ZGdldEV4Y2VlZGVkEg0KBWxpbWl0GAEgASgJEg0KBXZhbHVlGAIgASgBEhEKCXRocmVzaG9sZBgDIAEoARIMCgRzdGVwGAQgASgFEhEKCWtlcHRfc3RlcBgFIAEoBSKHAQoKSm9iU3RhcnRlZBITCgt0b3RhbF9zdGVwcxgBIAEoBRIZChF0cmFpbmFibGVfdGVuc29ycxgCIAMoCRIcChR0cmFpbmFibGVfcGFyYW1ldGVycxgDIAEoAxIQCghwcm92aWRlchgEIAEoCRIZChFyZXN1bWVkX2Zyb21fc3RlcBgFIAEoBSLqAQoLU3RlcE1ldHJpY3MSDAoEc3RlcBgBIAEoBRITCgt0b3RhbF9zdGVwcxgCIAEoBRIMCgRsb3NzGAMgASgBEhUKDWxlYXJuaW5nX3JhdGUYBCABKAESEQoJZ3JhZF9ub3JtGAUgASgBEhkKEXRva2Vuc19wZXJfc2Vjb25kGAYgASgBEhcKD2VsYXBzZWRfc2Vjb25kcxgHIAEoARIaCg1jcm9zc19lbnRyb3B5GAggASgBSACIAQESEwoGbHdmX2tsGAkgASgBSAGIAQFCEAoOX2Nyb3NzX2VudHJvcHlCCQoHX2x3Zl9rbCJHChFWYWxpZGF0aW9uTWV0cmljcxIMCgRzdGVwGAEgASgFEgwKBGxvc3MYAiABKAESFgoOdG9rZW5fYWNjdXJhY3kYAyABKAEiLQoPQ2hlY2twb2ludFNhdmVkEgwKBHN0ZXAYASABKAUSDAoEcGF0aBgCIAEoCSJyCgtKb2JGaW5pc2hlZBIrCgVzdGF0ZRgBIAEoDjIcLm5hcnJvd3R1bmUudjEuVHVuZUpvYi5TdGF0ZRIhCgVlcnJvchgCIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzEhMKC291dHB1dF9wYXRoGAMgASgJIscCCgtFdmFsRGF0YXNldBIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSLQoEa2luZBgDIAEoDjIfLm5hcnJvd3R1bmUudjEuRXZhbERhdGFzZXQuS2luZBItCgRyb2xlGAQgASgOMh8ubmFycm93dHVuZS52MS5FdmFsRGF0YXNldC5Sb2xlEhsKDm1heF9uZXdfdG9rZW5zGAUgASgFSACIAQESFAoMYW5zd2VyX3JlZ2V4GAYgASgJIkAKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEggKBExPU1MQARIMCghHRU5FUkFURRACEgoKBkNIT0lDRRADIjYKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEgoKBlRBUkdFVBABEgwKCEhFTERfT1VUEAJCEQoPX21heF9uZXdfdG9rZW5zIqACCg9FdmFsdWF0ZVJlcXVlc3QSJgoFbW9kZWwYASABKAsyFy5uYXJyb3d0dW5lLnYxLk1vZGVsUmVmEiwKCGRhdGFzZXRzGAIgAygLMhoubmFycm93dHVuZS52MS5FdmFsRGF0YXNldBIXCgpiYXRjaF9zaXplGAMgASgFSACIAQESFAoHc2VxX2xlbhgEIAEoBUgBiAEBEg4KBmRldmljZRgFIAEoCRIrCgpiYXNlX21vZGVsGAYgASgLMhcubmFycm93dHVuZS52MS5Nb2RlbFJlZhIwCg10b2tlbl9jbGFzc2VzGAcgAygLMhkubmFycm93dHVuZS52MS5Ub2tlbkNsYXNzQg0KC19iYXRjaF9zaXplQgoKCF9zZXFfbGVuIo8CCgxEcmlmdEZpZ3VyZXMSEQoJcG9zaXRpb25zGAEgASgDEhMKC251bWJlcl9tYXNzGAIgASgBEhgKEG51bWJlcl9tYXNzX2Jhc2UYAyABKAESGQoRbnVtYmVyX21hc3NfZGVsdGEYBCABKAESEgoKa2xfdG9fYmFzZRgFIAEoARIWCg50b3AxX2FncmVlbWVudBgGIAEoARIUCgxoZWxkb3V0X2xvc3MYByABKAESGQoRaGVsZG91dF9sb3NzX2Jhc2UYCCABKAESGgoSaGVsZG91dF9sb3NzX2RlbHRhGAkgASgBEikKB2NsYXNzZXMYCiADKAsyGC5uYXJyb3d0dW5lLnYxLkNsYXNzTWFzcyKgAQoOQmFzZUNvbXBhcmlzb24SDAoEbG9zcxgBIAEoARIWCg50b2tlbl9hY2N1cmFjeRgCIAEoARIQCghhY2N1cmFjeRgDIAEoARISCgpsb3NzX2RlbHRhGAQgASgBEhYKDmFjY3VyYWN5X2RlbHRhGAUgASgBEioKBWRyaWZ0GAYgASgLMhsubmFycm93dHVuZS52MS5EcmlmdEZpZ3VyZXMiggIKDURhdGFzZXRSZXN1bHQSDAoEbmFtZRgBIAEoCRIMCgRsb3NzGAIgASgBEhYKDnRva2VuX2FjY3VyYWN5GAMgASgBEg4KBnRva2VucxgEIAEoAxIQCghleGFtcGxlcxgFIAEoBRItCgRraW5kGAYgASgOMh8ubmFycm93dHVuZS52MS5FdmFsRGF0YXNldC5LaW5kEi0KBHJvbGUYByABKA4yHy5uYXJyb3d0dW5lLnYxLkV2YWxEYXRhc2V0LlJvbGUSEAoIYWNjdXJhY3kYCCABKAESKwoEYmFzZRgJIAEoCzIdLm5hcnJvd3R1bmUudjEuQmFzZUNvbXBhcmlzb24i2QEKEEV2YWx1YXRlUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLm5hcnJvd3R1bmUudjEuRGF0YXNldFJlc3VsdBIbCg5kZWx0YV9sZWFybmluZxgCIAEoAUgAiAEBEh0KEGRlbHRhX2ZvcmdldHRpbmcYAyABKAFIAYgBARIXCg90YXJnZXRfZGF0YXNldHMYBCABKAUSGQoRaGVsZF9vdXRfZGF0YXNldHMYBSABKAVCEQoPX2RlbHRhX2xlYXJuaW5nQhMKEV9kZWx0YV9mb3JnZXR0aW5nIpMBChJNZXJnZU1vZGVsc1JlcXVlc3QSKwoKYmFzZV9tb2RlbBgBIAEoCzIXLm5hcnJvd3R1bmUudjEuTW9kZWxSZWYSLAoLdHVuZWRfbW9kZWwYAiABKAsyFy5uYXJyb3d0dW5lLnYxLk1vZGVsUmVmEg0KBWFscGhhGAMgASgBEhMKC291dHB1dF9wYXRoGAQgASgJIoQBChNNZXJnZU1vZGVsc1Jlc3BvbnNlEhMKC291dHB1dF9wYXRoGAEgASgJEg8KB3RlbnNvcnMYAiABKAUSHAoUaW50ZXJwb2xhdGVkX3RlbnNvcnMYAyABKAUSEwoLYmFzZV9zaGEyNTYYBCABKAkSFAoMdHVuZWRfc2hhMjU2GAUgASgJMugECg1UdW5pbmdTZXJ2aWNlEk4KCVN0YXJ0VHVuZRIfLm5hcnJvd3R1bmUudjEuU3RhcnRUdW5lUmVxdWVzdBogLm5hcnJvd3R1bmUudjEuU3RhcnRUdW5lUmVzcG9uc2USUQoKR2V0VHVuZUpvYhIgLm5hcnJvd3R1bmUudjEuR2V0VHVuZUpvYlJlcXVlc3QaIS5uYXJyb3d0dW5lLnYxLkdldFR1bmVKb2JSZXNwb25zZRJXCgxMaXN0VHVuZUpvYnMSIi5uYXJyb3d0dW5lLnYxLkxpc3RUdW5lSm9ic1JlcXVlc3QaIy5uYXJyb3d0dW5lLnYxLkxpc3RUdW5lSm9ic1Jlc3BvbnNlEloKDUNhbmNlbFR1bmVKb2ISIy5uYXJyb3d0dW5lLnYxLkNhbmNlbFR1bmVKb2JSZXF1ZXN0GiQubmFycm93dHVuZS52MS5DYW5jZWxUdW5lSm9iUmVzcG9uc2USXAoNU3RyZWFtTWV0cmljcxIjLm5hcnJvd3R1bmUudjEuU3RyZWFtTWV0cmljc1JlcXVlc3QaJC5uYXJyb3d0dW5lLnYxLlN0cmVhbU1ldHJpY3NSZXNwb25zZTABEksKCEV2YWx1YXRlEh4ubmFycm93dHVuZS52MS5FdmFsdWF0ZVJlcXVlc3QaHy5uYXJyb3d0dW5lLnYxLkV2YWx1YXRlUmVzcG9uc2USVAoLTWVyZ2VNb2RlbHMSIS5uYXJyb3d0dW5lLnYxLk1lcmdlTW9kZWxzUmVxdWVzdBoiLm5hcnJvd3R1bmUudjEuTWVyZ2VNb2RlbHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_google_rpc_status]);
 
 /**
  * A model: a Hugging Face directory on the server, or the output of a finished job.
@@ -318,6 +318,20 @@ export type StartTuneRequest = Message<"narrowtune.v1.StartTuneRequest"> & {
    * @generated from field: narrowtune.v1.DriftBudget drift_budget = 10;
    */
   driftBudget?: DriftBudget;
+
+  /**
+   * Train a LoRA adapter beside the frozen weights instead of the weights themselves; unset: no adapter.
+   *
+   * @generated from field: narrowtune.v1.LoraAdapter adapter = 11;
+   */
+  adapter?: LoraAdapter;
+
+  /**
+   * Add a learning-without-forgetting term to the loss; unset: cross-entropy alone.
+   *
+   * @generated from field: narrowtune.v1.LwfTerm lwf = 12;
+   */
+  lwf?: LwfTerm;
 };
 
 /**
@@ -326,6 +340,95 @@ export type StartTuneRequest = Message<"narrowtune.v1.StartTuneRequest"> & {
  */
 export const StartTuneRequestSchema: GenMessage<StartTuneRequest> = /*@__PURE__*/
   messageDesc(file_narrowtune_v1_tuning_service, 5);
+
+/**
+ * LoRA (Hu et al.) as PEFT defines it: W x + (alpha / rank)·B(A·dropout(x)) on each targeted linear layer, A
+ * initialised Kaiming-uniform and B zero (seeded by hyperparameters.seed). The job's output is a PEFT adapter
+ * directory (adapter_config.json, adapter_model.safetensors), or merged full weights with merge_adapter.
+ *
+ * @generated from message narrowtune.v1.LoraAdapter
+ */
+export type LoraAdapter = Message<"narrowtune.v1.LoraAdapter"> & {
+  /**
+   * r, in [1, 4096]; default 8 (PEFT's).
+   *
+   * @generated from field: optional int32 rank = 1;
+   */
+  rank?: number;
+
+  /**
+   * lora_alpha, > 0; default 8 (PEFT's).
+   *
+   * @generated from field: optional double alpha = 2;
+   */
+  alpha?: number;
+
+  /**
+   * Dropout probability on the adapter's input, in [0, 1); default 0.
+   *
+   * @generated from field: optional double dropout = 3;
+   */
+  dropout?: number;
+
+  /**
+   * Regular expressions (RE2) over weight names; empty: the policy's trainable projection weights.
+   *
+   * @generated from field: repeated string targets = 4;
+   */
+  targets: string[];
+
+  /**
+   * Write merged full weights (Hugging Face format) instead of the adapter.
+   *
+   * @generated from field: bool merge_adapter = 5;
+   */
+  mergeAdapter: boolean;
+};
+
+/**
+ * Describes the message narrowtune.v1.LoraAdapter.
+ * Use `create(LoraAdapterSchema)` to create a new message.
+ */
+export const LoraAdapterSchema: GenMessage<LoraAdapter> = /*@__PURE__*/
+  messageDesc(file_narrowtune_v1_tuning_service, 6);
+
+/**
+ * Learning without forgetting (Li & Hoiem): loss = cross-entropy + weight·T²·KL(softmax(z_teacher/T) ‖ softmax(z/T)),
+ * the KL averaged over the same label tokens as the cross-entropy. The teacher's logits are computed in the same
+ * graph as the model's, from frozen weights.
+ *
+ * @generated from message narrowtune.v1.LwfTerm
+ */
+export type LwfTerm = Message<"narrowtune.v1.LwfTerm"> & {
+  /**
+   * L, in (0, 1000].
+   *
+   * @generated from field: double weight = 1;
+   */
+  weight: number;
+
+  /**
+   * T, in (0, 100]; default 2.
+   *
+   * @generated from field: optional double temperature = 2;
+   */
+  temperature?: number;
+
+  /**
+   * The teacher: a model of the base model's architecture and shapes (e.g. the previous stage of a sequence);
+   * unset: the base model itself.
+   *
+   * @generated from field: narrowtune.v1.ModelRef teacher = 3;
+   */
+  teacher?: ModelRef;
+};
+
+/**
+ * Describes the message narrowtune.v1.LwfTerm.
+ * Use `create(LwfTermSchema)` to create a new message.
+ */
+export const LwfTermSchema: GenMessage<LwfTerm> = /*@__PURE__*/
+  messageDesc(file_narrowtune_v1_tuning_service, 7);
 
 /**
  * @generated from message narrowtune.v1.StartTuneResponse
@@ -342,7 +445,7 @@ export type StartTuneResponse = Message<"narrowtune.v1.StartTuneResponse"> & {
  * Use `create(StartTuneResponseSchema)` to create a new message.
  */
 export const StartTuneResponseSchema: GenMessage<StartTuneResponse> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 6);
+  messageDesc(file_narrowtune_v1_tuning_service, 8);
 
 /**
  * A fine-tune.
@@ -451,6 +554,13 @@ export type TuneJob = Message<"narrowtune.v1.TuneJob"> & {
    * @generated from field: google.protobuf.Timestamp cancel_time = 16;
    */
   cancelTime?: Timestamp;
+
+  /**
+   * How the job trains, from the request as accepted.
+   *
+   * @generated from field: narrowtune.v1.TuneMethod method = 17;
+   */
+  method?: TuneMethod;
 };
 
 /**
@@ -458,7 +568,7 @@ export type TuneJob = Message<"narrowtune.v1.TuneJob"> & {
  * Use `create(TuneJobSchema)` to create a new message.
  */
 export const TuneJobSchema: GenMessage<TuneJob> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 7);
+  messageDesc(file_narrowtune_v1_tuning_service, 9);
 
 /**
  * Lifecycle of a job; SUCCEEDED, FAILED and CANCELLED are resting states.
@@ -501,7 +611,56 @@ export enum TuneJob_State {
  * Describes the enum narrowtune.v1.TuneJob.State.
  */
 export const TuneJob_StateSchema: GenEnum<TuneJob_State> = /*@__PURE__*/
-  enumDesc(file_narrowtune_v1_tuning_service, 7, 0);
+  enumDesc(file_narrowtune_v1_tuning_service, 9, 0);
+
+/**
+ * The job's remedy for forgetting: what trains, and what the loss adds to the cross-entropy.
+ *
+ * @generated from message narrowtune.v1.TuneMethod
+ */
+export type TuneMethod = Message<"narrowtune.v1.TuneMethod"> & {
+  /**
+   * "policy" (the policy's tensors train, every other is frozen) or "lora" (adapters train beside frozen weights).
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * The policy preset, or "custom" for include/exclude patterns.
+   *
+   * @generated from field: string policy = 2;
+   */
+  policy: string;
+
+  /**
+   * With kind "lora".
+   *
+   * @generated from field: narrowtune.v1.LoraAdapter adapter = 3;
+   */
+  adapter?: LoraAdapter;
+
+  /**
+   * Set when the loss has an LwF term; teacher unset means the base model.
+   *
+   * @generated from field: narrowtune.v1.LwfTerm lwf = 4;
+   */
+  lwf?: LwfTerm;
+
+  /**
+   * One line for people, e.g. "lora r=8 alpha=16 on mlp_gate_up + lwf weight=1 T=2".
+   *
+   * @generated from field: string summary = 5;
+   */
+  summary: string;
+};
+
+/**
+ * Describes the message narrowtune.v1.TuneMethod.
+ * Use `create(TuneMethodSchema)` to create a new message.
+ */
+export const TuneMethodSchema: GenMessage<TuneMethod> = /*@__PURE__*/
+  messageDesc(file_narrowtune_v1_tuning_service, 10);
 
 /**
  * @generated from message narrowtune.v1.Progress
@@ -523,7 +682,7 @@ export type Progress = Message<"narrowtune.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 8);
+  messageDesc(file_narrowtune_v1_tuning_service, 11);
 
 /**
  * @generated from message narrowtune.v1.Checkpoint
@@ -552,7 +711,7 @@ export type Checkpoint = Message<"narrowtune.v1.Checkpoint"> & {
  * Use `create(CheckpointSchema)` to create a new message.
  */
 export const CheckpointSchema: GenMessage<Checkpoint> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 9);
+  messageDesc(file_narrowtune_v1_tuning_service, 12);
 
 /**
  * @generated from message narrowtune.v1.GetTuneJobRequest
@@ -571,7 +730,7 @@ export type GetTuneJobRequest = Message<"narrowtune.v1.GetTuneJobRequest"> & {
  * Use `create(GetTuneJobRequestSchema)` to create a new message.
  */
 export const GetTuneJobRequestSchema: GenMessage<GetTuneJobRequest> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 10);
+  messageDesc(file_narrowtune_v1_tuning_service, 13);
 
 /**
  * @generated from message narrowtune.v1.GetTuneJobResponse
@@ -588,7 +747,7 @@ export type GetTuneJobResponse = Message<"narrowtune.v1.GetTuneJobResponse"> & {
  * Use `create(GetTuneJobResponseSchema)` to create a new message.
  */
 export const GetTuneJobResponseSchema: GenMessage<GetTuneJobResponse> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 11);
+  messageDesc(file_narrowtune_v1_tuning_service, 14);
 
 /**
  * @generated from message narrowtune.v1.ListTuneJobsRequest
@@ -627,7 +786,7 @@ export type ListTuneJobsRequest = Message<"narrowtune.v1.ListTuneJobsRequest"> &
  * Use `create(ListTuneJobsRequestSchema)` to create a new message.
  */
 export const ListTuneJobsRequestSchema: GenMessage<ListTuneJobsRequest> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 12);
+  messageDesc(file_narrowtune_v1_tuning_service, 15);
 
 /**
  * @generated from message narrowtune.v1.ListTuneJobsResponse
@@ -649,7 +808,7 @@ export type ListTuneJobsResponse = Message<"narrowtune.v1.ListTuneJobsResponse">
  * Use `create(ListTuneJobsResponseSchema)` to create a new message.
  */
 export const ListTuneJobsResponseSchema: GenMessage<ListTuneJobsResponse> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 13);
+  messageDesc(file_narrowtune_v1_tuning_service, 16);
 
 /**
  * @generated from message narrowtune.v1.CancelTuneJobRequest
@@ -666,7 +825,7 @@ export type CancelTuneJobRequest = Message<"narrowtune.v1.CancelTuneJobRequest">
  * Use `create(CancelTuneJobRequestSchema)` to create a new message.
  */
 export const CancelTuneJobRequestSchema: GenMessage<CancelTuneJobRequest> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 14);
+  messageDesc(file_narrowtune_v1_tuning_service, 17);
 
 /**
  * @generated from message narrowtune.v1.CancelTuneJobResponse
@@ -683,7 +842,7 @@ export type CancelTuneJobResponse = Message<"narrowtune.v1.CancelTuneJobResponse
  * Use `create(CancelTuneJobResponseSchema)` to create a new message.
  */
 export const CancelTuneJobResponseSchema: GenMessage<CancelTuneJobResponse> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 15);
+  messageDesc(file_narrowtune_v1_tuning_service, 18);
 
 /**
  * @generated from message narrowtune.v1.StreamMetricsRequest
@@ -709,7 +868,7 @@ export type StreamMetricsRequest = Message<"narrowtune.v1.StreamMetricsRequest">
  * Use `create(StreamMetricsRequestSchema)` to create a new message.
  */
 export const StreamMetricsRequestSchema: GenMessage<StreamMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 16);
+  messageDesc(file_narrowtune_v1_tuning_service, 19);
 
 /**
  * One metric event of a job. A job that resumes from a checkpoint (after a server restart) sends a new `started`
@@ -784,7 +943,7 @@ export type StreamMetricsResponse = Message<"narrowtune.v1.StreamMetricsResponse
  * Use `create(StreamMetricsResponseSchema)` to create a new message.
  */
 export const StreamMetricsResponseSchema: GenMessage<StreamMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 17);
+  messageDesc(file_narrowtune_v1_tuning_service, 20);
 
 /**
  * Drift of the current weights from the base model on the probe data. Every figure is a mean over the
@@ -857,7 +1016,7 @@ export type ProbeMetrics = Message<"narrowtune.v1.ProbeMetrics"> & {
  * Use `create(ProbeMetricsSchema)` to create a new message.
  */
 export const ProbeMetricsSchema: GenMessage<ProbeMetrics> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 18);
+  messageDesc(file_narrowtune_v1_tuning_service, 21);
 
 /**
  * @generated from message narrowtune.v1.ClassMass
@@ -889,7 +1048,7 @@ export type ClassMass = Message<"narrowtune.v1.ClassMass"> & {
  * Use `create(ClassMassSchema)` to create a new message.
  */
 export const ClassMassSchema: GenMessage<ClassMass> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 19);
+  messageDesc(file_narrowtune_v1_tuning_service, 22);
 
 /**
  * @generated from message narrowtune.v1.BudgetExceeded
@@ -932,7 +1091,7 @@ export type BudgetExceeded = Message<"narrowtune.v1.BudgetExceeded"> & {
  * Use `create(BudgetExceededSchema)` to create a new message.
  */
 export const BudgetExceededSchema: GenMessage<BudgetExceeded> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 20);
+  messageDesc(file_narrowtune_v1_tuning_service, 23);
 
 /**
  * @generated from message narrowtune.v1.JobStarted
@@ -974,7 +1133,7 @@ export type JobStarted = Message<"narrowtune.v1.JobStarted"> & {
  * Use `create(JobStartedSchema)` to create a new message.
  */
 export const JobStartedSchema: GenMessage<JobStarted> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 21);
+  messageDesc(file_narrowtune_v1_tuning_service, 24);
 
 /**
  * @generated from message narrowtune.v1.StepMetrics
@@ -1016,6 +1175,19 @@ export type StepMetrics = Message<"narrowtune.v1.StepMetrics"> & {
    * @generated from field: double elapsed_seconds = 7;
    */
   elapsedSeconds: number;
+
+  /**
+   * With an LwF term: loss = cross_entropy + weight·T²·lwf_kl, lwf_kl being the mean KL(teacher ‖ model) over the
+   * step's label tokens at temperature T.
+   *
+   * @generated from field: optional double cross_entropy = 8;
+   */
+  crossEntropy?: number;
+
+  /**
+   * @generated from field: optional double lwf_kl = 9;
+   */
+  lwfKl?: number;
 };
 
 /**
@@ -1023,7 +1195,7 @@ export type StepMetrics = Message<"narrowtune.v1.StepMetrics"> & {
  * Use `create(StepMetricsSchema)` to create a new message.
  */
 export const StepMetricsSchema: GenMessage<StepMetrics> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 22);
+  messageDesc(file_narrowtune_v1_tuning_service, 25);
 
 /**
  * @generated from message narrowtune.v1.ValidationMetrics
@@ -1050,7 +1222,7 @@ export type ValidationMetrics = Message<"narrowtune.v1.ValidationMetrics"> & {
  * Use `create(ValidationMetricsSchema)` to create a new message.
  */
 export const ValidationMetricsSchema: GenMessage<ValidationMetrics> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 23);
+  messageDesc(file_narrowtune_v1_tuning_service, 26);
 
 /**
  * @generated from message narrowtune.v1.CheckpointSaved
@@ -1072,7 +1244,7 @@ export type CheckpointSaved = Message<"narrowtune.v1.CheckpointSaved"> & {
  * Use `create(CheckpointSavedSchema)` to create a new message.
  */
 export const CheckpointSavedSchema: GenMessage<CheckpointSaved> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 24);
+  messageDesc(file_narrowtune_v1_tuning_service, 27);
 
 /**
  * @generated from message narrowtune.v1.JobFinished
@@ -1099,7 +1271,7 @@ export type JobFinished = Message<"narrowtune.v1.JobFinished"> & {
  * Use `create(JobFinishedSchema)` to create a new message.
  */
 export const JobFinishedSchema: GenMessage<JobFinished> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 25);
+  messageDesc(file_narrowtune_v1_tuning_service, 28);
 
 /**
  * A dataset to score, and how to score it. Every kind reports `loss` and `token_accuracy` (teacher-forced, over
@@ -1155,7 +1327,7 @@ export type EvalDataset = Message<"narrowtune.v1.EvalDataset"> & {
  * Use `create(EvalDatasetSchema)` to create a new message.
  */
 export const EvalDatasetSchema: GenMessage<EvalDataset> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 26);
+  messageDesc(file_narrowtune_v1_tuning_service, 29);
 
 /**
  * How a dataset is scored.
@@ -1202,7 +1374,7 @@ export enum EvalDataset_Kind {
  * Describes the enum narrowtune.v1.EvalDataset.Kind.
  */
 export const EvalDataset_KindSchema: GenEnum<EvalDataset_Kind> = /*@__PURE__*/
-  enumDesc(file_narrowtune_v1_tuning_service, 26, 0);
+  enumDesc(file_narrowtune_v1_tuning_service, 29, 0);
 
 /**
  * What the dataset stands for in the response's summary.
@@ -1236,7 +1408,7 @@ export enum EvalDataset_Role {
  * Describes the enum narrowtune.v1.EvalDataset.Role.
  */
 export const EvalDataset_RoleSchema: GenEnum<EvalDataset_Role> = /*@__PURE__*/
-  enumDesc(file_narrowtune_v1_tuning_service, 26, 1);
+  enumDesc(file_narrowtune_v1_tuning_service, 29, 1);
 
 /**
  * @generated from message narrowtune.v1.EvaluateRequest
@@ -1296,7 +1468,7 @@ export type EvaluateRequest = Message<"narrowtune.v1.EvaluateRequest"> & {
  * Use `create(EvaluateRequestSchema)` to create a new message.
  */
 export const EvaluateRequestSchema: GenMessage<EvaluateRequest> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 27);
+  messageDesc(file_narrowtune_v1_tuning_service, 30);
 
 /**
  * Drift of `model` from `base_model` on one dataset, defined exactly as the trainer's probes (ProbeMetrics): every
@@ -1378,7 +1550,7 @@ export type DriftFigures = Message<"narrowtune.v1.DriftFigures"> & {
  * Use `create(DriftFiguresSchema)` to create a new message.
  */
 export const DriftFiguresSchema: GenMessage<DriftFigures> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 28);
+  messageDesc(file_narrowtune_v1_tuning_service, 31);
 
 /**
  * The base model's figures on a dataset, computed exactly as the model's, and the differences.
@@ -1426,7 +1598,7 @@ export type BaseComparison = Message<"narrowtune.v1.BaseComparison"> & {
  * Use `create(BaseComparisonSchema)` to create a new message.
  */
 export const BaseComparisonSchema: GenMessage<BaseComparison> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 29);
+  messageDesc(file_narrowtune_v1_tuning_service, 32);
 
 /**
  * @generated from message narrowtune.v1.DatasetResult
@@ -1500,7 +1672,7 @@ export type DatasetResult = Message<"narrowtune.v1.DatasetResult"> & {
  * Use `create(DatasetResultSchema)` to create a new message.
  */
 export const DatasetResultSchema: GenMessage<DatasetResult> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 30);
+  messageDesc(file_narrowtune_v1_tuning_service, 33);
 
 /**
  * @generated from message narrowtune.v1.EvaluateResponse
@@ -1545,7 +1717,92 @@ export type EvaluateResponse = Message<"narrowtune.v1.EvaluateResponse"> & {
  * Use `create(EvaluateResponseSchema)` to create a new message.
  */
 export const EvaluateResponseSchema: GenMessage<EvaluateResponse> = /*@__PURE__*/
-  messageDesc(file_narrowtune_v1_tuning_service, 31);
+  messageDesc(file_narrowtune_v1_tuning_service, 34);
+
+/**
+ * @generated from message narrowtune.v1.MergeModelsRequest
+ */
+export type MergeModelsRequest = Message<"narrowtune.v1.MergeModelsRequest"> & {
+  /**
+   * The model that was tuned.
+   *
+   * @generated from field: narrowtune.v1.ModelRef base_model = 1;
+   */
+  baseModel?: ModelRef;
+
+  /**
+   * A model tuned from base_model: a path (a model or a PEFT LoRA adapter directory) or a SUCCEEDED job.
+   *
+   * @generated from field: narrowtune.v1.ModelRef tuned_model = 2;
+   */
+  tunedModel?: ModelRef;
+
+  /**
+   * Weight of the tuned model, in [0, 1]: 0 gives the base, 1 the tuned model.
+   *
+   * @generated from field: double alpha = 3;
+   */
+  alpha: number;
+
+  /**
+   * Output directory, inside the server's --model-root (so that later requests can name it). It must not exist, be
+   * empty, or hold an earlier narrowtune output, which is replaced.
+   *
+   * @generated from field: string output_path = 4;
+   */
+  outputPath: string;
+};
+
+/**
+ * Describes the message narrowtune.v1.MergeModelsRequest.
+ * Use `create(MergeModelsRequestSchema)` to create a new message.
+ */
+export const MergeModelsRequestSchema: GenMessage<MergeModelsRequest> = /*@__PURE__*/
+  messageDesc(file_narrowtune_v1_tuning_service, 35);
+
+/**
+ * @generated from message narrowtune.v1.MergeModelsResponse
+ */
+export type MergeModelsResponse = Message<"narrowtune.v1.MergeModelsResponse"> & {
+  /**
+   * The merged model directory, as the request named it.
+   *
+   * @generated from field: string output_path = 1;
+   */
+  outputPath: string;
+
+  /**
+   * Tensors in the model, and how many of them differed between the two and were interpolated (the others are
+   * copied byte for byte).
+   *
+   * @generated from field: int32 tensors = 2;
+   */
+  tensors: number;
+
+  /**
+   * @generated from field: int32 interpolated_tensors = 3;
+   */
+  interpolatedTensors: number;
+
+  /**
+   * sha256 over the base's tensors and over the tuned model's (an adapter's own tensors), as in the receipt.
+   *
+   * @generated from field: string base_sha256 = 4;
+   */
+  baseSha256: string;
+
+  /**
+   * @generated from field: string tuned_sha256 = 5;
+   */
+  tunedSha256: string;
+};
+
+/**
+ * Describes the message narrowtune.v1.MergeModelsResponse.
+ * Use `create(MergeModelsResponseSchema)` to create a new message.
+ */
+export const MergeModelsResponseSchema: GenMessage<MergeModelsResponse> = /*@__PURE__*/
+  messageDesc(file_narrowtune_v1_tuning_service, 36);
 
 /**
  * Fine-tunes language models under freezing policies that limit forgetting, and measures the result.
@@ -1553,7 +1810,7 @@ export const EvaluateResponseSchema: GenMessage<EvaluateResponse> = /*@__PURE__*
  * Authentication: with API keys on (`narrowtune serve --auth api-key`), every call sends the metadata
  * `authorization: Bearer <key>`; a missing, unknown, expired or revoked key is UNAUTHENTICATED. A key belongs to a
  * tenant and has a role: reader (Get, List, StreamMetrics), member (also StartTune, CancelTuneJob of its tenant's
- * jobs, Evaluate), admin (every tenant's jobs). Following AIP-211, a job of another tenant and a job that does not
+ * jobs, Evaluate, MergeModels), admin (every tenant's jobs). Following AIP-211, a job of another tenant and a job that does not
  * exist get the same PERMISSION_DENIED answer (admins, who see every job, get NOT_FOUND for a missing one).
  *
  * @generated from service narrowtune.v1.TuningService
@@ -1625,6 +1882,19 @@ export const TuningService: GenService<{
     methodKind: "unary";
     input: typeof EvaluateRequestSchema;
     output: typeof EvaluateResponseSchema;
+  },
+  /**
+   * WiSE-FT: writes a model whose every tensor is (1 − alpha)·base_model + alpha·tuned_model, in the base's dtype
+   * (computed in float64 and rounded once), with the base's tokenizer files and a receipt (narrowtune.json: the
+   * inputs' hashes and alpha). The two must have the same architecture and tensor shapes; tuned_model may be a PEFT
+   * LoRA adapter (then tuned = the adapter's base + scaling·B·A). Answers when the model is written.
+   *
+   * @generated from rpc narrowtune.v1.TuningService.MergeModels
+   */
+  mergeModels: {
+    methodKind: "unary";
+    input: typeof MergeModelsRequestSchema;
+    output: typeof MergeModelsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_narrowtune_v1_tuning_service, 0);

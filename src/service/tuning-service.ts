@@ -78,14 +78,9 @@ export class TuningService {
     // Before parsing, which reads the model and the data: a flood costs the server a map lookup per call.
     this.ctx.rateLimiter?.take('StartTune', call.caller.keyId);
     const command = await hidingRoots(call, parseStartTune(req, this.requestContext(call), call.signal));
-    if ((await store.countInStates(['PENDING'])) >= maxQueuedJobs) {
-      throw new NarrowtuneError('resource_exhausted', `the queue is full (${maxQueuedJobs} pending jobs); retry later`);
-    }
-    const { tenantMaxQueued } = this.ctx;
-    if (tenantMaxQueued !== undefined && owner.tenant !== null && (await store.countInStates(['PENDING'], owner.tenant)) >= tenantMaxQueued) {
-      throw quotaExceeded(`tenant:${owner.tenant}`, `tenant ${owner.tenant} has ${tenantMaxQueued} pending jobs, the most --tenant-max-queued allows; retry when one has started`);
-    }
-    const { job, created } = await store.createJob({ ...command, ...owner });
+    // The store counts the queue in the insert's transaction: concurrent calls, on any replica, never overshoot.
+    const limits = { maxPending: maxQueuedJobs, tenantMaxPending: this.ctx.tenantMaxQueued };
+    const { job, created } = await store.createJob({ ...command, ...owner, limits });
     if (created) this.log.info({ job: job.id, tenant: owner.tenant, key: owner.creatorKeyId }, 'job created');
     void runner.pump();
     // The job as accepted (a new one is PENDING), even if the runner has just started it.

@@ -2,7 +2,7 @@
 // the workers that train them, and change notifications. SQLite (sqlite-job-store.ts) is the embedded default;
 // PostgreSQL (postgres-job-store.ts) is the store several machines share. Both implement exactly this contract,
 // and the shared checks and errors below, so that callers and tests cannot tell them apart.
-import { NarrowtuneError, invalidArgument } from '../util/errors.js';
+import { NarrowtuneError, invalidArgument, quotaExceeded } from '../util/errors.js';
 import type { JobError, JobEvent, JobResult, JobSpec, RestingState } from './job-events.js';
 import type { KeyStore } from './key-store.js';
 
@@ -92,6 +92,31 @@ export interface NewJob {
   tenant?: string | null;
   creatorKeyId?: string | null;
   spec: JobSpec;
+  /**
+   * Refuse a new job (resource_exhausted) when this many jobs are already PENDING, in all or in the job's tenant.
+   * Counted in the insert's transaction, so concurrent calls, on any replica, never overshoot.
+   */
+  limits?: PendingLimits;
+}
+
+export interface PendingLimits {
+  maxPending?: number;
+  tenantMaxPending?: number;
+}
+
+/** The error for a new job over `limits`, or null; `pending` counts PENDING jobs (with a tenant: that tenant's). */
+export function pendingLimitBroken(limits: PendingLimits | undefined, tenant: string | null, pending: { all: number; tenant: number }): NarrowtuneError | null {
+  if (!limits) return null;
+  if (limits.maxPending !== undefined && pending.all >= limits.maxPending) {
+    return new NarrowtuneError('resource_exhausted', `the queue is full (${limits.maxPending} pending jobs); retry later`);
+  }
+  if (limits.tenantMaxPending !== undefined && tenant !== null && pending.tenant >= limits.tenantMaxPending) {
+    return quotaExceeded(
+      `tenant:${tenant}`,
+      `tenant ${tenant} has ${limits.tenantMaxPending} pending jobs, the most --tenant-max-queued allows; retry when one has started`,
+    );
+  }
+  return null;
 }
 
 export interface ListJobsOptions {
@@ -137,7 +162,8 @@ export interface JobStore {
    * Creates a PENDING job (leaseEpoch 0, no lease), or returns the job this tenant's request id already made
    * (created: false, the job as it is now); the same tenant + request id with a different non-null request hash is
    * requestIdReused (already_exists). A null tenant is its own namespace (''), an empty request id means none. The
-   * spec must be JSON-serializable (invalid_argument on field 'spec'). Notifies 'state' when created.
+   * spec must be JSON-serializable (invalid_argument on field 'spec'). A retry is answered before input.limits
+   * are checked; a new job over them is refused (pendingLimitBroken). Notifies 'state' when created.
    */
   createJob(input: NewJob): Promise<{ job: JobRecord; created: boolean }>;
 

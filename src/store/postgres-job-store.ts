@@ -22,6 +22,7 @@ import {
   listStates,
   notifyListeners,
   pageSizeOf,
+  pendingLimitBroken,
   requestIdReused,
   storeClosed,
   toJson,
@@ -56,6 +57,9 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const IDLE_IN_TRANSACTION_MS = 5000;
 // Claims that respect tenantMaxRunning take this advisory lock (with the tenant's hash) while they count.
 const TENANT_LOCK_CLASS = 0x6e74_636c; // "ntcl"
+// Creates with queue limits take this advisory lock while they count and insert, so that concurrent StartTunes on
+// any replica cannot all see room for one more job.
+const PENDING_LOCK_KEY = 0x6e74_7071; // "ntpq"
 
 interface JobRow {
   queue_order: number;
@@ -231,6 +235,17 @@ export class PostgresJobStore implements JobStore {
       if (requestId !== null) {
         const existing = await this.requestRow(c, tenant, requestId, requestHash);
         if (existing) return { row: existing, created: false };
+      }
+      if (input.limits) {
+        await c.query('SELECT pg_advisory_xact_lock($1)', [PENDING_LOCK_KEY]);
+        const [n] = (
+          await c.query<{ all: string; tenant: string }>(
+            `SELECT count(*) AS all, count(*) FILTER (WHERE tenant = $1) AS tenant FROM jobs WHERE state = 'PENDING'`,
+            [tenant],
+          )
+        ).rows;
+        const full = pendingLimitBroken(input.limits, tenant, { all: Number(n!.all), tenant: Number(n!.tenant) });
+        if (full) throw full;
       }
       for (let attempt = 1; attempt <= ID_ATTEMPTS; attempt++) {
         // No conflict target: the request id's unique index is on an expression; an id collision also lands here.

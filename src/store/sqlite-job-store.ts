@@ -22,6 +22,7 @@ import {
   listStates,
   notifyListeners,
   pageSizeOf,
+  pendingLimitBroken,
   requestIdReused,
   storeClosed,
   toJson,
@@ -154,6 +155,15 @@ export class SqliteJobStore implements JobStore {
       if (requestId !== null) {
         const existing = this.requestRow(tenant, requestId, requestHash);
         if (existing) return { id: existing.id, created: false };
+      }
+      if (input.limits) {
+        const count = (sql: string, ...params: unknown[]) => (this.stmt(sql).get(...params) as { n: number }).n;
+        const pending = {
+          all: count(`SELECT count(*) AS n FROM jobs WHERE state = 'PENDING'`),
+          tenant: tenant === null ? 0 : count(`SELECT count(*) AS n FROM jobs WHERE state = 'PENDING' AND tenant = ?`, tenant),
+        };
+        const full = pendingLimitBroken(input.limits, tenant, pending);
+        if (full) throw full;
       }
       for (let attempt = 1; attempt <= ID_ATTEMPTS; attempt++) {
         const id = newJobId();

@@ -37,6 +37,25 @@ describeStores(factories, (f) => {
       expect(await s.countInStates(['PENDING'])).toBe(3);
     });
 
+    it('counts queue limits in the insert, so concurrent creates on two stores never overshoot', async () => {
+      const db = await f.newDatabase();
+      const [a, b] = [await f.open(db), await f.open(db)];
+      const limits = { maxPending: 2, tenantMaxPending: 1 };
+      const tries = Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).createJob({ tenant: i < 6 ? 'acme' : 'zeta', spec: spec(), limits }));
+      const results = await Promise.allSettled(tries);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2); // one per tenant, two in all
+      const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as { kind: string }] : []));
+      expect(refused.every((e) => e.kind === 'resource_exhausted')).toBe(true);
+      expect(await a.countInStates(['PENDING'], 'acme')).toBe(1);
+      expect(await a.countInStates(['PENDING'], 'zeta')).toBe(1);
+      const full = await caught(() => a.createJob({ tenant: 'new', spec: spec(), limits }));
+      expect(full.message).toMatch(/queue is full \(2 pending jobs\)/);
+      // A retry of an accepted request is answered before the limits.
+      const kept = await a.createJob({ tenant: 'acme', requestId: 'r', spec: spec() });
+      expect(kept.created).toBe(true);
+      expect((await b.createJob({ tenant: 'acme', requestId: 'r', spec: spec(), limits })).job.id).toBe(kept.job.id);
+    });
+
     it('keeps queueOrder increasing', async () => {
       const s = await f.fresh();
       const orders: number[] = [];

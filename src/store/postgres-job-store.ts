@@ -51,6 +51,7 @@ export const NOTIFY_CHANNEL = 'narrowtune_jobs';
 // PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; a bigger event is announced without its payload.
 const MAX_NOTIFY_BYTES = 7900;
 const CONNECT_TIMEOUT_MS = 10_000;
+const QUERY_TIMEOUT_MS = 30_000;
 // Our transactions take milliseconds. A process stopped inside one (SIGSTOP, a long GC pause, a partition) would
 // hold its job's row lock, and with it claims (SKIP LOCKED passes the job over) and cancels (they wait) of that
 // job: the server ends such a session after this long, which releases the lock and rolls the writes back.
@@ -138,7 +139,7 @@ function storeError(e: unknown, where: string): unknown {
   const message = err?.message ?? String(e);
   // SQLSTATE 08: connection exceptions; 57P0x: the server shutting down or restarting; 53300: too many connections;
   // 25P03: the session sat in a transaction past IDLE_IN_TRANSACTION_MS (this process was stopped) and was ended.
-  const down = CONNECTION_ERRORS.has(code) || /^08|^57P0|^53300$|^25P03$/.test(code) || /Connection terminated|timeout exceeded when trying to connect/i.test(message);
+  const down = CONNECTION_ERRORS.has(code) || /^08|^57P0|^53300$|^25P03$/.test(code) || /Connection terminated|timeout exceeded when trying to connect|Query read timeout/i.test(message);
   // The driver's error is not kept as the cause: its client and config would carry the URL into logs.
   return down
     ? new NarrowtuneError('unavailable', `the job database ${where} is unavailable: ${message}`)
@@ -191,6 +192,9 @@ export class PostgresJobStore implements JobStore {
       // Finds a connection to a vanished host (partition) instead of waiting on it forever.
       keepAlive: true,
       idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+      // Bounds a query whose connection died unseen (a process stopped mid-query, a half-open socket): without it
+      // the call, and the pool slot it holds, could wait forever.
+      query_timeout: QUERY_TIMEOUT_MS,
     };
     const pool = new pg.Pool({ ...config, types: TYPES, max: options.poolSize ?? DEFAULT_POOL_SIZE });
     // An idle pooled connection that drops (server restart) is replaced on next use; without a listener it would crash the process.

@@ -16,7 +16,7 @@ import { lossCheck, runTorch } from './torch.js';
 import { prepare } from './workload.js';
 
 async function runNarrowtune(c: BenchConfig, policy: string, model: string, data: string, a: BenchSettings, work: string): Promise<RowResult> {
-  const base = { config: c.name, policy, trainer: 'narrowtune' as const, batch: c.batch, seq: c.seq, threads: null, device: a.device as string };
+  const base = { config: c.name, policy, trainer: 'narrowtune' as const, batch: c.batch, seq: c.seq, threads: a.ortThreads, device: a.device as string };
   const out = await mkdtemp(join(work, 'out-'));
   try {
     const events: TrainEvent[] = [];

@@ -58,7 +58,10 @@ export interface BenchSettings {
   steps: number;
   warmup: number;
   vsTorch: boolean;
+  /** PyTorch's threads (default: the number of CPUs). */
   threads: number;
+  /** onnxruntime's intra-op threads: only when --threads is given, else its own default, as `tune` has. */
+  ortThreads: number | null;
   json: string | null;
   profile: string | null;
   cacheDir: string;
@@ -91,10 +94,11 @@ export function benchTuneOptions(
   c: BenchConfig,
   policy: string,
   steps: number,
-  s: Pick<BenchSettings, 'device' | 'kernels'>,
+  s: Pick<BenchSettings, 'device' | 'kernels' | 'ortThreads'>,
 ): TuneOptions {
   return {
     ...DEFAULTS,
+    threads: s.ortThreads,
     device: s.device,
     kernels: s.kernels,
     model,

@@ -44,7 +44,8 @@ memory and the time to compile the step graph and create the onnxruntime session
   --torch-device D    ${TORCH_DEVICES.join(' | ')}: where the PyTorch baseline trains (default cpu; cuda
                       switches TF32 off so both trainers do float32 arithmetic)
   --python PATH       the python3 that runs the baseline (default \$NARROWTUNE_BENCH_PYTHON or /usr/bin/python3)
-  --threads N         PyTorch threads (default: the number of CPUs). onnxruntime uses its default
+  --threads N         threads of both trainers: onnxruntime's intra-op pool, as \`tune --threads\`, and
+                      PyTorch's. Without it PyTorch uses the number of CPUs and onnxruntime its default
                       intra-op pool (one thread per physical core), as \`narrowtune tune\` does.
   --json FILE         also write every measurement as JSON
   --profile DIR       instead of timing, profile one step of each row with onnxruntime's profiler,
@@ -107,6 +108,7 @@ function parseBenchArgs(argv: string[]): BenchSettings {
     warmup: positive('warmup', DEFAULT_WARMUP, 0),
     vsTorch: f['vs-torch'] === true,
     threads: positive('threads', cpus().length),
+    ortThreads: int(f, 'threads') === undefined ? null : positive('threads', 1),
     json: str(f, 'json') ?? null,
     profile: str(f, 'profile') ?? null,
     cacheDir: resolve(str(f, 'cache-dir') ?? join(tmpdir(), 'narrowtune-bench')),

@@ -3,7 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { NARROWTUNE_MARKER } from '../model/checkpoint.js';
 import { DEVICES } from '../runtime/session.js';
 import type { TrainEvent } from '../trainer/events.js';
-import { DEFAULT_LWF_TEMPERATURE, DEFAULTS, LORA_DEFAULTS, settingsViolations, type TuneOptions } from '../trainer/options.js';
+import { DEFAULT_LWF_TEMPERATURE, DEFAULTS, integerViolation, LIMITS, LORA_DEFAULTS, settingsViolations, type TuneOptions } from '../trainer/options.js';
 import { tuneInWorker } from '../trainer/run-in-worker.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { type Flags, int, list, num, oneOf, parseFlags, required, str } from './args.js';
@@ -141,8 +141,17 @@ function readOptions(f: Flags): Omit<TuneOptions, 'out'> {
 }
 
 export function parseTuneArgs(argv: string[]): TuneOptions & { overwrite: boolean } {
-  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, overwrite: { type: 'boolean' }, precision: { type: 'string' } });
-  return { ...optionsFromFlags(f), out: required(f, 'out'), overwrite: f.overwrite === true };
+  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, overwrite: { type: 'boolean' }, precision: { type: 'string' }, threads: { type: 'string' } });
+  // Not a training flag: a host setting, so `jobs start` does not send it (the server's own --threads applies).
+  return { ...optionsFromFlags(f), threads: threadsFlag(f), out: required(f, 'out'), overwrite: f.overwrite === true };
+}
+
+function threadsFlag(f: Flags): number | null {
+  const n = int(f, 'threads');
+  if (n === undefined) return null;
+  const v = integerViolation(n, '--threads', LIMITS.threads);
+  if (v) throw invalidArgument(v.field, v.description);
+  return n;
 }
 
 /**

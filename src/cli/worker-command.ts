@@ -45,6 +45,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     'data-dir': { type: 'string' },
     'max-concurrent-jobs': { type: 'string' },
     'lease-seconds': { type: 'string' },
+    threads: { type: 'string' },
     'tenant-max-running': { type: 'string' },
     'poll-ms': { type: 'string' },
     'health-port': { type: 'string' },
@@ -59,6 +60,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
   const url = databaseUrl(f);
   const maxConcurrentJobs = atLeast(f, 'max-concurrent-jobs', 1) ?? WORKER_DEFAULTS.maxConcurrentJobs;
   const leaseSeconds = atLeast(f, 'lease-seconds', 1);
+  const threads = atLeast(f, 'threads', 1);
   const tenantMaxRunning = atLeast(f, 'tenant-max-running', 1);
   const pollMs = atLeast(f, 'poll-ms', 10) ?? WORKER_DEFAULTS.pollMs;
   const healthPort = atLeast(f, 'health-port', 0);
@@ -73,7 +75,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     await telemetry.shutdown();
     throw e;
   });
-  const runner = new JobRunner({ store, dataDir, maxConcurrentJobs, leaseSeconds, tenantMaxRunning, pollMs, log: logger, telemetry });
+  const runner = new JobRunner({ store, dataDir, maxConcurrentJobs, leaseSeconds, threads, tenantMaxRunning, pollMs, log: logger, telemetry });
   const health = healthPort === undefined ? null : await serveHealth(healthHost, healthPort, runner.workerId, store, runner).catch(async (e: unknown) => {
     await Promise.all([store.close(), telemetry.shutdown()]);
     throw invalidArgument('--health-port', `cannot listen on ${healthHost}:${healthPort}: ${(e as Error).message}`);

@@ -29,6 +29,8 @@ export interface JobRunnerOptions {
   stopGraceSeconds?: number;
   /** How long a claim holds without a heartbeat: after a worker dies, its jobs wait this long for another (default 30). */
   leaseSeconds?: number;
+  /** onnxruntime intra-op threads of every job this process trains (default: onnxruntime's, one per physical core). */
+  threads?: number;
   /** How often an idle worker looks for claimable jobs (default 1000 ms); a job created in this process is claimed at once. */
   pollMs?: number;
   /** This process's identity in the store (default: newWorkerId()). */
@@ -211,7 +213,7 @@ export class JobRunner {
     const job = lease.job;
     const resumeFrom = resumePoint(job);
     const dir = attemptDir(this.o.dataDir, job.id, lease.epoch);
-    const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom, pruneCheckpoints: false };
+    const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom, pruneCheckpoints: false, threads: this.o.threads ?? null };
     const attrs = this.attrs(job);
     const entry: Running = {
       lease,

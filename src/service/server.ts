@@ -43,6 +43,8 @@ export interface ServerOptions {
   stopGraceSeconds?: number;
   /** A running job's lease (JobRunnerOptions.leaseSeconds). */
   leaseSeconds?: number;
+  /** onnxruntime intra-op threads per training job (JobRunnerOptions.threads). */
+  threads?: number;
   /** From initTelemetry(), which must run before this (it patches grpc-js for RPC spans). */
   telemetry?: Telemetry;
   /** RPC, job lifecycle and start/stop lines (util/log.ts); default: none. */
@@ -113,6 +115,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     tenantMaxRunning: opts.tenantMaxRunning,
     stopGraceSeconds: opts.stopGraceSeconds,
     leaseSeconds: opts.leaseSeconds,
+    threads: opts.threads,
     telemetry: opts.telemetry,
   });
   const shutdownController = new AbortController();

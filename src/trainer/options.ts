@@ -54,6 +54,8 @@ export interface TuneOptions {
    * point must outlive a trainer that goes on writing after its worker died or lost the job.
    */
   pruneCheckpoints: boolean;
+  /** onnxruntime intra-op threads for the training sessions; null: its default (one per physical core). A host setting, never part of a request. */
+  threads: number | null;
   /** JSONL scored every evalEvery steps (validation loss, token accuracy); null: none. */
   validationData: string | null;
   evalEvery: number | null; // null: about ten times per job
@@ -122,6 +124,7 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   resume: false,
   resumeFrom: null,
   pruneCheckpoints: true,
+  threads: null,
   validationData: null,
   evalEvery: null,
   probeData: null,
@@ -156,10 +159,11 @@ export const LIMITS = {
   lwfTemperature: [0, 100],
   loraRank: [1, 4096],
   loraTargets: [0, 64],
+  threads: [1, 1024],
 } as const;
 
 /** The options that are not file paths: what the service checks without a filesystem. */
-export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'validationData' | 'probeData'>;
+export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'threads' | 'validationData' | 'probeData'>;
 
 /** Which optional data files were given (whether or not they turn out readable): some settings need them. */
 export interface GivenData {
@@ -279,6 +283,8 @@ export function pathViolations(o: Pick<TuneOptions, 'model' | 'data' | 'out' | '
 /** Checks every option, paths and settings, and reports all problems at once. */
 export function validateOptions(o: TuneOptions): void {
   const v = [...pathViolations(o), ...settingsViolations(o, { validationData: o.validationData !== null, probeData: o.probeData !== null })];
+  const threads = o.threads === null ? null : integerViolation(o.threads, 'threads', LIMITS.threads);
+  if (threads) v.push(threads);
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);
   }

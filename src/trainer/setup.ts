@@ -144,7 +144,8 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
       compiling += performance.now() - t;
       return model;
     };
-    const handle = await createSessionFor(build, o.device, { ...instrument.session, lowMemory, float64: o.precision === 'float64', kernels: kernelsOf(o) });
+    const threads = o.threads === null ? {} : { intraOpThreads: o.threads };
+    const handle = await createSessionFor(build, o.device, { ...threads, ...instrument.session, lowMemory, float64: o.precision === 'float64', kernels: kernelsOf(o) });
     compileMs += compiling;
     sessionMs += performance.now() - t0 - compiling;
     return handle;
@@ -152,7 +153,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const session = (accumulate: boolean, update: boolean): Promise<SessionHandle> =>
     instrument.session || instrument.onCompile
       ? create(accumulate, update)
-      : sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision, o.kernels]), () => create(accumulate, update));
+      : sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision, o.kernels, o.threads]), () => create(accumulate, update));
   // With host updates every micro-batch runs one gradient graph; otherwise the last one also updates.
   const stepSession = await session(o.gradAccum > 1, !host);
   const accumSession = o.gradAccum > 1 ? (host ? stepSession : await session(true, false)) : null;

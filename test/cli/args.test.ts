@@ -29,6 +29,12 @@ describe('flags', () => {
     );
   });
 
+  it('takes --threads for onnxruntime, within its range', () => {
+    expect(parseTuneArgs(REQUIRED).threads).toBeNull();
+    expect(parseTuneArgs([...REQUIRED, '--threads', '2']).threads).toBe(2);
+    expect(thrown(() => parseTuneArgs([...REQUIRED, '--threads', '0']))).toBe('--threads: must be an integer in [1, 1024], got 0');
+  });
+
   it('names a missing value, and says how to pass one that starts with a dash', () => {
     expect(thrown(() => parseFlags(['--steps'], { steps: { type: 'string' } }))).toBe('--steps: takes a value');
     expect(thrown(() => parseFlags(['--include', '-mlp'], { include: { type: 'string' } }))).toBe(

@@ -149,8 +149,15 @@ describe('JobRunner scheduling', () => {
     const dir = attemptDir(DATA_DIR, id, 1);
     expect(dir).toBe(join(DATA_DIR, 'jobs', id, 'attempt-1'));
     const job = (await store.getJob(id))!;
-    expect(procs[0]!.options).toEqual({ ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom: null, pruneCheckpoints: false });
+    expect(procs[0]!.options).toEqual({ ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom: null, pruneCheckpoints: false, threads: null });
     expect(job).toMatchObject({ state: 'RUNNING', leaseOwner: 'w1', leaseEpoch: 1 });
+  });
+
+  it("gives every job this process's onnxruntime thread count, a host setting the request never carries", async () => {
+    const { runner, procs, submit } = setup({ threads: 3 });
+    await submit();
+    await runner.pump();
+    expect(procs[0]!.options.threads).toBe(3);
   });
 
   it('runs at most tenantMaxRunning jobs of one tenant; the others wait while other tenants start', async () => {

@@ -55,8 +55,8 @@ it('a job process leaves nothing of onnxruntime in its parent\'s TMPDIR', async 
   expect(await ortFiles(tmp)).toEqual([]);
 });
 
-// No positive control (telemetry on → litter): whether onnxruntime writes the file then depends on its telemetry
-// state outside the TMPDIR, and a CI run once saw none.
+// No positive control (telemetry on → litter): with telemetry on, onnxruntime wrote the file in every run here
+// but none in one CI run, so something outside the TMPDIR decides it.
 it('the CLI, which trains in a worker thread, leaves nothing either', async () => {
   const quiet = await freshTmp('cli');
   await cliTune(quiet, 'cli-out');

@@ -20,30 +20,14 @@ import { DEFAULTS, type LoraOptions, type TuneOptions } from '../../src/trainer/
 import { learningRate } from '../../src/trainer/schedule.js';
 import { tune } from '../../src/trainer/trainer.js';
 import { needs, PYTHON } from '../support/system-tools.js';
+import { EXAMPLES, EXAMPLES_JSONL, F32_HALF_ULP, referenceBatch, TOLERANCE } from './reference-data.js';
 
 const REFERENCE = new URL('./torch_lora.py', import.meta.url).pathname;
-const TOLERANCE = 1e-4;
-const F32_HALF_ULP = 2 ** -24;
-
-const EXAMPLES = [
-  { input_ids: [5, 17, 99, 3, 44, 8], labels: [-100, -100, 99, 3, 44, 8] },
-  { input_ids: [250, 1, 2, 3], labels: [250, 1, 2, 3] },
-  { input_ids: [7, 7, 7, 7, 7, 120, 121, 122, 9], labels: [-100, -100, -100, -100, -100, 120, 121, 122, 9] },
-  { input_ids: [60, 61], labels: [-100, 61] },
-];
-
-function referenceBatch() {
-  const t = Math.max(...EXAMPLES.map((e) => e.input_ids.length));
-  return {
-    input_ids: EXAMPLES.map((e) => [...e.input_ids, ...Array(t - e.input_ids.length).fill(0)]),
-    targets: EXAMPLES.map((e) => Array.from({ length: t }, (_, i) => e.labels[i + 1] ?? -100)),
-  };
-}
 
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'nt-lora-ref-'));
-  await writeFile(join(dir, 'data.jsonl'), EXAMPLES.map((e) => JSON.stringify(e)).join('\n'));
+  await writeFile(join(dir, 'data.jsonl'), EXAMPLES_JSONL);
 });
 afterAll(async () => rm(dir, { recursive: true, force: true }));
 

@@ -11,32 +11,14 @@ import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
 import { learningRate } from '../../src/trainer/schedule.js';
 import { tune } from '../../src/trainer/trainer.js';
 import { needs, PYTHON } from '../support/system-tools.js';
+import { EXAMPLES_JSONL, F32_HALF_ULP, referenceBatch, TOLERANCE } from '../reference/reference-data.js';
 
 const REFERENCE = new URL('../reference/torch_reference.py', import.meta.url).pathname;
-const TOLERANCE = 1e-4;
-const F32_HALF_ULP = 2 ** -24;
-
-/** Four pre-tokenized examples of different lengths; some labels ignored. */
-const EXAMPLES = [
-  { input_ids: [5, 17, 99, 3, 44, 8], labels: [-100, -100, 99, 3, 44, 8] },
-  { input_ids: [250, 1, 2, 3], labels: [250, 1, 2, 3] },
-  { input_ids: [7, 7, 7, 7, 7, 120, 121, 122, 9], labels: [-100, -100, -100, -100, -100, 120, 121, 122, 9] },
-  { input_ids: [60, 61], labels: [-100, 61] },
-];
-
-/** Right-padded [B][T] ids and shifted targets, as the HF loss convention defines them. */
-function referenceBatch() {
-  const t = Math.max(...EXAMPLES.map((e) => e.input_ids.length));
-  return {
-    input_ids: EXAMPLES.map((e) => [...e.input_ids, ...Array(t - e.input_ids.length).fill(0)]),
-    targets: EXAMPLES.map((e) => Array.from({ length: t }, (_, i) => e.labels[i + 1] ?? -100)),
-  };
-}
 
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'nt-ref-'));
-  await writeFile(join(dir, 'data.jsonl'), EXAMPLES.map((e) => JSON.stringify(e)).join('\n'));
+  await writeFile(join(dir, 'data.jsonl'), EXAMPLES_JSONL);
 });
 afterAll(async () => rm(dir, { recursive: true, force: true }));
 

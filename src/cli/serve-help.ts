@@ -37,8 +37,9 @@ ${DATABASE_URL_HELP}
                            one, each \`narrowtune worker\`) applies its own value: give them all the same
   --lease-seconds N        a running job's lease: renewed every N/3 s while it trains; when its process
                            dies without a word, the job waits this long before it resumes (default ${DEFAULT_LEASE_SECONDS})
-  --threads N              onnxruntime intra-op threads of each training job (default: its own, one per
-                           physical core); with several jobs at once, jobs × N at most the cores
+  --threads N              onnxruntime intra-op threads of each training job (default: onnxruntime's own
+                           pool, which on some VMs runs as one thread: set it to the cores and measure);
+                           with several jobs at once, jobs × N at most the cores
   --tenant-max-queued N    pending jobs of one tenant before its StartTune answers RESOURCE_EXHAUSTED
                            (default: no limit)
   --rate-limit-start N     StartTune calls per minute per API key, in bursts of up to N; over it the call

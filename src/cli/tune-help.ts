@@ -38,7 +38,8 @@ too small to change the model says so, and which flags to raise):
   --device D             ${DEVICES.join(' | ')} (default ${DEFAULTS.device}); auto: cuda if installed, then
                          webgpu if a GPU device node exists (never a software Vulkan), then cpu
   --precision P          float32 | float64 compute (default ${DEFAULTS.precision}; float64 for exactness checks)
-  --threads N            onnxruntime intra-op threads (default: its own, one per physical core)
+  --threads N            onnxruntime intra-op threads (default: onnxruntime's own pool, which on some VMs
+                         runs as one thread: set it to the cores and measure)
 
 Validation and drift telemetry:
   --validation-data FILE validation JSONL: loss and token accuracy every --eval-every steps

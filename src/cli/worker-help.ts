@@ -24,8 +24,9 @@ ${DATABASE_URL_HELP}
   --max-concurrent-jobs N  jobs training at once, each in its own process (default ${WORKER_DEFAULTS.maxConcurrentJobs})
   --lease-seconds N        how long a claim holds without a renewal (renewed every N/3 s): after this
                            worker dies, its jobs wait this long for another (default ${DEFAULT_LEASE_SECONDS})
-  --threads N              onnxruntime intra-op threads of each training job (default: its own, one per
-                           physical core); with several jobs at once, jobs × N at most the cores
+  --threads N              onnxruntime intra-op threads of each training job (default: onnxruntime's own
+                           pool, which on some VMs runs as one thread: set it to the cores and measure);
+                           with several jobs at once, jobs × N at most the cores
   --tenant-max-running N   jobs of one tenant training at once, counted in the store across every worker;
                            a worker skips a tenant at its limit (default: no limit; give every worker and
                            training \`serve\` the same value)

@@ -18,9 +18,9 @@ import { connect, type TestClient, waitFor } from '../service/client.js';
 import { repeatData, tempDir, TINY_QWEN2, tinyModel } from '../trainer/fixtures.js';
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
-// Long enough that a kill at step 3 lands mid-job on a loaded machine; every step checkpoints, so a resume may
-// start anywhere.
-const STEPS = 40;
+// Long enough that a kill at step 3 lands mid-job on a loaded machine (at 40 a CI run once saw the job finish
+// between two polls); every step checkpoints, so a resume may start anywhere.
+const STEPS = 80;
 const LEASE_SECONDS = 2;
 const POLL_MS = 100;
 const QUEUE = 4;
@@ -198,7 +198,7 @@ describe('scale-out on PostgreSQL', needs('postgres'), () => {
     // Replica B follows job 0 live from the start, through the kill and the resume.
     const first = jobs[0]!;
     const streamedOnB = rb.stream(first.name);
-    await waitFor(async () => (await store!.getJob(idOf(first)))!.step >= 3, 60_000);
+    await waitFor(async () => (await store!.getJob(idOf(first)))!.step >= 3, 60_000, 10);
     const holder = (await store.getJob(idOf(first)))!;
     expect(holder.state).toBe('RUNNING');
     const victim = workers.find((w) => w.pid === pidOf(holder.leaseOwner))!;

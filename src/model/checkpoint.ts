@@ -65,6 +65,9 @@ export const COMPANION_FILES: readonly string[] = [
   'tokenizer.model',
   'chat_template.jinja',
   'chat_template.json',
+  // LLaVA-style models: how images are resized and tiled, and how many tokens an image takes.
+  'preprocessor_config.json',
+  'processor_config.json',
 ];
 
 /** Error messages list at most this many names, then "and N more". */
@@ -98,7 +101,7 @@ function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
 
-async function readJsonFile(path: string): Promise<unknown> {
+export async function readJsonFile(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -120,9 +123,9 @@ function isSafeShardName(name: string): boolean {
 }
 
 /** Reads one safetensors file into `[name, tensor]` pairs: with data (loadCheckpoint) or header only (inspectCheckpoint). */
-type WeightsReader<T extends { shape: number[] }> = (path: string) => Promise<Array<[string, T]>>;
+export type WeightsReader<T extends { shape: number[] }> = (path: string) => Promise<Array<[string, T]>>;
 
-interface Weights<T> {
+export interface Weights<T> {
   tensors: Map<string, T>;
   files: string[];
 }
@@ -208,6 +211,16 @@ async function readCheckpoint<T extends { shape: number[] }>(
   if (!(await statOrNull(configPath))) throw new ModelFileError(configPath, 'file not found; a Hugging Face model directory needs one');
   const config = parseConfig(await readJsonFile(configPath), configPath);
 
+  const { weightsDesc, ...loaded } = await readModelWeights(dir, read);
+  // Tied models use embed_tokens as the head; a stored lm_head copy is stale by definition, so drop it.
+  if (config.tieWordEmbeddings) loaded.tensors.delete(LM_HEAD);
+  const problems = checkAgainstConfig(config, loaded.tensors);
+  if (problems.length > 0) throw new ModelFileError(weightsDesc, problems.join('; '));
+  return { config, tensors: loaded.tensors, files: loaded.files };
+}
+
+/** The weights of a model directory (model.safetensors or a sharded index); weightsDesc is the path to blame. */
+export async function readModelWeights<T extends { shape: number[] }>(dir: string, read: WeightsReader<T>): Promise<Weights<T> & { weightsDesc: string }> {
   const indexPath = join(dir, INDEX_FILE);
   const singlePath = join(dir, WEIGHTS_FILE);
   let loaded: Weights<T>;
@@ -224,12 +237,7 @@ async function readCheckpoint<T extends { shape: number[] }>(
       : '';
     throw new ModelFileError(dir, `no model weights: neither ${WEIGHTS_FILE} nor ${INDEX_FILE} exists${legacy}`);
   }
-
-  // Tied models use embed_tokens as the head; a stored lm_head copy is stale by definition, so drop it.
-  if (config.tieWordEmbeddings) loaded.tensors.delete(LM_HEAD);
-  const problems = checkAgainstConfig(config, loaded.tensors);
-  if (problems.length > 0) throw new ModelFileError(weightsDesc, problems.join('; '));
-  return { config, tensors: loaded.tensors, files: loaded.files };
+  return { ...loaded, weightsDesc };
 }
 
 /** A PEFT LoRA adapter directory: its config and its base model directory, which must be a plain model. */

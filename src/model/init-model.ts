@@ -79,13 +79,15 @@ function positiveInt(field: string, v: unknown): number {
   return v;
 }
 
-interface VocabInfo {
+export interface VocabInfo {
   tokenizerJson: Record<string, unknown> | null; // null: copied from vocabFrom instead of written
   tokenizerConfig: Record<string, unknown> | null;
   vocabSize: number;
   bosId: number | null;
   eosId: number | null;
   chatEndId: number | null;
+  /** The id of each special token vocabInfo was asked to ensure. */
+  specialIds: Map<string, number>;
 }
 
 /** A special token in tokenizer_config.json is either a string or an AddedToken object with `content`. */
@@ -117,32 +119,64 @@ async function readJson(path: string, optional: boolean): Promise<Record<string,
   }
 }
 
-async function vocabInfo(vocabFrom: string | undefined): Promise<VocabInfo> {
+/**
+ * The vocabulary of the built-in tokenizer or of `vocabFrom`'s, with `specialTokens` added where absent (ids after
+ * the last one); tokenizer files are returned for writing when they are built in or were extended.
+ */
+export async function vocabInfo(vocabFrom: string | undefined, specialTokens: readonly string[] = []): Promise<VocabInfo> {
   const own = vocabFrom === undefined;
   const tokPath = own ? TOKENIZER_FILE : join(vocabFrom, TOKENIZER_FILE);
-  const tokenizerJson = own ? defaultTokenizerJson() : (await readJson(tokPath, false))!;
-  const tokenizerConfig = own ? defaultTokenizerConfig() : ((await readJson(join(vocabFrom, TOKENIZER_CONFIG_FILE), true)) ?? {});
+  let tokenizerJson = own ? defaultTokenizerJson() : (await readJson(tokPath, false))!;
+  let tokenizerConfig = own ? defaultTokenizerConfig() : ((await readJson(join(vocabFrom, TOKENIZER_CONFIG_FILE), true)) ?? {});
   let tokenizer: Tokenizer;
   try {
     tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
   } catch (e) {
     throw new ModelFileError(tokPath, `cannot be loaded as a tokenizer (${(e as Error).message})`, { cause: e });
   }
+  const extended = withSpecialTokens(tokenizer, tokenizerJson, tokenizerConfig, specialTokens, tokPath);
+  if (extended) {
+    ({ tokenizerJson, tokenizerConfig } = extended);
+    tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
+  }
   const idOf = (token: string | null): number | null => (token === null ? null : (tokenizer.token_to_id(token) ?? null));
   const eosId = idOf(tokenContent(tokenizerConfig.eos_token));
   return {
-    tokenizerJson: own ? tokenizerJson : null,
-    tokenizerConfig: own ? tokenizerConfig : null,
+    tokenizerJson: own || extended ? tokenizerJson : null,
+    tokenizerConfig: own || extended ? tokenizerConfig : null,
     vocabSize: tokenizerVocabSize(tokenizerJson, tokPath),
     // Like Qwen, a tokenizer without a BOS token reports its end-of-text token as bos_token_id.
     bosId: idOf(tokenContent(tokenizerConfig.bos_token)) ?? eosId,
     eosId,
     chatEndId: own ? idOf(IM_END) : null,
+    specialIds: new Map(specialTokens.map((t) => [t, tokenizer.token_to_id(t)!])),
   };
 }
 
+/** Copies of the tokenizer files with each absent token added as a special token, as tokenizer.add_tokens does; null if none was absent. */
+function withSpecialTokens(
+  present: Tokenizer,
+  tokenizerJson: Record<string, unknown>,
+  tokenizerConfig: Record<string, unknown>,
+  tokens: readonly string[],
+  file: string,
+): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } | null {
+  const absent = tokens.filter((t) => present.token_to_id(t) === undefined);
+  if (absent.length === 0) return null;
+  let next = tokenizerVocabSize(tokenizerJson, file);
+  const added = [...((tokenizerJson.added_tokens as unknown[] | null | undefined) ?? [])];
+  const decoder = { ...((tokenizerConfig.added_tokens_decoder as Record<string, unknown> | undefined) ?? {}) };
+  for (const content of absent) {
+    const fields = { content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+    added.push({ id: next, ...fields });
+    decoder[String(next)] = fields;
+    next++;
+  }
+  return { tokenizerJson: { ...tokenizerJson, added_tokens: added }, tokenizerConfig: { ...tokenizerConfig, added_tokens_decoder: decoder } };
+}
+
 /** config.json as transformers would save it for this architecture (keys sorted, as save_pretrained does). */
-function buildRawConfig(
+export function buildRawConfig(
   o: Required<Pick<InitModelOptions, 'arch' | 'hidden' | 'layers' | 'heads' | 'kvHeads' | 'tieEmbeddings' | 'dtype'>> & {
     intermediate: number;
     headDim: number;
@@ -187,15 +221,29 @@ function buildRawConfig(
 }
 
 /** Norm weights start at 1 and biases at 0; every other (linear or embedding) weight ~ N(0, INITIALIZER_RANGE). */
-function initTensor(name: string, shape: number[], rng: Rng, dtype: Dtype): StoredTensor {
+export function initTensor(name: string, shape: number[], rng: Rng, dtype: Dtype): StoredTensor {
   const values = new Float32Array(numel(shape));
   if (name.endsWith('norm.weight')) values.fill(1);
   else if (!name.endsWith('.bias')) for (let i = 0; i < values.length; i++) values[i] = rng.normal() * INITIALIZER_RANGE;
   return { name, dtype, shape, data: fromFloat32(values, dtype) };
 }
 
-/** Writes a freshly initialised model to `opts.out` (atomically, see writeCheckpoint); same seed, same bytes. */
-export async function initModel(opts: InitModelOptions): Promise<InitModelResult> {
+/** The decoder settings of InitModelOptions, checked, with defaults applied. */
+export interface TextModelSettings {
+  arch: Arch;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  intermediate: number;
+  dtype: Dtype;
+  seed: number;
+  tieEmbeddings: boolean;
+  attentionBias: boolean;
+}
+
+export function textModelSettings(opts: InitModelOptions): TextModelSettings {
   if (!(opts.arch in ARCH_CLASS)) throw invalidArgument('arch', `unsupported architecture "${opts.arch}"; supported: llama, qwen2, qwen3`);
   const hidden = positiveInt('hidden', opts.hidden);
   const layers = positiveInt('layers', opts.layers);
@@ -216,13 +264,16 @@ export async function initModel(opts: InitModelOptions): Promise<InitModelResult
     throw invalidArgument('attentionBias', 'qwen2 always has q/k/v biases and no o bias; leave it unset');
   }
   const tieEmbeddings = opts.tieEmbeddings ?? false;
+  return { arch: opts.arch, hidden, layers, heads, kvHeads, headDim, intermediate, dtype, seed, tieEmbeddings, attentionBias: opts.attentionBias ?? false };
+}
 
+/** Writes a freshly initialised model to `opts.out` (atomically, see writeCheckpoint); same seed, same bytes. */
+export async function initModel(opts: InitModelOptions): Promise<InitModelResult> {
+  const settings = textModelSettings(opts);
+  const { seed, dtype } = settings;
   const vocab = await vocabInfo(opts.vocabFrom);
   const dir = resolve(opts.out);
-  const raw = buildRawConfig(
-    { arch: opts.arch, hidden, layers, heads, kvHeads, tieEmbeddings, dtype, intermediate, headDim, attentionBias: opts.attentionBias ?? false },
-    vocab,
-  );
+  const raw = buildRawConfig(settings, vocab);
   const config = parseConfig(raw, join(dir, CONFIG_FILE));
 
   // One RNG stream per tensor (by position) keeps each tensor's values independent of how others are generated.

@@ -37,6 +37,20 @@ export const BENCH_CONFIGS: Record<string, BenchConfig> = {
     batch: 1,
     note: 'Qwen2.5-0.5B shapes, random weights; on demand (minutes, GBs)',
   },
+  'qwen2.5-0.5b-shape-2k': {
+    name: 'qwen2.5-0.5b-shape-2k',
+    model: { arch: 'qwen2', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, tieEmbeddings: true, vocab: 151936, seed: 7 },
+    seq: 2048,
+    batch: 1,
+    note: 'the 0.5B shape at sequence 2048; on demand (minutes, GBs)',
+  },
+  'llama-3.2-1b-shape': {
+    name: 'llama-3.2-1b-shape',
+    model: { arch: 'llama', hidden: 2048, layers: 16, heads: 32, kvHeads: 8, intermediate: 8192, tieEmbeddings: true, vocab: 128256, seed: 7 },
+    seq: 512,
+    batch: 1,
+    note: 'Llama-3.2-1B shapes, random weights; on demand (minutes, GBs)',
+  },
 };
 
 export const DEFAULT_CONFIGS = ['tiny', 'medium'];

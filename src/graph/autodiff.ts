@@ -54,10 +54,10 @@ export class Tape {
   apply<K extends OpName>(op: K, inputs: (Value | undefined)[], attrs?: OpAttrs<K>): Value {
     const rule = OPS[op] as OpRule<unknown>;
     const present = inputs.filter((v): v is Value => v !== undefined);
-    const from = this.g.nodeCount;
-    const { out, saved } = rule.forward(this.g, present, attrs ?? {});
-    this.onEmit?.({ op, pass: 'forward', from, to: this.g.nodeCount });
     const needs = present.map((v, i) => this.tracked.has(v.name) && !rule.nondiff?.includes(i));
+    const from = this.g.nodeCount;
+    const { out, saved } = rule.forward(this.g, present, attrs ?? {}, needs);
+    this.onEmit?.({ op, pass: 'forward', from, to: this.g.nodeCount });
     if (needs.some(Boolean)) {
       this.tracked.add(out.name);
       this.entries.push({ op, inputs: present, out, saved: saved ?? {}, attrs: attrs ?? {}, needs });

@@ -43,6 +43,10 @@ export interface CompiledModel {
 /** Initializers at least this large go to external data; small ones stay inline. */
 export const EXTERNAL_DATA_MIN_BYTES = 64 * 1024;
 
+/** GraphBuilder.erf's float64 series: where it stops and how many terms it sums. */
+const ERF64_CLAMP = 6;
+const ERF64_TERMS = 100;
+
 export function numel(shape: Shape): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -188,6 +192,22 @@ export class GraphBuilder {
   log(x: Value): Value { return this.unary('Log', x); }
   not(x: Value): Value { return this.unary('Not', x); }
   identity(x: Value): Value { return this.unary('Identity', x); }
+  tanh(x: Value): Value { return this.unary('Tanh', x); }
+
+  /**
+   * The error function. onnxruntime's CPU Erf is float32 only, so float64 graphs (the reference checks) sum
+   * erf(x) = 2/√π · x · e^(−x²) · Σₙ (2x²)ⁿ / (1·3···(2n+1)): all terms positive, so no cancellation; with x clamped
+   * to ±6 (erf(6) rounds to 1) ERF64_TERMS terms stay within 1e-15 of Python's math.erf.
+   */
+  erf(x: Value): Value {
+    if (x.dtype !== 'float64') return this.unary('Erf', x);
+    const z = this.min(this.max(x, this.scalar(-ERF64_CLAMP, x.dtype)), this.scalar(ERF64_CLAMP, x.dtype));
+    const z2 = this.mul(z, z);
+    const one = this.scalar(1, x.dtype);
+    let s = one;
+    for (let n = ERF64_TERMS; n >= 1; n--) s = this.add(one, this.mul(this.mul(z2, s), this.scalar(2 / (2 * n + 1), x.dtype)));
+    return this.mul(this.mul(z, this.exp(this.neg(z2))), this.mul(s, this.scalar(2 / Math.sqrt(Math.PI), x.dtype)));
+  }
 
   cast(x: Value, dtype: DType): Value {
     const to = ELEM_TYPE[dtype];

@@ -30,11 +30,14 @@ export function optimizerScalars(spec: OptimizerSpec, lr: number, step: number):
   };
 }
 
+/** Global L2 norm of all gradients. */
+export function globalNorm(g: GraphBuilder, grads: Value[]): Value {
+  return g.sqrt(grads.map((gr) => g.sumSquares(gr)).reduce((acc, s) => g.add(acc, s)));
+}
+
 /** Global L2 norm of all gradients and, when clipNorm is set, the gradients scaled to at most that norm. */
 export function clipByGlobalNorm(g: GraphBuilder, grads: Value[], clipNorm: number | null): { grads: Value[]; norm: Value } {
-  const squares = grads.map((gr) => g.sumSquares(gr));
-  const total = squares.reduce((acc, s) => g.add(acc, s));
-  const norm = g.sqrt(total);
+  const norm = globalNorm(g, grads);
   if (clipNorm === null) return { grads, norm };
   const coef = g.min(g.div(g.scalar(clipNorm), g.add(norm, g.scalar(CLIP_EPS))), g.scalar(1));
   return { grads: grads.map((gr) => g.mul(gr, coef)), norm };

@@ -76,6 +76,17 @@ export function splitHeads(t: Tape, c: ModelConfig, x: Value, heads: number, b: 
   return t.apply('rope', [h, rope.cos, rope.sin]);
 }
 
+/**
+ * Above this many bytes of attention probabilities held for the backward pass (all layers together), the backward
+ * pass recomputes each layer's P from q and k instead. The 0.5B shape at sequence 2048 would hold 5.6 GB; at 512,
+ * 352 MB, which stays.
+ */
+export const ATTENTION_SAVED_MAX_BYTES = 2 ** 30;
+
+function recomputeAttention(c: ModelConfig, b: number, s: number): boolean {
+  return c.numLayers * b * c.numHeads * s * s * 4 > ATTENTION_SAVED_MAX_BYTES;
+}
+
 function attention(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: number, b: number, s: number, rope: Rope): Value {
   const p = `model.layers.${layer}.self_attn`;
   const qkvBias = c.attentionBias.qkv;
@@ -85,7 +96,7 @@ function attention(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: num
   const k = splitHeads(t, c, linear(t, x, w, `${p}.k_proj`, qkvBias), c.numKvHeads, b, s, kNorm, rope);
   let v = t.apply('reshape', [linear(t, x, w, `${p}.v_proj`, qkvBias)], { shape: [b, s, c.numKvHeads, c.headDim] });
   v = t.apply('transpose', [v], { perm: [0, 2, 1, 3] }); // [B, kvh, T, hd]
-  let y = t.apply('attention', [q, k, v]); // [B, nh, T, hd]
+  let y = t.apply('attention', [q, k, v], { recompute: recomputeAttention(c, b, s) }); // [B, nh, T, hd]
   y = t.apply('transpose', [y], { perm: [0, 2, 1, 3] }); // [B, T, nh, hd]
   y = t.apply('reshape', [y], { shape: [b * s, c.numHeads * c.headDim] }); // [N, nh·hd]
   return linear(t, y, w, `${p}.o_proj`, c.attentionBias.o); // [N, H]
@@ -122,8 +133,15 @@ export function logits(t: Tape, c: ModelConfig, w: ParamLookup, ids: Value, b: n
   return t.apply('linear', [decoder(t, c, w, ids, b, s), w(lmHeadName(c))]);
 }
 
+/**
+ * Logits held at once by the loss, in elements: 2^24 float32 is 64 MB. Qwen2.5's vocabulary at sequence 512 would
+ * otherwise hold 512 × 151,936 logits (311 MB) and as much again in log-probabilities until the backward pass.
+ */
+export const LOSS_CHUNK_ELEMENTS = 1 << 24;
+
 /** Scaled summed cross-entropy of the batch (Hugging Face causal-LM convention; see TokenBatch). */
 export function causalLmLoss(t: Tape, c: ModelConfig, w: ParamLookup, batch: TokenBatch): Value {
-  const z = logits(t, c, w, batch.ids, batch.batch, batch.seq);
-  return t.apply('cross_entropy', [z, batch.targets, batch.lossScale]);
+  const h = decoder(t, c, w, batch.ids, batch.batch, batch.seq);
+  const chunkRows = Math.max(1, Math.floor(LOSS_CHUNK_ELEMENTS / c.vocabSize));
+  return t.apply('linear_cross_entropy', [h, w(lmHeadName(c)), batch.targets, batch.lossScale], { chunkRows });
 }

@@ -87,13 +87,13 @@ export async function optimizerStep(run: TrainingRun): Promise<StepResult> {
   }
   let gradNorm: number;
   if (host) {
-    const g = trainable.map((n) => (out[IO.gradOut(n)] as ort.Tensor).data as Float32Array);
-    const { norm, coef } = clipCoefficient(g, o.clipNorm);
+    gradNorm = Number((out[IO.gradNorm] as ort.Tensor).data[0]);
+    const coef = clipCoefficient(gradNorm, o.clipNorm);
     const sc = optimizerScalars(opt, lr, step + 1);
-    trainable.forEach((n, i) =>
-      hostUpdate(opt, sc, coef, state.params.get(n) as Float32Array, g[i], state.m.get(n) as Float32Array, state.v.get(n) as Float32Array),
-    );
-    gradNorm = norm;
+    for (const n of trainable) {
+      const g = (out[IO.gradOut(n)] as ort.Tensor).data as Float32Array;
+      hostUpdate(opt, sc, coef, state.params.get(n) as Float32Array, g, state.m.get(n) as Float32Array, state.v.get(n) as Float32Array);
+    }
   } else {
     for (const n of trainable) {
       state.params.set(n, (out[IO.newParam(n)] as ort.Tensor).data as FloatArray);

@@ -37,7 +37,7 @@ export async function gradCheck(c: GradCase, seed = 7): Promise<GradCheckResult>
   const g = new GraphBuilder(c.name, 'float64', c.kernels);
   const diff = c.inputs.map((s, i) => !s.ints && !s.fixed && !rule.nondiff?.includes(i));
   const values: Value[] = c.inputs.map((s, i) => g.input(`x${i}`, s.ints ? 'int64' : 'float64', s.shape));
-  const { out, saved } = rule.forward(g, values, c.attrs ?? {});
+  const { out, saved } = rule.forward(g, values, c.attrs ?? {}, diff);
   const dOut = g.input('dout', 'float64', out.shape);
   const grads = rule.vjp(g, { inputs: values, out, saved: saved ?? {}, attrs: c.attrs ?? {}, needs: diff }, dOut);
   g.output(out, 'out');

@@ -35,10 +35,23 @@ const CASES: GradCase[] = [
   { name: 'rope', op: 'rope', inputs: [{ shape: [1, 2, 3, 4] }, { shape: [3, 4], fixed: rope.cos }, { shape: [3, 4], fixed: rope.sin }] },
   { name: 'attention, one kv head per query head', op: 'attention', inputs: [{ shape: [1, 2, 3, 4] }, { shape: [1, 2, 3, 4] }, { shape: [1, 2, 3, 4] }] },
   { name: 'attention with grouped kv heads', op: 'attention', inputs: [{ shape: [2, 4, 3, 2] }, { shape: [2, 2, 3, 2] }, { shape: [2, 2, 3, 2] }] },
+  { name: 'attention recomputed in the backward pass', op: 'attention', inputs: [{ shape: [2, 4, 3, 2] }, { shape: [2, 2, 3, 2] }, { shape: [2, 2, 3, 2] }], attrs: { recompute: true } },
   {
     name: 'cross_entropy ignores -100',
     op: 'cross_entropy',
     inputs: [{ shape: [4, 7] }, { shape: [4], ints: [2, -100, 6, 2] }, { shape: [], fixed: [0.37] }],
+  },
+  {
+    name: 'linear_cross_entropy in one chunk, head trained',
+    op: 'linear_cross_entropy',
+    inputs: [{ shape: [4, 3] }, { shape: [7, 3] }, { shape: [4], ints: [2, -100, 6, 2] }, { shape: [], fixed: [0.37] }],
+    attrs: { chunkRows: 8 },
+  },
+  {
+    name: 'linear_cross_entropy in uneven chunks',
+    op: 'linear_cross_entropy',
+    inputs: [{ shape: [5, 3] }, { shape: [6, 3] }, { shape: [5], ints: [0, 5, -100, 3, 3] }, { shape: [], fixed: [0.5] }],
+    attrs: { chunkRows: 2 },
   },
   {
     name: 'distill_kl at temperature 2 ignores -100 rows',
@@ -52,9 +65,21 @@ const CASES: GradCase[] = [
     inputs: [{ shape: [3, 5] }, { shape: [3, 5], fixed: [...Array(15).keys()].map((i) => Math.cos(i * 0.9)) }, { shape: [3], ints: [0, 4, 1] }, { shape: [], fixed: [1] }],
     attrs: { temperature: 0.5 },
   },
+  { name: 'concat of three along the middle axis', op: 'concat', inputs: [{ shape: [2, 1, 3] }, { shape: [2, 2, 3] }, { shape: [2, 1, 3] }], attrs: { axis: 1 } },
+  { name: 'slice dropping the first position', op: 'slice', inputs: [{ shape: [2, 4, 3] }], attrs: { axis: 1, start: 1, end: 4 } },
+  { name: 'slice from the middle of the last axis', op: 'slice', inputs: [{ shape: [3, 5] }], attrs: { axis: -1, start: 1, end: 3 } },
+  { name: 'layernorm over the last axis', op: 'layernorm', inputs: [{ shape: [2, 3, 6] }, { shape: [6] }, { shape: [6] }], attrs: { eps: 1e-5 } },
+  { name: 'gelu, erf form', op: 'gelu', inputs: [{ shape: [3, 5] }], attrs: { approximate: 'none' } },
+  { name: 'gelu, tanh form', op: 'gelu', inputs: [{ shape: [2, 4] }], attrs: { approximate: 'tanh' } },
+  { name: 'quick_gelu', op: 'quick_gelu', inputs: [{ shape: [2, 4] }] },
+  {
+    name: 'bidirectional_attention',
+    op: 'bidirectional_attention',
+    inputs: [{ shape: [2, 2, 3, 4] }, { shape: [2, 2, 3, 4] }, { shape: [2, 2, 3, 4] }],
+  },
 ];
 // Ops with a second lowering (GraphBuilder.kernels): the same VJP must fit that forward too.
-const PORTABLE: GradCase[] = CASES.filter((c) => c.op === 'attention' || c.op === 'cross_entropy' || c.op === 'distill_kl').map((c) => ({ ...c, name: `${c.name} (portable kernels)`, kernels: 'portable' }));
+const PORTABLE: GradCase[] = CASES.filter((c) => c.op === 'attention' || c.op === 'cross_entropy' || c.op === 'linear_cross_entropy' || c.op === 'distill_kl' || c.op === 'bidirectional_attention').map((c) => ({ ...c, name: `${c.name} (portable kernels)`, kernels: 'portable' }));
 
 describe('vector-Jacobian rules match central differences (float64)', () => {
   for (const c of [...CASES, ...PORTABLE]) {
@@ -89,7 +114,9 @@ describe('fused and portable lowerings compute the same forward (float64)', () =
     const values = c.inputs.map((s, i) => g.input(`x${i}`, s.ints ? 'int64' : 'float64', s.shape));
     const { out, saved } = OPS[c.op].forward(g, values, (c.attrs ?? {}) as never);
     g.output(out, 'out');
-    g.output(Object.values(saved!)[0], 'saved');
+    // The first saved tensor, where the rule keeps one (a recomputing rule keeps none): the VJP relies on it.
+    const first = Object.values(saved ?? {})[0];
+    g.output(first ?? out, 'saved');
     const session = await ort.InferenceSession.create(g.toModel());
     const feeds: Record<string, ort.Tensor> = {};
     c.inputs.forEach((s, i) => {
@@ -101,7 +128,7 @@ describe('fused and portable lowerings compute the same forward (float64)', () =
     return { out: r.out.data as Float64Array, saved: r.saved.data as Float64Array };
   }
 
-  for (const c of CASES.filter((x) => x.op === 'attention' || x.op === 'cross_entropy' || x.op === 'distill_kl')) {
+  for (const c of CASES.filter((x) => x.op === 'attention' || x.op === 'cross_entropy' || x.op === 'linear_cross_entropy' || x.op === 'distill_kl' || x.op === 'bidirectional_attention')) {
     it(c.name, async () => {
       const fused = await forward(c, 'fused');
       const portable = await forward(c, 'portable');

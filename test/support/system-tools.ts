@@ -32,7 +32,7 @@ interface ToolInfo {
 export const TOOLS: Record<Tool, ToolInfo> = {
   torch: {
     label: 'PyTorch (float64 reference)',
-    missing: () => fails(PYTHON, ['-c', 'import torch, numpy']),
+    missing: () => fails(PYTHON, ['-c', 'import torch, numpy, PIL']),
   },
   'python-grpc': {
     label: 'gRPC for Python and protoc (examples/python)',

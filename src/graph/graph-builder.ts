@@ -2,7 +2,7 @@
 // autodiff rules can undo broadcasts and reshapes without asking onnxruntime.
 import { encodeModel, type AttributeValue, type NodeProto, type TensorProto, TensorDataType } from './onnx-proto.js';
 
-export type DType = 'float32' | 'float64' | 'int64' | 'bool';
+export type DType = 'float32' | 'float64' | 'float16' | 'int64' | 'bool';
 export type FloatDType = 'float32' | 'float64';
 export type Shape = readonly number[];
 /**
@@ -25,6 +25,7 @@ export const OPSET = 23;
 const ELEM_TYPE: Record<DType, TensorDataType> = {
   float32: TensorDataType.FLOAT,
   float64: TensorDataType.DOUBLE,
+  float16: TensorDataType.FLOAT16,
   int64: TensorDataType.INT64,
   bool: TensorDataType.BOOL,
 };

@@ -9,9 +9,21 @@ import type { TextTokenizer } from './tokenizer.js';
 export interface Example {
   inputIds: number[];
   labels: number[];
+  /** Image-text examples (image-dataset.ts): where each image's positions are; absent for text. */
+  images?: ExampleImage[];
 }
 
-export type DatasetForm = 'prompt_completion' | 'chat' | 'tokenized';
+/** An image's place in an example: positions [start, start + count), filled with the dataset's image `image`. */
+export interface ExampleImage {
+  start: number;
+  count: number;
+  /** index into the dataset's list of distinct images */
+  image: number;
+}
+
+type TextForm = 'prompt_completion' | 'chat' | 'tokenized';
+/** llava_conversations and chat_images are image-text files (image-dataset.ts). */
+export type DatasetForm = TextForm | 'llava_conversations' | 'chat_images';
 
 export interface Dataset {
   examples: Example[];
@@ -32,7 +44,7 @@ export interface LoadDatasetOptions {
 
 export const IGNORE_INDEX = -100;
 
-const FORM_KEYS: Record<DatasetForm, string> = {
+const FORM_KEYS: Record<TextForm, string> = {
   prompt_completion: '{"prompt", "completion"}',
   chat: '{"messages": [{"role", "content"}, ...]}',
   tokenized: '{"input_ids", "labels"?}',
@@ -65,7 +77,7 @@ export async function loadDataset(file: string, tokenizer: TextTokenizer, opts: 
   const name = opts.name ?? file;
   const leading = leadingSpecialIds(tokenizer);
   const examples: Example[] = [];
-  let form: DatasetForm | null = null;
+  let form: TextForm | null = null;
   let formLine = 0;
   let truncated = 0;
   let trainTokens = 0;
@@ -155,8 +167,8 @@ export function leadingSpecialIds(tokenizer: TextTokenizer): number[] {
   return [];
 }
 
-function detectForm(obj: Record<string, unknown>, fail: (problem: string) => never): DatasetForm {
-  const present: DatasetForm[] = [];
+function detectForm(obj: Record<string, unknown>, fail: (problem: string) => never): TextForm {
+  const present: TextForm[] = [];
   if ('prompt' in obj || 'completion' in obj) present.push('prompt_completion');
   if ('messages' in obj) present.push('chat');
   if ('input_ids' in obj || 'labels' in obj) present.push('tokenized');

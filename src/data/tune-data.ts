@@ -41,7 +41,8 @@ export async function loadTuneData(files: TuneDataFiles, tokenizer: TextTokenize
   return { training: (await load('data'))!, validation: await load('validationData'), probe: await load('probeData') };
 }
 
-async function loadTuneFile(key: keyof TuneDataFiles, file: string, tokenizer: TextTokenizer, o: TuneDataOptions): Promise<Dataset> {
+/** One of the files, read as loadTuneData reads it. */
+export async function loadTuneFile(key: keyof TuneDataFiles, file: string, tokenizer: TextTokenizer, o: TuneDataOptions): Promise<Dataset> {
   const name = o.names?.[key] ?? file;
   const dataset = await loadDataset(file, tokenizer, { seqLen: o.seqLen, field: DATA_FIELDS[key], name });
   if (o.vocabSize !== undefined) checkVocab(dataset, o.vocabSize, name, DATA_FIELDS[key]);

@@ -21,9 +21,9 @@ export interface LwfLoss {
 }
 
 export function lwfLoss(t: Tape, c: ModelConfig, student: ParamLookup, teacher: ParamLookup, batch: TokenBatch, term: LwfTerm): LwfLoss {
-  const z = logits(t, c, student, batch.ids, batch.batch, batch.seq); // [N, V]
+  const z = logits(t, c, student, batch.ids, batch.batch, batch.seq, batch.image); // [N, V]
   // Every teacher weight is an initializer, so the tape records none of these ops: no gradient path exists.
-  const zTeacher = logits(t, c, teacher, batch.ids, batch.batch, batch.seq); // [N, V]
+  const zTeacher = logits(t, c, teacher, batch.ids, batch.batch, batch.seq, batch.image); // [N, V]
   const ce = t.apply('cross_entropy', [z, batch.targets, batch.lossScale]);
   const kl = t.apply('distill_kl', [z, zTeacher, batch.targets, batch.lossScale], { temperature: term.temperature });
   // T² keeps the gradient scale independent of T (Hinton et al.): at high T, dKL/dz shrinks as 1/T².

@@ -37,6 +37,8 @@ export interface TrainStepSpec {
   lwf?: LwfTerm & { teacher: ReadonlyMap<string, ParamTensor> };
   /** Low-rank adapters on frozen weights (graph/lora.ts); `trainable` then names their A and B tensors. */
   lora?: LoraLayout;
+  /** Take LLaVA image features as inputs (IO.imageEmbeds, IO.imageMask; see ImageInputs in transformer.ts). */
+  image?: boolean;
 }
 
 /** Graph input and output names; parameters keep their Hugging Face names. */
@@ -44,6 +46,10 @@ export const IO = {
   ids: 'ids',
   targets: 'targets',
   lossScale: 'loss_scale',
+  /** [N, H]: image features at image positions, zeros elsewhere. */
+  imageEmbeds: 'image_embeds',
+  /** [N, 1]: 1 at image positions. */
+  imageMask: 'image_mask',
   lr: 'lr',
   stepSize: 'step_size',
   bc2Sqrt: 'bc2_sqrt',
@@ -89,7 +95,10 @@ export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
   const plain = (name: string): Value => byName.get(name) ?? frozen(name);
   const lookup = spec.lora ? withAdapters(tape, plain, spec.lora) : plain;
 
-  const batch = { ids, targets, lossScale, batch: spec.batch, seq: spec.seq };
+  const image = spec.image
+    ? { embeds: g.input(IO.imageEmbeds, dtype, [n, spec.config.hiddenSize]), mask: g.input(IO.imageMask, dtype, [n, 1]) }
+    : undefined;
+  const batch = { ids, targets, lossScale, batch: spec.batch, seq: spec.seq, image };
   let loss: Value;
   if (spec.lwf) {
     const terms = lwfLoss(tape, spec.config, lookup, initializerLookup(g, spec.lwf.teacher, stored, dtype), batch, spec.lwf);

@@ -40,6 +40,18 @@ export interface TokenBatch {
   lossScale: Value; // [] 1 / valid targets of the whole optimizer step
   batch: number;
   seq: number;
+  /** LLaVA-style image positions, whose input embeddings are image features instead of token embeddings. */
+  image?: ImageInputs;
+}
+
+/**
+ * Image features at their positions: embeds [N, H] holds them there and zeros elsewhere; mask [N, 1] is 1 at an
+ * image position, 0 elsewhere. The decoder's input is embed(ids)·(1 − mask) + embeds, so an image position
+ * sends no gradient to the embedding table (its row is multiplied by zero) and its value is the feature exactly.
+ */
+export interface ImageInputs {
+  embeds: Value;
+  mask: Value;
 }
 
 export interface Rope {
@@ -117,9 +129,13 @@ function block(t: Tape, c: ModelConfig, w: ParamLookup, x: Value, layer: number,
 }
 
 /** Final hidden states [N, H] after the last norm. */
-export function decoder(t: Tape, c: ModelConfig, w: ParamLookup, ids: Value, b: number, s: number): Value {
+export function decoder(t: Tape, c: ModelConfig, w: ParamLookup, ids: Value, b: number, s: number, image?: ImageInputs): Value {
   const rope = ropeTables(t, c, s);
   let x = t.apply('embedding', [w('model.embed_tokens.weight'), ids]); // [N, H]
+  if (image) {
+    const keep = t.g.sub(t.g.scalar(1, image.mask.dtype), image.mask); // [N, 1]
+    x = t.apply('add', [t.apply('mul', [x, keep]), image.embeds]);
+  }
   for (let layer = 0; layer < c.numLayers; layer++) x = block(t, c, w, x, layer, b, s, rope);
   return t.apply('rmsnorm', [x, w('model.norm.weight')], { eps: c.rmsNormEps });
 }
@@ -129,8 +145,8 @@ export function lmHeadName(c: ModelConfig): string {
 }
 
 /** Logits [N, V]. */
-export function logits(t: Tape, c: ModelConfig, w: ParamLookup, ids: Value, b: number, s: number): Value {
-  return t.apply('linear', [decoder(t, c, w, ids, b, s), w(lmHeadName(c))]);
+export function logits(t: Tape, c: ModelConfig, w: ParamLookup, ids: Value, b: number, s: number, image?: ImageInputs): Value {
+  return t.apply('linear', [decoder(t, c, w, ids, b, s, image), w(lmHeadName(c))]);
 }
 
 /**
@@ -141,7 +157,7 @@ export const LOSS_CHUNK_ELEMENTS = 1 << 24;
 
 /** Scaled summed cross-entropy of the batch (Hugging Face causal-LM convention; see TokenBatch). */
 export function causalLmLoss(t: Tape, c: ModelConfig, w: ParamLookup, batch: TokenBatch): Value {
-  const h = decoder(t, c, w, batch.ids, batch.batch, batch.seq);
+  const h = decoder(t, c, w, batch.ids, batch.batch, batch.seq, batch.image);
   const chunkRows = Math.max(1, Math.floor(LOSS_CHUNK_ELEMENTS / c.vocabSize));
   return t.apply('linear_cross_entropy', [h, w(lmHeadName(c)), batch.targets, batch.lossScale], { chunkRows });
 }

@@ -7,6 +7,8 @@ import type { Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { ModelFileError, invalidArgument } from '../util/errors.js';
 import { expectedTensors, parseConfig, type ModelConfig } from './config.js';
+import type { LlavaConfig } from './llava-config.js';
+import type { LlavaLayout } from './llava-names.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterBaseDir, type AdapterConfig, type AdapterPair, mergeLora, readAdapterConfig, readAdapterHeader, readAdapterWeights } from './peft-adapter.js';
 import { readSafetensorsFile, readSafetensorsFileHeader, writeSafetensorsFile } from './safetensors-file.js';
 import type { Dtype, StoredTensor } from './safetensors.js';
@@ -18,6 +20,11 @@ export interface Checkpoint {
   tensors: Map<string, StoredTensor>;
   /** Paths of the safetensors files read. */
   files: string[];
+  /**
+   * A LLaVA-style model read by load-model.ts: `config` is its language model's, `tensors` hold the decoder under
+   * text-model names and the tower, projector and image_newline under canonical ones (llava-names.ts).
+   */
+  llava?: { config: LlavaConfig; layout: LlavaLayout };
 }
 
 /** A tensor as described by its file's header. */

@@ -2,7 +2,8 @@
 // shared with the step graph's frozen initializers), or another checkpoint of the same architecture and shapes.
 import { createHash } from 'node:crypto';
 import { paramsOf, type ParamTensor } from '../graph/params.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import { loadModel } from '../model/load-model.js';
 import { architectureDifference } from '../model/same-architecture.js';
 import { invalidArgument } from '../util/errors.js';
 import type { LwfOptions } from './options.js';
@@ -18,7 +19,7 @@ const shapesOf = (ckpt: Pick<Checkpoint, 'tensors'>) => new Map([...ckpt.tensors
 
 export async function loadTeacher(lwf: LwfOptions, base: Checkpoint, baseParams: ReadonlyMap<string, ParamTensor>): Promise<Teacher> {
   if (lwf.teacher === null) return { params: baseParams, sha256: null };
-  const ckpt = await loadCheckpoint(lwf.teacher);
+  const ckpt = await loadModel(lwf.teacher);
   const diff = architectureDifference({ config: base.config, shapes: shapesOf(base) }, { config: ckpt.config, shapes: shapesOf(ckpt) });
   if (diff) throw invalidArgument('teacher', `${lwf.teacher} ${diff}; the teacher must have the model's architecture and shapes`);
   const params = paramsOf(ckpt);

@@ -2,6 +2,7 @@
 // came out bit-for-bit identical to what went in.
 import { createHash } from 'node:crypto';
 import { relative, resolve } from 'node:path';
+import { partOf, type LlavaPart } from '../model/llava-names.js';
 import type { StoredTensor } from '../model/safetensors.js';
 
 export const RECEIPT_FILE = 'narrowtune.json';
@@ -60,6 +61,39 @@ export interface Receipt {
    * `frozen` then proves the base model's files unchanged) or merged full weights (`trainable_changed` lists the merged).
    */
   adapter?: { type: 'lora'; rank: number; alpha: number; dropout: number; targets: string[]; merged: boolean };
+  /**
+   * LLaVA-style models: sha256 over the vision tower's, the projector's and image_newline's tensors (each tensor's
+   * sha256 in name order), in the input and in the written output. `unchanged` is true only when all three agree.
+   */
+  vision?: {
+    tower: FrozenProof;
+    projector: FrozenProof;
+    image_newline: FrozenProof | null;
+    unchanged: boolean;
+    images: string;
+  };
+}
+
+/** sha256 over one part's tensors: each tensor's name and sha256, in name order; null when the part has none. */
+function partHash(tensors: ReadonlyMap<string, StoredTensor>, part: LlavaPart): string | null {
+  const names = [...tensors.keys()].filter((n) => partOf(n) === part).sort();
+  if (names.length === 0) return null;
+  const h = createHash('sha256');
+  for (const n of names) h.update(`${n}:${sha256(tensors.get(n)!)}\n`);
+  return h.digest('hex');
+}
+
+/** The receipt's record of a LLaVA model's tower, projector and image_newline, before and after. */
+export function visionHashes(before: ReadonlyMap<string, StoredTensor>, after: ReadonlyMap<string, StoredTensor>): Omit<NonNullable<Receipt['vision']>, 'images'> {
+  const proof = (part: LlavaPart): FrozenProof | null => {
+    const b = partHash(before, part);
+    return b === null ? null : { sha256_before: b, sha256_after: partHash(after, part) ?? 'missing' };
+  };
+  const tower = proof('vision')!;
+  const projector = proof('projector')!;
+  const newline = proof('newline');
+  const unchanged = [tower, projector, newline].every((p) => p === null || p.sha256_before === p.sha256_after);
+  return { tower, projector, image_newline: newline, unchanged };
 }
 
 /** Hashes `after` tensors (as read back from disk) against `before` ones. */

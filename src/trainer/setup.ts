@@ -4,17 +4,23 @@
 import { createHash } from 'node:crypto';
 import { padLength } from '../data/batches.js';
 import type { Dataset } from '../data/dataset.js';
+import { isImageTextFile, loadImageDataset, type ImageDataset } from '../data/image-dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
-import { loadTuneData } from '../data/tune-data.js';
+import { DATA_FIELDS, loadTuneData, loadTuneFile, type TuneData, type TuneDataFiles } from '../data/tune-data.js';
 import type { EmitHook } from '../graph/autodiff.js';
 import type { Kernels } from '../graph/graph-builder.js';
 import type { OptimizerSpec } from '../graph/optimizer.js';
-import { paramsOf, type ParamTensor } from '../graph/params.js';
+import { paramsOf, paramTensor, type ParamTensor } from '../graph/params.js';
 import { compileTrainStep } from '../graph/train-step.js';
-import { inspectCheckpoint, loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { resolvePolicy, type ResolvedPolicy } from '../policy/policy.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import type { LlavaConfig } from '../model/llava-config.js';
+import { partOf, toFileName } from '../model/llava-names.js';
+import { inspectModel, loadModel } from '../model/load-model.js';
+import { resolvePolicy, type PolicySpec, type ResolvedPolicy } from '../policy/policy.js';
 import { createSessionFor, SessionCache, type FloatArray, type SessionHandle, type SessionOptions } from '../runtime/session.js';
-import { NarrowtuneError } from '../util/errors.js';
+import { invalidArgument, NarrowtuneError, quote } from '../util/errors.js';
+import { compileUserRegex } from '../util/user-regex.js';
+import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash } from './image-features.js';
 import { loadTeacher, type Teacher } from './lwf-teacher.js';
 import { type LoraPlan, planLora, refuseAdapterBase } from './lora.js';
 import { createMonitors, type Monitors } from './monitors.js';
@@ -36,6 +42,19 @@ export interface Instrumentation {
   onCompile?: () => EmitHook;
 }
 
+/** A LLaVA run's images: every distinct image's features, computed once before the first step. */
+export interface ImageRun {
+  /** features[i]: [tokens, hidden] of dataset.images[i] */
+  features: FloatArray[];
+  hidden: number;
+  /** Images the vision graph ran for (identical bytes are computed once). */
+  computed: number;
+  /** What the cached features hold in memory. */
+  cacheBytes: number;
+  /** Wall time of the vision graph's compile and runs. */
+  seconds: number;
+}
+
 /** A fine-tune ready for its next step; optimizerStep (step.ts) advances `state`. */
 export interface TrainingRun {
   o: TuneOptions;
@@ -47,6 +66,8 @@ export interface TrainingRun {
   /** With adapters: trainable = their A and B tensors, frozen = every weight of the model. */
   policy: ResolvedPolicy;
   lora: LoraPlan | null;
+  /** Set when a LLaVA model trains on image-text data; the step graph then takes image features. */
+  images: ImageRun | null;
   /** Every decoder tensor in float32 (views of the checkpoint's bytes: read-only). */
   params: ReadonlyMap<string, ParamTensor>;
   /** sha256 of every tensor that must come out unchanged, including ones outside the decoder. */
@@ -96,15 +117,19 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
 
   // 1. the model's files checked (headers only), tokenizer and data (a bad line fails the job before the weights
   // are read), then the weights and the policy
-  const { config } = await inspectCheckpoint(o.model);
+  const { config, llava } = await inspectModel(o.model);
   if (o.lora && !o.mergeAdapter) await refuseAdapterBase(o.model);
+  if (llava && o.lora && !o.mergeAdapter) {
+    throw invalidArgument('model', `${o.model} is a LLaVA-style model; LoRA on it needs --merge-adapter (a PEFT adapter of its language model is not written yet)`);
+  }
   const tokenizer = await loadTokenizer(o.model);
   const files = { data: o.data, validationData: o.validationData, probeData: o.probeData };
-  const data = await loadTuneData(files, tokenizer, { seqLen: o.seqLen, vocabSize: config.vocabSize });
+  const data = llava ? await loadLlavaData(o, files, tokenizer, llava.config, config.vocabSize) : await loadTextData(o, files, tokenizer, config.vocabSize);
   const dataset = data.training;
-  const ckpt = await loadCheckpoint(o.model);
+  const ckpt = await loadModel(o.model);
   const c = ckpt.config;
   const params = paramsOf(ckpt);
+  if (llava) refuseVisionPatterns(o.policy, ckpt);
   const chosen = resolvePolicy(o.policy, [...params.keys()]);
   // With adapters the policy only chooses their targets (lora.ts): A and B train, every weight is frozen.
   const lora = o.lora ? planLora(o.lora, o.seed, params, chosen.trainable) : null;
@@ -115,6 +140,9 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const lwf = teacher && o.lwf ? { weight: o.lwf.weight, temperature: o.lwf.temperature, teacher: teacher.params } : undefined;
   // Initial A and B join the parameters by name, as trainable tensors do; every other use of `params` is keyed by decoder names.
   for (const [n, t] of lora?.init ?? []) params.set(n, t);
+  const imageData = 'images' in dataset ? (dataset as ImageDataset) : null;
+  const imageCache = llava && imageData ? await imageFeatureCache(o, llava.config, ckpt) : null;
+  const images = imageCache && imageData ? await computeImages(imageData, imageCache, c.hiddenSize) : null;
 
   // 2. plan: one padded shape for the whole run, so one compiled graph serves every step
   const seq = padLength(dataset.examples, o.seqLen);
@@ -140,7 +168,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     const build = (kernels: Kernels) => {
       const t = performance.now();
       const onEmit = instrument.onCompile?.();
-      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision, kernels, onEmit, lwf, lora: lora?.layout });
+      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision, kernels, onEmit, lwf, lora: lora?.layout, image: images !== null });
       compiling += performance.now() - t;
       return model;
     };
@@ -153,7 +181,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const session = (accumulate: boolean, update: boolean): Promise<SessionHandle> =>
     instrument.session || instrument.onCompile
       ? create(accumulate, update)
-      : sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision, o.kernels, o.threads]), () => create(accumulate, update));
+      : sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision, o.kernels, o.threads, images !== null]), () => create(accumulate, update));
   // With host updates every micro-batch runs one gradient graph; otherwise the last one also updates.
   const stepSession = await session(o.gradAccum > 1, !host);
   const accumSession = o.gradAccum > 1 ? (host ? stepSession : await session(true, false)) : null;
@@ -166,7 +194,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const hp = hyperparameters(o, schedule, seq, teacher);
   const fingerprint = createHash('sha256')
     // Adapter tensors are not in the checkpoint: they start from the seed and LoRA settings, which hp holds.
-    .update(JSON.stringify([frozenKey, policy.trainable.map((n) => (ckpt.tensors.has(n) ? sha256(ckpt.tensors.get(n)!) : null)), hp, dataset.examples]))
+    .update(JSON.stringify([frozenKey, policy.trainable.map((n) => (ckpt.tensors.has(n) ? sha256(ckpt.tensors.get(n)!) : null)), hp, dataset.examples, ...(imageData && imageCache ? [imageData.images.map((r) => imageCache.keys.get(r.path))] : [])]))
     .digest('hex');
   const baseParams = new Map<string, FloatArray>(policy.trainable.map((n) => [n, f64 ? Float64Array.from(params.get(n)!.data) : params.get(n)!.data]));
   const resumed =
@@ -194,6 +222,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     dataset,
     policy,
     lora,
+    images,
     params,
     frozenBefore,
     seq,
@@ -249,4 +278,80 @@ async function resumeFromCheckpoint(dir: string, fingerprint: string, f64: boole
   const state = await loadStepCheckpoint(dir, fingerprint, f64, base);
   if (!state) throw new NarrowtuneError('failed_precondition', `${dir} is not a complete step checkpoint of this run`, [{ field: 'resume_from', description: 'not a step checkpoint of this run' }]);
   return state;
+}
+
+async function loadTextData(o: TuneOptions, files: TuneDataFiles, tokenizer: TextTokenizer, vocabSize: number): Promise<TuneData> {
+  if (await isImageTextFile(o.data)) {
+    throw invalidArgument(DATA_FIELDS.data, `${o.data} is image-text data, but ${o.model} is a text-only model (it has no vision tower)`);
+  }
+  return loadTuneData(files, tokenizer, { seqLen: o.seqLen, vocabSize });
+}
+
+/**
+ * A LLaVA model's data: image-text training data (or text, which trains its language model as any text model),
+ * and text validation and probe files; probes are text prompts and run through the decoder alone.
+ */
+async function loadLlavaData(o: TuneOptions, files: TuneDataFiles, tokenizer: TextTokenizer, llava: LlavaConfig, vocabSize: number): Promise<TuneData> {
+  const opts = { seqLen: o.seqLen, vocabSize };
+  for (const key of ['validationData', 'probeData'] as const) {
+    const file = files[key];
+    if (file !== null && (await isImageTextFile(file))) {
+      throw invalidArgument(DATA_FIELDS[key], `${file} is image-text data; ${key === 'probeData' ? 'probes are text prompts' : 'validation with images is not supported yet'}: give a text file`);
+    }
+  }
+  const other = async (key: 'validationData' | 'probeData') => (files[key] === null ? null : loadTuneFile(key, files[key]!, tokenizer, opts));
+  if (!(await isImageTextFile(o.data))) return loadTuneData(files, tokenizer, opts);
+  const training = await loadImageDataset(o.data, tokenizer, {
+    seqLen: o.seqLen,
+    // LLaVA-NeXT's placeholder (-200) is no token: its positions hold the pad id, which the image mask hides.
+    imageTokenId: llava.imageTokenIndex >= 0 ? llava.imageTokenIndex : tokenizer.padId,
+    tokensFor: (ref) => imageTokens(llava, ref.height, ref.width),
+    field: DATA_FIELDS.data,
+  });
+  return { training, validation: await other('validationData'), probe: await other('probeData') };
+}
+
+/**
+ * The tower and projector are outside the gradient path (their features are computed once and cached), so an
+ * include pattern that names only their tensors is refused rather than matching nothing.
+ */
+function refuseVisionPatterns(spec: PolicySpec, ckpt: Checkpoint): void {
+  const layout = ckpt.llava!.layout;
+  const language = [...ckpt.tensors.keys()].filter((n) => partOf(n) === 'language');
+  const vision = [...ckpt.tensors.keys()].filter((n) => partOf(n) !== 'language').flatMap((n) => [n, toFileName(layout, n)]);
+  (spec.include ?? []).forEach((p, i) => {
+    const re = compileUserRegex(p, `policy.include[${i}]`);
+    const hit = vision.find((n) => re.test(n));
+    if (hit !== undefined && !language.some((n) => re.test(n))) {
+      throw invalidArgument(
+        `policy.include[${i}]`,
+        `${quote(p)} names vision tower or projector tensors (${hit}); tuning the tower or projector is not supported: ` +
+          'they are outside the gradient path (each image\'s features are computed once and cached); policies train the language model (model.layers.N.*)',
+      );
+    }
+  });
+}
+
+async function imageFeatureCache(o: TuneOptions, llava: LlavaConfig, ckpt: Checkpoint): Promise<ImageFeatureCache> {
+  const vision = new Map([...ckpt.tensors].filter(([n]) => partOf(n) !== 'language').map(([n, t]) => [n, paramTensor(t)]));
+  return new ImageFeatureCache({
+    llava,
+    vision,
+    weightsHash: visionWeightsHash(ckpt.tensors),
+    pre: await readPreprocessing(o.model, llava),
+    device: o.device,
+    precision: o.precision,
+    kernels: kernelsOf(o),
+    threads: o.threads,
+  });
+}
+
+async function computeImages(dataset: ImageDataset, cache: ImageFeatureCache, hidden: number): Promise<ImageRun> {
+  const t0 = performance.now();
+  try {
+    const features = await datasetImageFeatures(dataset, cache, hidden);
+    return { features, hidden, computed: cache.computed, cacheBytes: cache.bytes, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await cache.release();
+  }
 }

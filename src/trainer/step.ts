@@ -7,6 +7,7 @@ import { optimizerScalars } from '../graph/optimizer.js';
 import { IO } from '../graph/train-step.js';
 import { floatTensor, int64Tensor, type FloatArray } from '../runtime/session.js';
 import { clipCoefficient, hostUpdate } from './host-optimizer.js';
+import { imageFeeds } from './image-features.js';
 import { dropoutMasks } from './lora.js';
 import { learningRate } from './schedule.js';
 import type { TrainingRun } from './setup.js';
@@ -38,10 +39,8 @@ export async function optimizerStep(run: TrainingRun): Promise<StepResult> {
 
   const step = state.step;
   const t0 = performance.now();
-  const batches = Array.from({ length: o.gradAccum }, (_, k) => {
-    const idx = microBatchIndices(examples.length, o.batchSize, o.seed, step * o.gradAccum + k);
-    return collate(idx.map((i) => examples[i]), seq, o.batchSize, run.tokenizer.padId);
-  });
+  const picked = Array.from({ length: o.gradAccum }, (_, k) => microBatchIndices(examples.length, o.batchSize, o.seed, step * o.gradAccum + k).map((i) => examples[i]));
+  const batches = picked.map((exs) => collate(exs, seq, o.batchSize, run.tokenizer.padId));
   const valid = batches.reduce((sum, b) => sum + b.validTokens, 0);
   const lossScale = scalarTensor(1 / Math.max(1, valid));
   const lr = learningRate(run.schedule, step);
@@ -58,6 +57,10 @@ export async function optimizerStep(run: TrainingRun): Promise<StepResult> {
       [IO.targets]: int64Tensor(batches[k].targets, [o.batchSize * seq]),
       [IO.lossScale]: lossScale,
     };
+    if (run.images) {
+      const image = imageFeeds(picked[k], run.images.features, seq, o.batchSize, run.images.hidden, f64);
+      Object.assign(feeds, { [IO.imageEmbeds]: image.embeds, [IO.imageMask]: image.mask });
+    }
     if (run.lora?.layout.dropout) {
       const n = o.batchSize * seq;
       for (const [name, mask] of dropoutMasks(run.lora, run.params, n, o.seed, step * o.gradAccum + k, f64)) feeds[name] = floatTensor(mask, [n, mask.length / n]);

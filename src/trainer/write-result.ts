@@ -2,13 +2,14 @@
 // byte-for-byte from the input) and its receipt, whose frozen-tensor proof is read back from the written file.
 // A LoRA run writes a PEFT adapter, or with mergeAdapter the merged weights this way (write-adapter.ts).
 import { join, resolve } from 'node:path';
-import { writeCheckpoint, writeFileAtomic, WEIGHTS_FILE } from '../model/checkpoint.js';
+import { writeFileAtomic, WEIGHTS_FILE } from '../model/checkpoint.js';
+import { loadModel, writeModel } from '../model/load-model.js';
 import { fromFloat32, type StoredTensor } from '../model/safetensors.js';
 import { readSafetensorsFile } from '../model/safetensors-file.js';
 import type { FloatArray } from '../runtime/session.js';
 import { NarrowtuneError } from '../util/errors.js';
 import type { BudgetStop } from './events.js';
-import { inputPath, proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt } from './receipt.js';
+import { inputPath, proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, visionHashes, type Receipt } from './receipt.js';
 import type { TrainingRun } from './setup.js';
 import { adapterRecord, hasAdapter, mergedTensors, writeAdapterResult } from './write-adapter.js';
 
@@ -32,7 +33,13 @@ export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string,
     policy: { name: policy.name, include: policy.include, exclude: policy.exclude },
     trainable: policy.trainable,
     hyperparameters: run.hyperparameters,
-    data_stats: { form: dataset.form, examples: dataset.examples.length, truncated: dataset.truncated, train_tokens: dataset.trainTokens },
+    data_stats: {
+      form: dataset.form,
+      examples: dataset.examples.length,
+      truncated: dataset.truncated,
+      train_tokens: dataset.trainTokens,
+      ...(run.images ? { images: run.images.features.length, image_positions: imagePositions(run), vision_runs: run.images.computed } : {}),
+    },
     steps: run.state.history,
     frozen: {},
     frozen_unchanged: false,
@@ -51,28 +58,35 @@ export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string,
   const changed = lora ? lora.lora.layout.targets : policy.trainable;
   const merged = new Set(lora ? changed : []);
   const frozenBefore = lora ? new Map([...run.frozenBefore].filter(([n]) => !merged.has(n))) : run.frozenBefore;
-  await writeCheckpoint(out, { config: ckpt.config, tensors, copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
+  await writeModel(out, ckpt, tensors, { copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
   // The receipt written with the weights says frozen_unchanged: false until the read-back proves otherwise.
-  await verifyReceipt(out, receipt, frozenBefore, ckpt.tensors, changed);
+  const written = ckpt.llava ? (await loadModel(out)).tensors : new Map((await readSafetensorsFile(join(out, WEIGHTS_FILE))).map((t) => [t.name, t]));
+  if (ckpt.llava) receipt.vision = { ...visionHashes(ckpt.tensors, written), images: run.images ? 'features computed once per image and cached; tower and projector outside the gradient path' : 'no images in the training data' };
+  verifyReceipt(join(out, WEIGHTS_FILE), written, receipt, frozenBefore, ckpt.tensors, changed);
   await writeFileAtomic(join(out, RECEIPT_FILE), `${JSON.stringify(receipt, null, 2)}\n`);
   return { out, receipt };
 }
 
-/** Reads the written weights back from disk and fills in the proof; fails loudly if a frozen tensor moved. */
-async function verifyReceipt(
-  out: string,
+/** Fills in the proof from the weights read back from disk; fails loudly if a frozen tensor moved. */
+function verifyReceipt(
+  file: string,
+  written: ReadonlyMap<string, StoredTensor>,
   receipt: Receipt,
   frozenBefore: ReadonlyMap<string, string>,
   input: ReadonlyMap<string, StoredTensor>,
   trainable: readonly string[],
-): Promise<void> {
-  const file = join(out, WEIGHTS_FILE);
-  const written = new Map((await readSafetensorsFile(file)).map((t) => [t.name, t]));
+): void {
   receipt.frozen = proveFrozen(frozenBefore, written);
   receipt.frozen_unchanged = Object.values(receipt.frozen).every((p) => p.sha256_before === p.sha256_after);
   receipt.trainable_changed = trainable.filter((n) => sha256(written.get(n)!) !== sha256(input.get(n)!));
-  if (!receipt.frozen_unchanged) {
+  if (!receipt.frozen_unchanged || receipt.vision?.unchanged === false) {
     const moved = Object.entries(receipt.frozen).filter(([, p]) => p.sha256_before !== p.sha256_after).map(([n]) => n);
     throw new NarrowtuneError('internal', `frozen tensors changed in ${file}: ${moved.join(', ')}`);
   }
+}
+
+function imagePositions(run: TrainingRun): number {
+  let n = 0;
+  for (const ex of run.dataset.examples) for (const p of ex.images ?? []) n += p.count;
+  return n;
 }

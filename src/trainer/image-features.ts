@@ -1,0 +1,200 @@
+// LLaVA image features for training the language model: the tower and projector are frozen and outside the
+// gradient path under every language-model-only policy, so an image's features are the same in every step.
+// Each distinct image is run through the compiled vision graph once, its features cached under a key of its bytes,
+// the preprocessing and the tower's weights; the train step takes them as input embeddings at the image positions
+// (graph/transformer.ts ImageInputs), which gives exactly the end-to-end loss and gradients.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type ort from 'onnxruntime-node';
+import { imageTokenCount, parsePlacement, patchesPerSide, type Placement, type TileGeometry } from '../data/anyres.js';
+import type { Example } from '../data/dataset.js';
+import type { ImageDataset } from '../data/image-dataset.js';
+import { assembleImageFeatures } from '../data/image-features.js';
+import { decodeImage, ImageError, parsePreprocessorConfig, preprocessImage, type ImagePreprocessing } from '../data/image.js';
+import type { Kernels } from '../graph/graph-builder.js';
+import type { ParamTensor } from '../graph/params.js';
+import { compileVisionEncoder, tileTokens, VISION_IO } from '../graph/vision.js';
+import { readJsonFile } from '../model/checkpoint.js';
+import type { LlavaConfig } from '../model/llava-config.js';
+import { IMAGE_NEWLINE, partOf } from '../model/llava-names.js';
+import type { StoredTensor } from '../model/safetensors.js';
+import { createSessionFor, floatTensor, type Device, type FloatArray, type SessionHandle } from '../runtime/session.js';
+import { DataFileError, ModelFileError, quote } from '../util/errors.js';
+
+export const PREPROCESSOR_FILE = 'preprocessor_config.json';
+
+export function imagePlacement(c: LlavaConfig): Placement {
+  return parsePlacement(c.aspect, c.gridPinpoints);
+}
+
+export function imageGeometry(c: LlavaConfig): TileGeometry {
+  return { tileSize: c.vision.imageSize, patchSize: c.vision.patchSize, newline: c.hasImageNewline };
+}
+
+/** Positions an image of height × width takes in the sequence. */
+export function imageTokens(c: LlavaConfig, height: number, width: number): number {
+  const placement = imagePlacement(c);
+  // A lone tile keeps every position the tower gives (CLIP's class position under "full" too); the anyres grid is
+  // made of patch positions only.
+  if (placement.kind === 'pad') return tileTokens(c) + (c.hasImageNewline ? 1 : 0);
+  return imageTokenCount(height, width, imageGeometry(c), placement);
+}
+
+/** The checkpoint's preprocessor_config.json, checked against the tower it feeds. */
+export async function readPreprocessing(modelDir: string, c: LlavaConfig): Promise<ImagePreprocessing> {
+  const file = join(modelDir, PREPROCESSOR_FILE);
+  const pre = parsePreprocessorConfig(await readJsonFile(file), file);
+  if (pre.size !== c.vision.imageSize) throw new ModelFileError(file, `size ${pre.size} differs from the vision tower's image_size ${c.vision.imageSize}`);
+  if (imagePlacement(c).kind === 'anyres' && tileTokens(c) !== patchesPerSide(imageGeometry(c)) ** 2) {
+    throw new ModelFileError(file, 'anyres tiling with the class position kept (vision_feature_select_strategy "full" on a CLIP tower) is not supported');
+  }
+  return pre;
+}
+
+/** sha256 over the tower's, the projector's and image_newline's tensors (canonical names, sorted): the cache's weights key. */
+export function visionWeightsHash(tensors: ReadonlyMap<string, StoredTensor>): string {
+  const h = createHash('sha256');
+  for (const name of [...tensors.keys()].filter((n) => partOf(n) !== 'language').sort()) {
+    h.update(name).update('\0').update(createHash('sha256').update(tensors.get(name)!.data).digest());
+  }
+  return h.digest('hex');
+}
+
+export interface ImageFeatureSettings {
+  llava: LlavaConfig;
+  /** Tower, projector and image_newline by canonical name. */
+  vision: ReadonlyMap<string, ParamTensor>;
+  weightsHash: string;
+  pre: ImagePreprocessing;
+  device: Device;
+  precision: 'float32' | 'float64';
+  kernels?: Kernels;
+  threads: number | null;
+}
+
+/**
+ * Image features [tokens, text hidden] by image: computed with the vision graph on first request, then served from
+ * memory for any image with the same bytes, preprocessing and tower weights.
+ */
+export class ImageFeatureCache {
+  /** Images the vision graph ran for (cache misses). */
+  computed = 0;
+  /** Each path's key as last read: identifies the images a run trained on. */
+  readonly keys = new Map<string, string>();
+  private readonly entries = new Map<string, FloatArray>();
+  private session: Promise<SessionHandle> | null = null;
+  private readonly settingsKey: string;
+
+  constructor(private readonly s: ImageFeatureSettings) {
+    const c = s.llava;
+    const model = { vision: c.vision, projectorAct: c.projectorAct, featureLayer: c.featureLayer, selectStrategy: c.selectStrategy, newline: c.hasImageNewline };
+    this.settingsKey = JSON.stringify([s.pre, imagePlacement(c), model, s.precision, s.weightsHash]);
+  }
+
+  /** Bytes the cached features hold. */
+  get bytes(): number {
+    let n = 0;
+    for (const f of this.entries.values()) n += f.byteLength;
+    return n;
+  }
+
+  /** The features of the PNG or JPEG at `path`; an ImageError names it when it cannot be read or decoded. */
+  async features(path: string): Promise<FloatArray> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(path);
+    } catch (err) {
+      throw new ImageError(path, `cannot read: ${(err as Error).message}`);
+    }
+    const key = createHash('sha256').update(bytes).update('\0').update(this.settingsKey).digest('hex');
+    this.keys.set(path, key);
+    const hit = this.entries.get(key);
+    if (hit) return hit;
+    const features = await this.compute(path, bytes);
+    this.computed++;
+    this.entries.set(key, features);
+    return features;
+  }
+
+  async release(): Promise<void> {
+    const s = this.session;
+    this.session = null;
+    if (s) await (await s).session.release();
+  }
+
+  private async compute(path: string, bytes: Uint8Array): Promise<FloatArray> {
+    const { llava: c, pre } = this.s;
+    const f64 = this.s.precision === 'float64';
+    const placement = imagePlacement(c);
+    const { plan, pixels } = preprocessImage(await decodeImage(path, pre.alpha, bytes), pre, placement);
+    const { session } = await (this.session ??= this.open());
+    const S = c.vision.imageSize;
+    const tileValues = 3 * S * S;
+    const D = c.text.hiddenSize;
+    const perTile = tileTokens(c) * D;
+    const all = f64 ? new Float64Array(plan.tiles * perTile) : new Float32Array(plan.tiles * perTile);
+    // One tile per run: one compiled graph serves every image, whatever its tile count.
+    for (let k = 0; k < plan.tiles; k++) {
+      const tile = pixels.subarray(k * tileValues, (k + 1) * tileValues);
+      const out = await session.run({ [VISION_IO.pixels]: floatTensor(f64 ? Float64Array.from(tile) : tile, [1, 3, S, S]) });
+      all.set((out[VISION_IO.features] as ort.Tensor).data as FloatArray, k * perTile);
+    }
+    const nl = this.s.vision.get(IMAGE_NEWLINE);
+    const newline = nl ? (f64 ? Float64Array.from(nl.data) : nl.data) : null;
+    const tokens = imageTokens(c, plan.height, plan.width);
+    if (placement.kind === 'anyres') return assembleImageFeatures(all, D, plan, imageGeometry(c), placement, newline as typeof all | null);
+    const out = f64 ? new Float64Array(tokens * D) : new Float32Array(tokens * D);
+    out.set(all);
+    if (newline) out.set(newline, all.length);
+    return out;
+  }
+
+  private open(): Promise<SessionHandle> {
+    const { llava, vision, device, precision, kernels, threads } = this.s;
+    const build = (k: Kernels) => compileVisionEncoder({ config: llava, params: vision, tiles: 1, dtype: precision, kernels: k });
+    return createSessionFor(build, device, { float64: precision === 'float64', kernels, ...(threads === null ? {} : { intraOpThreads: threads }) });
+  }
+}
+
+/**
+ * Every distinct image of the dataset through the cache, in order: features[i] is dataset.images[i]'s. An image that
+ * cannot be read or decoded fails with its path and the data file's line that first uses it.
+ */
+export async function datasetImageFeatures(dataset: ImageDataset, cache: ImageFeatureCache, hidden: number): Promise<FloatArray[]> {
+  const out: FloatArray[] = [];
+  for (const [i, ref] of dataset.images.entries()) {
+    let f: FloatArray;
+    try {
+      f = await cache.features(ref.path);
+    } catch (err) {
+      if (!(err instanceof ImageError)) throw err;
+      const where = ref.path === ref.given ? '' : ` (${ref.path})`;
+      throw new DataFileError(dataset.source.name, dataset.imageLines[i], `image ${quote(ref.given)}${where}: ${err.problem}`, dataset.source.field);
+    }
+    out.push(f);
+  }
+  // The counts were planned from the images' headers; a decoded image of another size would misplace features.
+  for (const ex of dataset.examples) {
+    for (const p of ex.images ?? []) {
+      if (out[p.image].length !== p.count * hidden) throw new Error(`image ${dataset.images[p.image].path}: ${out[p.image].length / hidden} features for ${p.count} positions`);
+    }
+  }
+  return out;
+}
+
+/** The image inputs of one micro-batch laid out as collate lays out its tokens: [B·T, H] features and [B·T, 1] mask. */
+export function imageFeeds(examples: readonly Example[], features: readonly FloatArray[], seq: number, batchSize: number, hidden: number, f64: boolean): Record<'embeds' | 'mask', ort.Tensor> {
+  const n = batchSize * seq;
+  const embeds = f64 ? new Float64Array(n * hidden) : new Float32Array(n * hidden);
+  const mask = f64 ? new Float64Array(n) : new Float32Array(n);
+  examples.forEach((ex, b) => {
+    for (const p of ex.images ?? []) {
+      const row = b * seq + p.start;
+      // A truncated example keeps an image only whole (image-dataset.ts), so count positions fit.
+      embeds.set(features[p.image].subarray(0, p.count * hidden), row * hidden);
+      mask.fill(1, row, row + p.count);
+    }
+  });
+  return { embeds: floatTensor(embeds, [n, hidden]), mask: floatTensor(mask, [n, 1]) };
+}

@@ -23,10 +23,11 @@ DEBS=(libvulkan1 libglvnd0 libglx0 libx11-6 libx11-data libxcb1 libxau6 libxdmcp
 rm -rf "$DIR"
 mkdir -p "$DIR/app/node_modules" "$DIR/debs"
 
-# onnxruntime-node stays external because it is native; gpu.sh points the bundle at the checkout's
+# onnxruntime-node stays external because it is native, and so does sharp (only image data loads it, and the
+# benchmark has none); gpu.sh points the bundle at the checkout's
 # bench/torch_trainer.py.
 npx --no-install esbuild bench/run.ts --bundle --platform=node --format=esm --target=node20 --log-level=warning \
-  --external:onnxruntime-node --outfile="$DIR/app/bench.mjs" \
+  --external:onnxruntime-node --external:sharp --outfile="$DIR/app/bench.mjs" \
   --banner:js="import { createRequire as __ntRequire } from 'node:module'; const require = __ntRequire(import.meta.url);"
 
 # onnxruntime-node without the other platforms' binaries (288 MB in all).

@@ -51,6 +51,13 @@ export const BENCH_CONFIGS: Record<string, BenchConfig> = {
     batch: 1,
     note: 'Llama-3.2-1B shapes, random weights; on demand (minutes, GBs)',
   },
+  'qwen2.5-0.5b-shape-bf16': {
+    name: 'qwen2.5-0.5b-shape-bf16',
+    model: { arch: 'qwen2', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, tieEmbeddings: true, vocab: 151936, seed: 7, dtype: 'BF16' },
+    seq: 512,
+    batch: 1,
+    note: 'the 0.5B shape with BF16 weights, as Qwen2.5 ships them; on demand',
+  },
 };
 
 export const DEFAULT_CONFIGS = ['tiny', 'medium'];
@@ -83,6 +90,8 @@ export interface BenchSettings {
   profileThreads: number | null;
   device: Device;
   kernels: 'auto' | Kernels;
+  /** As `tune --frozen-precision`. */
+  frozenPrecision: TuneOptions['frozenPrecision'];
   torchDevice: TorchDevice;
   python: string;
   rowTimeout: number;
@@ -108,11 +117,12 @@ export function benchTuneOptions(
   c: BenchConfig,
   policy: string,
   steps: number,
-  s: Pick<BenchSettings, 'device' | 'kernels' | 'ortThreads'>,
+  s: Pick<BenchSettings, 'device' | 'kernels' | 'ortThreads' | 'frozenPrecision'>,
 ): TuneOptions {
   return {
     ...DEFAULTS,
     threads: s.ortThreads,
+    frozenPrecision: s.frozenPrecision,
     device: s.device,
     kernels: s.kernels,
     model,

@@ -35,6 +35,7 @@ memory and the time to compile the step graph and create the onnxruntime session
   --device D          ${DEVICES.join(' | ')}: where narrowtune trains (default cpu), as \`tune --device\`
   --kernels K         auto | fused | portable: how attention and cross-entropy are lowered (default auto:
                       fused onnxruntime kernels, portable MatMul/Softmax ones on WebGPU), to measure the choice
+  --frozen-precision P  float32 | checkpoint: as \`tune --frozen-precision\` (default float32)
   --steps N           measured optimizer steps per row (default ${DEFAULT_STEPS}), after --warmup
   --warmup N          untimed steps first (default ${DEFAULT_WARMUP})
   --vs-torch          also run each row, interleaved, through bench/torch_trainer.py (PyTorch, float32,
@@ -74,6 +75,7 @@ function parseBenchArgs(argv: string[]): BenchSettings {
     'profile-threads': { type: 'string' },
     device: { type: 'string' },
     kernels: { type: 'string' },
+    'frozen-precision': { type: 'string' },
     'torch-device': { type: 'string' },
     python: { type: 'string' },
     'row-timeout': { type: 'string' },
@@ -92,6 +94,8 @@ function parseBenchArgs(argv: string[]): BenchSettings {
   if (!(DEVICES as readonly string[]).includes(device)) throw invalidArgument('--device', `unknown device "${device}"; one of ${DEVICES.join(', ')}`);
   const kernels = str(f, 'kernels') ?? 'auto';
   if (!['auto', 'fused', 'portable'].includes(kernels)) throw invalidArgument('--kernels', `unknown lowering "${kernels}"; one of auto, fused, portable`);
+  const frozenPrecision = str(f, 'frozen-precision') ?? 'float32';
+  if (!['float32', 'checkpoint'].includes(frozenPrecision)) throw invalidArgument('--frozen-precision', `must be float32 or checkpoint, got "${frozenPrecision}"`);
   const torchDevice = str(f, 'torch-device') ?? 'cpu';
   if (!(TORCH_DEVICES as readonly string[]).includes(torchDevice)) {
     throw invalidArgument('--torch-device', `unknown device "${torchDevice}"; one of ${TORCH_DEVICES.join(', ')}`);
@@ -116,6 +120,7 @@ function parseBenchArgs(argv: string[]): BenchSettings {
     profileThreads: int(f, 'profile-threads') === undefined ? null : positive('profile-threads', 1),
     device: device as Device,
     kernels: kernels as BenchSettings['kernels'],
+    frozenPrecision: frozenPrecision as BenchSettings['frozenPrecision'],
     torchDevice: torchDevice as TorchDevice,
     python: str(f, 'python') ?? DEFAULT_PYTHON,
     rowTimeout: positive('row-timeout', 0, 0),

@@ -141,9 +141,15 @@ function readOptions(f: Flags): Omit<TuneOptions, 'out'> {
 }
 
 export function parseTuneArgs(argv: string[]): TuneOptions & { overwrite: boolean } {
-  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, overwrite: { type: 'boolean' }, precision: { type: 'string' }, threads: { type: 'string' } });
-  // Not a training flag: a host setting, so `jobs start` does not send it (the server's own --threads applies).
-  return { ...optionsFromFlags(f), threads: threadsFlag(f), out: required(f, 'out'), overwrite: f.overwrite === true };
+  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, overwrite: { type: 'boolean' }, precision: { type: 'string' }, threads: { type: 'string' }, 'frozen-precision': { type: 'string' } });
+  // Not training flags: host settings, so `jobs start` does not send them (the server's own --threads applies).
+  return { ...optionsFromFlags(f), threads: threadsFlag(f), frozenPrecision: frozenPrecisionFlag(f), out: required(f, 'out'), overwrite: f.overwrite === true };
+}
+
+function frozenPrecisionFlag(f: Flags): TuneOptions['frozenPrecision'] {
+  const p = typeof f['frozen-precision'] === 'string' ? f['frozen-precision'] : DEFAULTS.frozenPrecision;
+  if (p !== 'float32' && p !== 'checkpoint') throw invalidArgument('--frozen-precision', `must be float32 or checkpoint, got "${p}"`);
+  return p;
 }
 
 function threadsFlag(f: Flags): number | null {

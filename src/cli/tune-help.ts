@@ -40,6 +40,9 @@ too small to change the model says so, and which flags to raise):
   --precision P          float32 | float64 compute (default ${DEFAULTS.precision}; float64 for exactness checks)
   --threads N            onnxruntime intra-op threads (default: onnxruntime's own pool, which on some VMs
                          runs as one thread: set it to the cores and measure)
+  --frozen-precision P   float32 | checkpoint (default ${DEFAULTS.frozenPrecision}): checkpoint keeps frozen matrices
+                         a BF16/F16 checkpoint stores in that type, cast at each use: the same results with
+                         less memory, a little slower (bench/README.md)
 
 Validation and drift telemetry:
   --validation-data FILE validation JSONL: loss and token accuracy every --eval-every steps

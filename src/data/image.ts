@@ -5,7 +5,7 @@
 // way Pillow and Hugging Face's image processors do it, so the tiles are bit-identical to theirs.
 
 import { readFile, stat } from 'node:fs/promises';
-import sharp, { type OutputInfo } from 'sharp';
+import type { OutputInfo } from 'sharp';
 import { ModelFileError } from '../util/errors.js';
 import { planTiles, type Placement, type TilePlan } from './anyres.js';
 import { PIL_RESAMPLE, resizeRgb, type Resample, type RgbImage } from './resample.js';
@@ -51,6 +51,16 @@ export interface PreprocessedImage {
 }
 
 const FORMATS = new Set(['png', 'jpeg']);
+/**
+ * sharp (and libvips with it) loads on the first image, so text-only runs, and bundles that leave it out such as
+ * bench/gpu-pack.sh's, never need its native parts.
+ */
+let sharpModule: Promise<typeof import('sharp')> | null = null;
+async function loadSharp(): Promise<typeof import('sharp')['default']> {
+  sharpModule ??= import('sharp');
+  return (await sharpModule).default;
+}
+
 // sharp's own default (0x3FFF²): a guard against decompression bombs.
 const MAX_PIXELS = 0x3fff * 0x3fff;
 const CHANNELS = 3;
@@ -122,7 +132,7 @@ export async function readImageSize(path: string): Promise<{ width: number; heig
   if (bytes === 0) throw new ImageError(path, 'empty file');
   let meta: { format?: string; width?: number; height?: number };
   try {
-    meta = await sharp(path, { limitInputPixels: MAX_PIXELS }).metadata();
+    meta = await (await loadSharp())(path, { limitInputPixels: MAX_PIXELS }).metadata();
   } catch (err) {
     throw new ImageError(path, `cannot decode: ${(err as Error).message}`);
   }
@@ -143,7 +153,7 @@ export async function decodeImage(path: string, alpha: ImagePreprocessing['alpha
   let raw: { data: Buffer; info: OutputInfo };
   try {
     // ICC profiles are ignored, as PIL ignores them: the tower was trained on the stored values.
-    const image = sharp(input, { ignoreIcc: true, failOn: 'error', limitInputPixels: MAX_PIXELS });
+    const image = (await loadSharp())(input, { ignoreIcc: true, failOn: 'error', limitInputPixels: MAX_PIXELS });
     const { format } = await image.metadata();
     if (!FORMATS.has(format ?? '')) throw new ImageError(path, `a ${format ?? 'unknown'} image; only PNG and JPEG are read`);
     raw = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });

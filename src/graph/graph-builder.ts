@@ -2,7 +2,9 @@
 // autodiff rules can undo broadcasts and reshapes without asking onnxruntime.
 import { encodeModel, type AttributeValue, type NodeProto, type TensorProto, TensorDataType } from './onnx-proto.js';
 
-export type DType = 'float32' | 'float64' | 'float16' | 'int64' | 'bool';
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'bool';
+/** How a frozen weight may be stored when the checkpoint holds it in half precision (ops cast it on use). */
+export type HalfDType = 'float16' | 'bfloat16';
 export type FloatDType = 'float32' | 'float64';
 export type Shape = readonly number[];
 /**
@@ -26,9 +28,12 @@ const ELEM_TYPE: Record<DType, TensorDataType> = {
   float32: TensorDataType.FLOAT,
   float64: TensorDataType.DOUBLE,
   float16: TensorDataType.FLOAT16,
+  bfloat16: TensorDataType.BFLOAT16,
   int64: TensorDataType.INT64,
   bool: TensorDataType.BOOL,
 };
+
+const BYTES: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, bool: 1 };
 
 export type TensorData = Float32Array | Float64Array | BigInt64Array | Uint8Array;
 
@@ -107,7 +112,7 @@ export class GraphBuilder {
 
   initializer(name: string, dtype: DType, shape: Shape, data: TensorData): Value {
     const bytes = rawBytes(data);
-    const expected = numel(shape) * (dtype === 'float32' ? 4 : dtype === 'bool' ? 1 : 8);
+    const expected = numel(shape) * BYTES[dtype];
     if (bytes.byteLength !== expected) {
       throw new Error(`initializer ${name}: ${bytes.byteLength} bytes for shape [${shape}] ${dtype}`);
     }

@@ -14,6 +14,7 @@ export enum TensorDataType {
   BOOL = 9,
   FLOAT16 = 10,
   DOUBLE = 11,
+  BFLOAT16 = 16,
 }
 
 enum AttributeType {

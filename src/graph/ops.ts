@@ -121,6 +121,15 @@ function crossEntropyGrad(g: GraphBuilder, logp: Value, targets: Value, scale: V
   return g.scatterNdAdd(dsoftmax, indices, g.neg(weight));
 }
 
+/**
+ * A frozen weight stored in half precision (transformer.ts initializerLookup), cast to the graph's float type where it
+ * is used. Each use gets its own Cast, so no float32 copy outlives its consumer (sessions that hold such weights turn
+ * off onnxruntime's constant folding and common-subexpression elimination, which would merge or pre-compute them).
+ */
+function asFloat(g: GraphBuilder, x: Value): Value {
+  return x.dtype === 'float16' || x.dtype === 'bfloat16' ? g.cast(x, g.float) : x;
+}
+
 /** n rows cut into pieces of at most `chunk` rows, as even as possible. */
 function chunkSizes(n: number, chunk: number): number[] {
   const pieces = Math.max(1, Math.ceil(n / Math.max(1, chunk)));
@@ -143,9 +152,9 @@ export const OPS = {
 
   /** x [N, in] · Wᵀ + b with W stored [out, in] as Hugging Face does; Gemm's transB avoids a transposed copy. */
   linear: rule({
-    forward: (g, [x, w, b]) => ({ out: g.gemm(x, w, b ?? null, { transB: true }) }),
+    forward: (g, [x, w, b]) => ({ out: g.gemm(x, asFloat(g, w), b ?? null, { transB: true }) }),
     vjp: (g, { inputs: [x, w], needs }, dy) => [
-      needs[0] ? g.gemm(dy, w, null) : null, // dX = dY·W        [N, in]
+      needs[0] ? g.gemm(dy, asFloat(g, w), null) : null, // dX = dY·W        [N, in]
       needs[1] ? g.gemm(dy, x, null, { transA: true }) : null, // dW = dYᵀ·X [out, in]
       needs[2] ? g.reduceSum(dy, [0]) : null, // db = Σ_N dY      [out]
     ],
@@ -154,7 +163,7 @@ export const OPS = {
   /** table [V, H] gathered at ids [N] → [N, H]. */
   embedding: rule({
     nondiff: [1],
-    forward: (g, [table, ids]) => ({ out: g.gather(table, ids, 0) }),
+    forward: (g, [table, ids]) => ({ out: asFloat(g, g.gather(table, ids, 0)) }),
     vjp: (g, { inputs: [table, ids] }, dy) => {
       const indices = g.reshape(ids, [ids.shape[0], 1]);
       return [g.scatterNdAdd(g.zeros(table.shape, table.dtype), indices, dy), null];
@@ -292,10 +301,11 @@ export const OPS = {
       const dhs: Value[] = [];
       let dw: Value | null = null;
       hs.forEach((hc, i) => {
-        const { sum, logp } = crossEntropySum(g, g.gemm(hc, w, null, { transB: true }), ts[i]);
+        const wf = asFloat(g, w); // a half-precision head is cast per chunk: a float32 copy lives one chunk long
+        const { sum, logp } = crossEntropySum(g, g.gemm(hc, wf, null, { transB: true }), ts[i]);
         sums.push(sum);
         const dz = crossEntropyGrad(g, logp, ts[i], scale); // [rows, V]: the chunk's logits' gradient at dy = 1
-        if (needs?.[0] !== false) dhs.push(g.gemm(dz, w, null)); // [rows, H]
+        if (needs?.[0] !== false) dhs.push(g.gemm(dz, wf, null)); // [rows, H]
         if (needs?.[1]) {
           const part = g.gemm(dz, hc, null, { transA: true }); // [V, H]
           dw = dw ? g.add(dw, part) : part;

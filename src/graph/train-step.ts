@@ -39,6 +39,8 @@ export interface TrainStepSpec {
   lora?: LoraLayout;
   /** Take LLaVA image features as inputs (IO.imageEmbeds, IO.imageMask; see ImageInputs in transformer.ts). */
   image?: boolean;
+  /** Keep frozen matrices the checkpoint holds in BF16/F16 in that type (ops cast on use; runtime/session.ts halfWeights). */
+  halfFrozen?: boolean;
 }
 
 /** Graph input and output names; parameters keep their Hugging Face names. */
@@ -91,7 +93,7 @@ export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
   });
   const byName = new Map<string, Value>(spec.trainable.map((name, i) => [name, trainableInputs[i]]));
   const stored = new Map<ParamTensor, Value>();
-  const frozen = initializerLookup(g, spec.params, stored, dtype);
+  const frozen = initializerLookup(g, spec.params, stored, dtype, spec.halfFrozen);
   const plain = (name: string): Value => byName.get(name) ?? frozen(name);
   const lookup = spec.lora ? withAdapters(tape, plain, spec.lora) : plain;
 
@@ -101,7 +103,7 @@ export function compileTrainStep(spec: TrainStepSpec): CompiledTrainStep {
   const batch = { ids, targets, lossScale, batch: spec.batch, seq: spec.seq, image };
   let loss: Value;
   if (spec.lwf) {
-    const terms = lwfLoss(tape, spec.config, lookup, initializerLookup(g, spec.lwf.teacher, stored, dtype), batch, spec.lwf);
+    const terms = lwfLoss(tape, spec.config, lookup, initializerLookup(g, spec.lwf.teacher, stored, dtype, spec.halfFrozen), batch, spec.lwf);
     loss = terms.loss;
     g.output(terms.ce, IO.ce);
     g.output(terms.kl, IO.kl);

@@ -21,13 +21,18 @@ export function initializerLookup(
   params: ReadonlyMap<string, ParamTensor>,
   stored = new Map<ParamTensor, Value>(),
   dtype: FloatDType = 'float32',
+  half = false,
 ): ParamLookup {
   return (name) => {
     const p = params.get(name);
     if (!p) throw new Error(`the model has no tensor ${name}`);
     let v = stored.get(p);
     if (!v) {
-      v = g.initializer(name, dtype, p.shape, dtype === 'float32' ? p.data : Float64Array.from(p.data));
+      // `half`: matrices the checkpoint holds in half precision stay so; the ops that read them cast on use.
+      v =
+        half && p.half && p.shape.length === 2 && dtype === 'float32'
+          ? g.initializer(name, p.half.dtype, p.shape, p.half.bytes)
+          : g.initializer(name, dtype, p.shape, dtype === 'float32' ? p.data : Float64Array.from(p.data));
       stored.set(p, v);
     }
     return v;

@@ -213,7 +213,7 @@ export class JobRunner {
     const job = lease.job;
     const resumeFrom = resumePoint(job);
     const dir = attemptDir(this.o.dataDir, job.id, lease.epoch);
-    const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom, pruneCheckpoints: false, threads: this.o.threads ?? null };
+    const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom, pruneCheckpoints: false, threads: this.o.threads ?? null, frozenPrecision: 'float32' };
     const attrs = this.attrs(job);
     const entry: Running = {
       lease,

@@ -61,6 +61,12 @@ export interface SessionOptions {
    * a forward-only float64 SwiGLU (an LwF teacher's) would then fail to load.
    */
   float64?: boolean;
+  /**
+   * The graph stores frozen weights in half precision and casts them at each use. Constant folding would turn those
+   * casts back into float32 initializers at load, and common-subexpression elimination would share one cast between
+   * the forward and backward passes, keeping a float32 copy alive: both are turned off.
+   */
+  halfWeights?: boolean;
 }
 
 /**
@@ -84,7 +90,8 @@ async function createWith(model: ModelBytes, provider: SessionHandle['provider']
   const options: ort.InferenceSession.SessionOptions = { executionProviders, graphOptimizationLevel: 'all', enableMemPattern: false };
   // `extra` keys are flattened with dots into onnxruntime's session config entries.
   if (opts.lowMemory) options.extra = { session: { disable_prepacking: '1' } };
-  if (opts.float64) options.extra = { ...options.extra, optimization: { disable_specified_optimizers: 'QuickGeluFusion' } };
+  const disabled = [...(opts.float64 ? ['QuickGeluFusion'] : []), ...(opts.halfWeights ? ['ConstantFolding', 'CommonSubexpressionElimination'] : [])];
+  if (disabled.length > 0) options.extra = { ...options.extra, optimization: { disable_specified_optimizers: disabled.join(',') } };
   const bytes = model instanceof Uint8Array ? model : model.bytes;
   if (!(model instanceof Uint8Array) && model.externalData.length > 0) options.externalData = model.externalData;
   if (opts.profile !== undefined) Object.assign(options, { enableProfiling: true, profileFilePrefix: opts.profile });

@@ -64,7 +64,7 @@ export function decodeJobEvent(type: string, payload: unknown): JobEvent {
 /** What StartTune stores: trainer options without the paths the runner derives from the job id. */
 export interface JobSpec {
   /** Where an attempt writes and what it resumes from are the runner's to decide, per attempt. */
-  options: Omit<TuneOptions, 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'threads'>;
+  options: Omit<TuneOptions, 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'threads' | 'frozenPrecision'>;
   /** The accepted StartTuneRequest in proto3 JSON, echoed back in the job resource. */
   request: unknown;
 }

@@ -56,6 +56,12 @@ export interface TuneOptions {
   pruneCheckpoints: boolean;
   /** onnxruntime intra-op threads for the training sessions; null: its default (one per physical core). A host setting, never part of a request. */
   threads: number | null;
+  /**
+   * How frozen weight matrices are held: 'float32', or 'checkpoint' to keep those the checkpoint stores in BF16/F16
+   * in that type, cast to float32 at each use (the same arithmetic; bench/README.md measures what it saves and costs).
+   * A host setting, never part of a request.
+   */
+  frozenPrecision: 'float32' | 'checkpoint';
   /** JSONL scored every evalEvery steps (validation loss, token accuracy); null: none. */
   validationData: string | null;
   evalEvery: number | null; // null: about ten times per job
@@ -81,6 +87,11 @@ export interface TuneOptions {
   lora: LoraOptions | null;
   /** With lora: write merged full weights (W + alpha/rank·B·A) instead of a PEFT adapter. */
   mergeAdapter: boolean;
+  /**
+   * Directories images of image-text data may also lie in besides the data file's own (real paths): the service's
+   * data roots. Absent: only the data file's directory. A host setting, never part of a request.
+   */
+  imageRoots?: string[];
 }
 
 /** LoRA as PEFT defines it: y = W x + (alpha/rank)·B(A·dropout(x)) on each targeted linear layer. */
@@ -125,6 +136,7 @@ export const DEFAULTS: Omit<TuneOptions, 'model' | 'data' | 'out'> = {
   resumeFrom: null,
   pruneCheckpoints: true,
   threads: null,
+  frozenPrecision: 'float32',
   validationData: null,
   evalEvery: null,
   probeData: null,
@@ -163,7 +175,7 @@ export const LIMITS = {
 } as const;
 
 /** The options that are not file paths: what the service checks without a filesystem. */
-export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'threads' | 'validationData' | 'probeData'>;
+export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'threads' | 'frozenPrecision' | 'validationData' | 'probeData'>;
 
 /** Which optional data files were given (whether or not they turn out readable): some settings need them. */
 export interface GivenData {
@@ -285,6 +297,7 @@ export function validateOptions(o: TuneOptions): void {
   const v = [...pathViolations(o), ...settingsViolations(o, { validationData: o.validationData !== null, probeData: o.probeData !== null })];
   const threads = o.threads === null ? null : integerViolation(o.threads, 'threads', LIMITS.threads);
   if (threads) v.push(threads);
+  if (!['float32', 'checkpoint'].includes(o.frozenPrecision)) v.push({ field: 'frozen_precision', description: `must be float32 or checkpoint, got "${o.frozenPrecision}"` });
   if (v.length > 0) {
     throw new NarrowtuneError('invalid_argument', v.map((x) => `${x.field}: ${x.description}`).join('\n'), v);
   }

@@ -18,7 +18,7 @@ it('PRESET+loraR names a LoRA row; anything else is a preset or nothing', () => 
   expect(benchMethod('full')).toEqual({ preset: 'full', lora: null });
   expect(benchMethod('mlp+lora')).toBeNull();
   expect(benchMethod('everything+lora8')).toBeNull();
-  const o = benchTuneOptions('m', 'd', 'o', BENCH_CONFIGS.tiny, 'sa_proj+lora8', 3, { device: 'cpu', kernels: 'auto', ortThreads: null });
+  const o = benchTuneOptions('m', 'd', 'o', BENCH_CONFIGS.tiny, 'sa_proj+lora8', 3, { device: 'cpu', kernels: 'auto', ortThreads: null, frozenPrecision: 'float32' });
   expect([o.policy, o.lora?.rank]).toEqual([{ preset: 'sa_proj' }, 8]);
 });
 

@@ -1,7 +1,7 @@
 // Image-text training files (image-text.ts's two forms) as labeled examples for a LLaVA-style model: the chat
 // template renders the turns, and each `<image>` marker becomes as many image-token positions as the image takes
 // in the sequence (its count from the image's size alone), trained on nowhere. The images' features fill those
-// positions at train time (src/trainer/image-features.ts).
+// positions at train and evaluation time (src/eval/image-features.ts).
 //
 // Tokens are those of LLaVA's training code: the text between markers is tokenised piece by piece, as
 // tokenizer_image_token splits a prompt at "<image>"; the image positions hold `imageTokenId`.

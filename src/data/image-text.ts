@@ -110,10 +110,20 @@ export async function loadImageTextFile(file: string, opts: LoadImageTextOptions
     if (assistantMarker) fail(`${IMAGE_MARKER} in an assistant message (messages[${assistantMarker.message}]); images go in user or system turns`);
     if (!messages.some((m) => m.role === 'assistant')) fail('no assistant message (nothing to train on)');
     const images: ImageRef[] = [];
-    for (const g of given) images.push(await resolveImage(g, baseDir, allowed, fail));
+    for (const g of given) images.push(await resolveImage(g, allowed, fail));
     examples.push({ line, messages, images, markers });
   }
   return { name, field, form: form!, examples };
+}
+
+/**
+ * Resolves image paths of `file` as loadImageTextFile does (relative to its directory, inside it or a root after
+ * symlinks, no `..`), for other files that name images (evaluation sets).
+ */
+export async function imageResolver(file: string, roots: readonly string[] = []): Promise<(given: string, fail: (problem: string) => never) => Promise<ImageRef>> {
+  const baseDir = dirname(resolve(file));
+  const allowed = await Promise.all([baseDir, ...roots].map((d) => realpath(d)));
+  return (given, fail) => resolveImage(given, allowed, fail);
 }
 
 /** Decodes an example's k-th image; a failure names the image and the data file's line. */
@@ -138,7 +148,8 @@ function detectForm(obj: Record<string, unknown>, fail: (problem: string) => nev
   return llava ? 'llava' : 'messages';
 }
 
-function imageList(value: unknown, key: string, single: boolean, fail: (problem: string) => never): string[] {
+/** An `image` (a path or list, when `single`) or `images` value as a list of paths; [] when absent. */
+export function imageList(value: unknown, key: string, single: boolean, fail: (problem: string) => never): string[] {
   if (value === undefined) return [];
   const list = single && typeof value === 'string' ? [value] : value;
   if (!Array.isArray(list)) fail(`"${key}" must be ${single ? 'a path or ' : ''}a list of paths, got ${describeValue(value)}`);
@@ -201,11 +212,17 @@ function findMarkers(messages: ChatMessage[]): ImageMarker[] {
   return markers;
 }
 
-/** The image's real path, if it stays inside an allowed directory, and its size. */
-async function resolveImage(given: string, baseDir: string, allowed: string[], fail: (problem: string) => never): Promise<ImageRef> {
+/** The image's real path, if it stays inside an allowed directory (allowed[0]: the data file's), and its size. */
+async function resolveImage(given: string, allowed: string[], fail: (problem: string) => never): Promise<ImageRef> {
   if (given.includes('\0')) fail(`image ${quote(given)}: a path may not contain NUL`);
   if (given.split(/[\\/]/).includes('..')) fail(`image ${quote(given)}: ".." is not allowed in image paths`);
-  const joined = isAbsolute(given) ? given : resolve(baseDir, given);
+  // Without `..`, a relative path is inside the data file's directory as written.
+  const joined = isAbsolute(given) ? resolve(given) : resolve(allowed[0], given);
+  const within = (p: string) => allowed.some((root) => p === root || p.startsWith(root.endsWith(sep) ? root : root + sep));
+  // Checked as written before the file system is asked (as the service checks every path), so that the answer for
+  // a path outside does not tell whether a file exists there.
+  const outside = (p: string) => fail(imageProblem(given, p, `outside the allowed directories (${[...new Set(allowed)].join(', ')})`));
+  if (!within(joined)) outside(joined);
   let path: string;
   try {
     path = await realpath(joined);
@@ -213,9 +230,7 @@ async function resolveImage(given: string, baseDir: string, allowed: string[], f
     const code = (err as NodeJS.ErrnoException).code;
     return fail(imageProblem(given, joined, code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`));
   }
-  if (!allowed.some((root) => path === root || path.startsWith(root.endsWith(sep) ? root : root + sep))) {
-    fail(imageProblem(given, path, `outside the allowed directories (${allowed.join(', ')})`));
-  }
+  if (!within(path)) outside(path);
   if (!(await stat(path)).isFile()) fail(imageProblem(given, path, 'not a file'));
   try {
     return { given, path, ...(await readImageSize(path)) };

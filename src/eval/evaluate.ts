@@ -6,16 +6,23 @@
 // figures, the deltas and the drift figures of the trainer's probes, from one score graph holding both
 // parameter sets. The paper's summary follows: Δ learning / Δ forgetting = mean accuracy change over the
 // TARGET / HELD_OUT datasets.
+// On a LLaVA-style model, GENERATE and CHOICE lines may carry images (eval-data.ts); each distinct image runs the
+// vision tower once (image-features.ts's cache) and its features are the input embeddings at its positions, in the
+// score graph and the generator's prefill. Text datasets run through the decoder alone.
 import { padLength } from '../data/batches.js';
 import { loadDataset, type Example } from '../data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
 import { paramsOf, paramTensor, type ParamTensor } from '../graph/params.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import type { Checkpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
-import type { Device } from '../runtime/session.js';
+import { partOf } from '../model/llava-names.js';
+import { loadModel } from '../model/load-model.js';
+import type { Device, FloatArray } from '../runtime/session.js';
 import { type FieldViolation, invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { compileUserRegex, MAX_USER_REGEX_CHARS, type UserRegex } from '../util/user-regex.js';
-import { choiceExample, loadChoiceSet, loadGenerateSet, type ChoiceItem, type GenerateItem } from './eval-data.js';
+import { choiceExample, loadChoiceData, loadGenerateSet, type ChoiceItem, type EvalImages, type GenerateItem } from './eval-data.js';
+import type { EvalImageOptions } from './eval-images.js';
+import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash } from './image-features.js';
 import { Generator, stopIdsOf } from './generate.js';
 import { driftFigures, Scorer, type DriftFigures, type ScoreSums } from './scorer.js';
 import { compileTokenClasses, type CompiledTokenClasses, type UserTokenClass } from './token-classes.js';
@@ -44,6 +51,8 @@ export interface EvaluateOptions {
   batchSize: number;
   seqLen: number;
   device: Device;
+  /** Directories images may also lie in besides each data file's own (the service's data roots). */
+  roots?: readonly string[];
 }
 
 /** What one model answered on a GENERATE or CHOICE dataset, per example. */
@@ -76,6 +85,8 @@ export interface DatasetScore extends ModelFigures {
 
 export interface EvaluateResult {
   datasets: DatasetScore[];
+  /** With images: distinct image files over all datasets, and how many ran the vision tower (identical bytes once). */
+  images?: { files: number; visionRuns: number };
   /** Mean accuracyDelta over TARGET datasets; null without a base or without targets. */
   deltaLearning: number | null;
   /** Mean accuracyDelta over HELD_OUT datasets; null without a base or without held-out datasets. */
@@ -130,8 +141,8 @@ export function summarize(datasets: readonly Pick<DatasetScore, 'role' | 'base'>
 
 type LoadedSet =
   | { kind: 'loss'; examples: Example[] }
-  | { kind: 'generate'; examples: Example[]; items: GenerateItem[]; regex: UserRegex | null }
-  | { kind: 'choice'; items: ChoiceItem[]; correct: Example[]; others: Example[]; otherIndex: [item: number, choice: number][] };
+  | ({ kind: 'generate'; examples: Example[]; items: GenerateItem[]; regex: UserRegex | null } & EvalImages)
+  | ({ kind: 'choice'; items: ChoiceItem[]; correct: Example[]; others: Example[]; otherIndex: [item: number, choice: number][] } & EvalImages);
 
 /** Runs `fn`, adding an invalid_argument error's violations to `into` instead of throwing. */
 async function collect<T>(into: FieldViolation[], fn: () => T | Promise<T>): Promise<T | undefined> {
@@ -144,7 +155,7 @@ async function collect<T>(into: FieldViolation[], fn: () => T | Promise<T>): Pro
   }
 }
 
-async function loadSet(d: EvalDatasetOptions, i: number, tokenizer: TextTokenizer, config: ModelConfig, o: EvaluateOptions): Promise<LoadedSet> {
+async function loadSet(d: EvalDatasetOptions, i: number, tokenizer: TextTokenizer, config: ModelConfig, o: EvaluateOptions, images: EvalImageOptions | null): Promise<LoadedSet> {
   const field = `datasets[${i}].path`;
   switch (d.kind) {
     case 'loss':
@@ -154,7 +165,7 @@ async function loadSet(d: EvalDatasetOptions, i: number, tokenizer: TextTokenize
       if (!Number.isInteger(d.maxNewTokens) || d.maxNewTokens < 1 || d.maxNewTokens > MAX_NEW_TOKENS) {
         throw invalidArgument(`datasets[${i}].max_new_tokens`, `must be in [1, ${MAX_NEW_TOKENS}], got ${d.maxNewTokens}`);
       }
-      const set = await loadGenerateSet(d.path, tokenizer, { seqLen: o.seqLen, field });
+      const set = await loadGenerateSet(d.path, tokenizer, { seqLen: o.seqLen, field, images });
       const longest = Math.max(...set.items.map((it) => it.promptIds.length));
       if (longest + d.maxNewTokens > config.maxPositionEmbeddings) {
         throw invalidArgument(
@@ -162,10 +173,10 @@ async function loadSet(d: EvalDatasetOptions, i: number, tokenizer: TextTokenize
           `the longest prompt (${longest} tokens) + ${d.maxNewTokens} new tokens exceeds the model's max_position_embeddings ${config.maxPositionEmbeddings}`,
         );
       }
-      return { kind: 'generate', examples: set.examples, items: set.items, regex };
+      return { kind: 'generate', examples: set.examples, items: set.items, regex, images: set.images, imageLines: set.imageLines };
     }
     case 'choice': {
-      const items = await loadChoiceSet(d.path, tokenizer, { seqLen: o.seqLen, field });
+      const { items, ...setImages } = await loadChoiceData(d.path, tokenizer, { seqLen: o.seqLen, field, images });
       const others: Example[] = [];
       const otherIndex: [number, number][] = [];
       items.forEach((it, k) =>
@@ -175,7 +186,7 @@ async function loadSet(d: EvalDatasetOptions, i: number, tokenizer: TextTokenize
           otherIndex.push([k, c]);
         }),
       );
-      return { kind: 'choice', items, correct: items.map((it) => choiceExample(it, it.answer)), others, otherIndex };
+      return { kind: 'choice', items, correct: items.map((it) => choiceExample(it, it.answer)), others, otherIndex, ...setImages };
     }
   }
 }
@@ -193,16 +204,21 @@ export function baseParamsOf(base: Checkpoint, model: Checkpoint, current: Reado
   }));
 }
 
-/** Greedy outputs of `items`' prompts, decoded without special tokens; one compiled generator, batches of batchSize. */
-async function generateAll(ckpt: Checkpoint, tokenizer: TextTokenizer, items: GenerateItem[], maxNewTokens: number, o: EvaluateOptions): Promise<string[]> {
+/**
+ * Greedy outputs of `items`' prompts, decoded without special tokens; one compiled generator, batches of batchSize.
+ * `features` ([tokens, hidden] by ExampleImage.image) fill the prompts' image positions.
+ */
+async function generateAll(ckpt: Checkpoint, tokenizer: TextTokenizer, items: GenerateItem[], maxNewTokens: number, o: EvaluateOptions, features?: readonly FloatArray[]): Promise<string[]> {
   const B = Math.min(o.batchSize, items.length);
   const P = Math.max(...items.map((it) => it.promptIds.length));
   const stopIds = await stopIdsOf(ckpt.dir, ckpt.dir === o.model ? tokenizer : undefined);
-  const generator = await Generator.create(ckpt, B, P, maxNewTokens, o.device, { stopIds });
+  const generator = await Generator.create(ckpt, B, P, maxNewTokens, o.device, { stopIds, image: features !== undefined });
   try {
     const texts: string[] = [];
     for (let i = 0; i < items.length; i += B) {
-      const ids = await generator.generateIds(items.slice(i, i + B).map((it) => it.promptIds));
+      const batch = items.slice(i, i + B);
+      const images = features && { rows: batch.map((it) => it.images), features };
+      const ids = await generator.generateIds(batch.map((it) => it.promptIds), images);
       texts.push(...ids.map((row) => tokenizer.decode(row, { skipSpecialTokens: true })));
     }
     return texts;
@@ -240,8 +256,15 @@ function figures(lossSum: number, correct: number, positions: number, answers: A
 export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
   if (o.datasets.length === 0) throw invalidArgument('datasets', 'at least one dataset is required');
   const tokenizer = await loadTokenizer(o.model);
-  const ckpt = await loadCheckpoint(o.model);
-  const baseCkpt = o.base ? await loadCheckpoint(o.base) : null;
+  const ckpt = await loadModel(o.model);
+  const baseCkpt = o.base ? await loadModel(o.base) : null;
+  const llava = ckpt.llava?.config ?? null;
+  const imageOptions: EvalImageOptions | null = llava && {
+    // LLaVA-NeXT's placeholder (-200) is no token: its positions hold the pad id, which the image mask hides.
+    imageTokenId: llava.imageTokenIndex >= 0 ? llava.imageTokenIndex : tokenizer.padId,
+    tokensFor: (ref) => imageTokens(llava, ref.height, ref.width),
+    roots: o.roots,
+  };
   const violations: FieldViolation[] = [];
   if (baseCkpt) {
     const diff = architectureDifference(ckpt.config, baseCkpt.config);
@@ -254,19 +277,26 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
     : undefined;
   // Every dataset is read and checked before anything is compiled, and every problem is reported at once.
   const sets: (LoadedSet | undefined)[] = [];
-  for (const [i, d] of o.datasets.entries()) sets.push(await collect(violations, () => loadSet(d, i, tokenizer, ckpt.config, o)));
+  for (const [i, d] of o.datasets.entries()) sets.push(await collect(violations, () => loadSet(d, i, tokenizer, ckpt.config, o, imageOptions)));
+  const withImages = sets.some((s) => s !== undefined && s.kind !== 'loss' && s.images.length > 0);
+  if (withImages && baseCkpt && !(baseCkpt.llava && visionWeightsHash(baseCkpt.tensors) === visionWeightsHash(ckpt.tensors))) {
+    // One image's features serve both models: tuning never changes the tower or projector.
+    violations.push({ field: 'base_model', description: "the datasets have images, so the base must have the model's vision tower, projector and image_newline, byte for byte" });
+  }
   if (violations.length > 0) {
     throw new NarrowtuneError('invalid_argument', violations.map((v) => `${v.field}: ${v.description}`).join('\n'), violations);
   }
   const loaded = sets as LoadedSet[];
+  const { features, images } = withImages ? await imageFeaturesOf(ckpt, loaded, o) : { features: new Map<number, FloatArray[]>(), images: undefined };
 
   // GENERATE: greedy outputs of each model, one dataset at a time (each has its own prompt length and budget).
   const generated = new Map<number, { model: Answers; base?: Answers }>();
   for (const [i, s] of loaded.entries()) {
     if (s.kind !== 'generate') continue;
     const M = o.datasets[i].maxNewTokens;
-    const model = generateAnswers(await generateAll(ckpt, tokenizer, s.items, M, o), s.items, s.regex);
-    const base = baseCkpt ? generateAnswers(await generateAll(baseCkpt, tokenizer, s.items, M, o), s.items, s.regex) : undefined;
+    const f = features.get(i);
+    const model = generateAnswers(await generateAll(ckpt, tokenizer, s.items, M, o, f), s.items, s.regex);
+    const base = baseCkpt ? generateAnswers(await generateAll(baseCkpt, tokenizer, s.items, M, o, f), s.items, s.regex) : undefined;
     generated.set(i, { model, base });
   }
 
@@ -283,6 +313,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
       batch: o.batchSize,
       seq: padLength(all, o.seqLen),
       rowLoss: loaded.some((s) => s.kind === 'choice'),
+      image: withImages,
     },
     o.device,
   );
@@ -295,12 +326,12 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
       let baseAnswers: Answers | undefined;
       if (s.kind === 'choice') {
         // The correct rows alone make up the teacher-forced sums; the other rows only add their row losses.
-        sums = await scorer.score(s.correct, tokenizer.padId);
-        const others = await scorer.score(s.others, tokenizer.padId);
+        sums = await scorer.score(s.correct, tokenizer.padId, undefined, features.get(i));
+        const others = await scorer.score(s.others, tokenizer.padId, undefined, features.get(i));
         answers = choiceAnswers(s, sums.rowLoss!, others.rowLoss!);
         if (baseCkpt) baseAnswers = choiceAnswers(s, sums.base!.rowLoss!, others.base!.rowLoss!);
       } else {
-        sums = await scorer.score(s.examples, tokenizer.padId);
+        sums = await scorer.score(s.examples, tokenizer.padId, undefined, features.get(i));
         answers = generated.get(i)?.model;
         baseAnswers = generated.get(i)?.base;
       }
@@ -313,8 +344,37 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
       const examples = s.kind === 'loss' ? s.examples.length : s.items.length;
       datasets.push({ name: d.name, kind: d.kind, role: d.role, ...model, tokens: sums.positions, examples, base });
     }
-    return { datasets, ...summarize(datasets) };
+    return { datasets, ...summarize(datasets), ...(images ? { images } : {}) };
   } finally {
     await scorer.release();
   }
+}
+
+/**
+ * Each image dataset's features by dataset index, through one cache: an image (by its bytes) runs the tower once,
+ * whichever datasets use it. A missing or undecodable image fails with its path and the line that first uses it.
+ */
+async function imageFeaturesOf(ckpt: Checkpoint, sets: LoadedSet[], o: EvaluateOptions): Promise<{ features: Map<number, FloatArray[]>; images: { files: number; visionRuns: number } }> {
+  const llava = ckpt.llava!.config;
+  const cache = new ImageFeatureCache({
+    llava,
+    vision: new Map([...ckpt.tensors].filter(([n]) => partOf(n) !== 'language').map(([n, t]) => [n, paramTensor(t)])),
+    weightsHash: visionWeightsHash(ckpt.tensors),
+    pre: await readPreprocessing(ckpt.dir, llava),
+    device: o.device,
+    precision: 'float32',
+    threads: null,
+  });
+  const features = new Map<number, FloatArray[]>();
+  try {
+    for (const [i, s] of sets.entries()) {
+      if (s.kind === 'loss' || s.images.length === 0) continue;
+      const examples = s.kind === 'choice' ? s.correct : s.examples;
+      const source = { name: o.datasets[i].path, field: `datasets[${i}].path` };
+      features.set(i, await datasetImageFeatures({ images: s.images, imageLines: s.imageLines, examples, source }, cache, ckpt.config.hiddenSize));
+    }
+  } finally {
+    await cache.release();
+  }
+  return { features, images: { files: cache.keys.size, visionRuns: cache.computed } };
 }

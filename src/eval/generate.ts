@@ -3,13 +3,14 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import { leadingSpecialIds } from '../data/dataset.js';
+import { leadingSpecialIds, type ExampleImage } from '../data/dataset.js';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.js';
 import { cacheLength, compileGenerateStep, GEN_IO } from '../graph/generate-step.js';
 import type { Kernels } from '../graph/graph-builder.js';
 import { paramsOf } from '../graph/params.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { createSessionFor, int64Tensor, type Device } from '../runtime/session.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import { loadModel } from '../model/load-model.js';
+import { createSessionFor, floatTensor, int64Tensor, type Device, type FloatArray } from '../runtime/session.js';
 import { invalidArgument } from '../util/errors.js';
 
 export interface GenerateOptions {
@@ -33,6 +34,14 @@ export interface GeneratorOptions {
   stopIds?: readonly number[];
   /** Lowering of attention; default: what the execution provider runs best (runtime/session.ts kernelsFor). */
   kernels?: Kernels;
+  /** Prompts may hold LLaVA image positions (generateIds' `images`). */
+  image?: boolean;
+}
+
+/** Image positions of a batch's prompts: rows[b] places features[ExampleImage.image] ([tokens, hidden]) in prompt b. */
+export interface PromptImages {
+  rows: readonly (readonly ExampleImage[] | undefined)[];
+  features: readonly FloatArray[];
 }
 
 /** Left-padding filler; its value never matters (padding slots are masked out and never scored). */
@@ -88,6 +97,7 @@ export class Generator {
     readonly numLayers: number,
     readonly kvShape: readonly number[],
     readonly stopIds: ReadonlySet<number>,
+    readonly hidden: number | null,
   ) {
     this.T = cacheLength(promptLen, maxNewTokens);
   }
@@ -103,7 +113,7 @@ export class Generator {
     positiveInt('batch_size', batch);
     positiveInt('prompt_len', promptLen);
     positiveInt('max_new_tokens', maxNewTokens);
-    const ckpt = typeof source === 'string' ? await loadCheckpoint(source) : source;
+    const ckpt = typeof source === 'string' ? await loadModel(source) : source;
     const c = ckpt.config;
     const T = cacheLength(promptLen, maxNewTokens);
     if (T > c.maxPositionEmbeddings) {
@@ -114,7 +124,7 @@ export class Generator {
     }
     const params = paramsOf(ckpt);
     const stopIds = new Set(opts.stopIds ?? (await stopIdsOf(ckpt.dir)));
-    const spec = { config: c, params, batch, promptLen, maxNewTokens };
+    const spec = { config: c, params, batch, promptLen, maxNewTokens, image: opts.image };
     const prefill = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'prefill', kernels }), device, { kernels: opts.kernels });
     let decode;
     try {
@@ -123,14 +133,16 @@ export class Generator {
       await prefill.session.release();
       throw e;
     }
-    return new Generator(prefill.session, decode.session, batch, promptLen, maxNewTokens, c.numLayers, [batch, c.numKvHeads, T, c.headDim], stopIds);
+    const hidden = opts.image ? c.hiddenSize : null;
+    return new Generator(prefill.session, decode.session, batch, promptLen, maxNewTokens, c.numLayers, [batch, c.numKvHeads, T, c.headDim], stopIds, hidden);
   }
 
   /**
    * Greedy continuations of up to `batch` prompts (token ids, each 1..promptLen long): per row at most
-   * maxNewTokens ids, ending before the first stop id.
+   * maxNewTokens ids, ending before the first stop id. With a generator created with `image`, `images` fills image
+   * positions of the prompts with features (as input embeddings); generated tokens are text.
    */
-  async generateIds(promptIds: number[][]): Promise<number[][]> {
+  async generateIds(promptIds: number[][], images?: PromptImages): Promise<number[][]> {
     const { batch: B, promptLen: P, maxNewTokens: M, T } = this;
     if (promptIds.length === 0) return [];
     if (promptIds.length > B) throw invalidArgument('prompts', `${promptIds.length} prompts do not fit a batch of ${B}`);
@@ -159,11 +171,14 @@ export class Generator {
         }
       }
     }
-    let out = await this.prefill.run({
+    const prefillFeeds: Record<string, ort.Tensor> = {
       [GEN_IO.ids]: int64Tensor(ids, [B, P]),
       [GEN_IO.positions]: int64Tensor(positions, [B, P]),
       [GEN_IO.mask]: new ort.Tensor('bool', prefillMask, [B, 1, P, P]),
-    });
+    };
+    if (this.hidden !== null) Object.assign(prefillFeeds, this.imageFeeds(pads, images));
+    else if (images?.rows.some((r) => r?.length)) throw new Error('this generator was created without image inputs');
+    let out = await this.prefill.run(prefillFeeds);
 
     const generated: number[][] = Array.from({ length: B }, () => []);
     const done = lens.map((_, b) => b >= promptIds.length);
@@ -208,6 +223,22 @@ export class Generator {
   async release(): Promise<void> {
     await Promise.allSettled([this.prefill.release(), this.decode.release()]);
   }
+
+  /** [B·P, H] features at each row's image positions (shifted by its left padding) and the [B·P, 1] mask. */
+  private imageFeeds(pads: number[], images: PromptImages | undefined): Record<string, ort.Tensor> {
+    const { batch: B, promptLen: P } = this;
+    const H = this.hidden!;
+    const embeds = new Float32Array(B * P * H);
+    const mask = new Float32Array(B * P);
+    images?.rows.forEach((placed, b) => {
+      for (const p of placed ?? []) {
+        const row = b * P + pads[b] + p.start;
+        embeds.set(images.features[p.image].subarray(0, p.count * H), row * H);
+        mask.fill(1, row, row + p.count);
+      }
+    });
+    return { [GEN_IO.imageEmbeds]: floatTensor(embeds, [B * P, H]), [GEN_IO.imageMask]: floatTensor(mask, [B * P, 1]) };
+  }
 }
 
 /** Greedy completions of `prompts` (encoded as the trainer encodes a prompt), `batchSize` at a time. */
@@ -215,7 +246,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   if (!Array.isArray(opts.prompts) || opts.prompts.length === 0) throw invalidArgument('prompts', 'at least one prompt is required');
   const M = positiveInt('max_new_tokens', opts.maxNewTokens);
   const batchSize = positiveInt('batch_size', opts.batchSize);
-  const ckpt = await loadCheckpoint(opts.model);
+  const ckpt = await loadModel(opts.model);
   const tokenizer = await loadTokenizer(opts.model);
   // As the trainer builds a prompt: the tokenizer's leading special tokens (Llama's BOS), then the plain text.
   const leading = leadingSpecialIds(tokenizer);

@@ -5,6 +5,7 @@ import { collate } from '../data/batches.js';
 import type { Example } from '../data/dataset.js';
 import { compileScoreStep, SCORE_IO, type ScoreStepSpec } from '../graph/score-step.js';
 import { createSessionFor, floatTensor, int64Tensor, type Device, type FloatArray, type SessionHandle } from '../runtime/session.js';
+import { imageFeeds } from './image-features.js';
 
 export interface ScoreSums {
   positions: number;
@@ -42,8 +43,11 @@ export class Scorer {
     return new Scorer(await createSessionFor((kernels) => compileScoreStep({ ...spec, kernels }), device), spec);
   }
 
-  /** Sums over every label position of `examples`; `inputs` are the current values of input tensors. */
-  async score(examples: readonly Example[], padId: number, inputs: ReadonlyMap<string, FloatArray> = new Map()): Promise<ScoreSums> {
+  /**
+   * Sums over every label position of `examples`; `inputs` are the current values of input tensors. A graph compiled
+   * with `image` takes `imageFeatures` ([tokens, hidden] by ExampleImage.image) for examples with image positions.
+   */
+  async score(examples: readonly Example[], padId: number, inputs: ReadonlyMap<string, FloatArray> = new Map(), imageFeatures?: readonly FloatArray[]): Promise<ScoreSums> {
     const { batch, seq } = this.spec;
     const c = this.spec.classes?.count ?? 0;
     const sums: ScoreSums = { positions: 0, lossSum: 0, correct: 0, classMass: new Array(c).fill(0) };
@@ -60,6 +64,13 @@ export class Scorer {
         [SCORE_IO.ids]: int64Tensor(b.inputIds, [batch * seq]),
         [SCORE_IO.targets]: int64Tensor(b.targets, [batch * seq]),
       };
+      if (this.spec.image) {
+        const slice = examples.slice(i, i + batch);
+        if (!imageFeatures && slice.some((e) => e.images?.length)) throw new Error('examples with image positions need their image features');
+        const f = imageFeeds(slice, imageFeatures ?? [], seq, batch, this.spec.config.hiddenSize, false);
+        feeds[SCORE_IO.imageEmbeds] = f.embeds;
+        feeds[SCORE_IO.imageMask] = f.mask;
+      }
       for (const [name, data] of inputs) feeds[SCORE_IO.param(name)] = floatTensor(data, this.spec.current.params.get(name)!.shape);
       const out = await this.handle.session.run(feeds);
       const rows = Math.min(batch, examples.length - i);

@@ -1,5 +1,6 @@
 // Compiles the two forward-only graphs of batched greedy generation with a KV cache, static shapes only:
-//   prefill: the left-padded prompts [B, P] → the first new token and the caches with slots 0..P-1 written;
+//   prefill: the left-padded prompts [B, P] (optionally with image features at image positions) → the first new
+//            token and the caches with slots 0..P-1 written;
 //   decode:  one token per row [B, 1] written at cache slot `slot` (P + s at step s) → the next token.
 // Every weight is an initializer (nothing is trained). Legend: B batch, P prompt length, M max new tokens,
 // T = P + M cache slots, nh/kvh query/kv heads, hd head width, H hidden, V vocabulary.
@@ -24,6 +25,10 @@ export const GEN_IO = {
   positions: 'positions',
   /** bool [B, 1, P, P] (prefill) or [B, 1, 1, T] (decode); true where the query may attend the key slot. */
   mask: 'attn_mask',
+  /** float32 [B·P, H] (prefill with `image`): LLaVA image features at image positions, zeros elsewhere. */
+  imageEmbeds: 'image_embeds',
+  /** float32 [B·P, 1] (prefill with `image`): 1 at image positions. */
+  imageMask: 'image_mask',
   /** int64 [] (decode only): the cache slot the new token's key/value are written to. */
   slot: 'slot',
   /** float32 [B, kvh, T, hd] per layer (decode only). */
@@ -50,6 +55,11 @@ export interface GenerateStepSpec {
   logits?: boolean;
   /** Lowering of attention (default fused); runtime/session.ts picks it per provider. */
   kernels?: Kernels;
+  /**
+   * Prefill takes image features as input embeddings (GEN_IO.imageEmbeds, imageMask; see ImageInputs in
+   * transformer.ts); generated tokens are text, so decode never needs them.
+   */
+  image?: boolean;
 }
 
 /** Cache slots a generator of this prompt length and budget needs. */
@@ -135,6 +145,11 @@ export function compileGenerateStep(spec: GenerateStepSpec): CompiledModel {
 
   const eps = { eps: c.rmsNormEps };
   let x = t.apply('embedding', [w('model.embed_tokens.weight'), g.reshape(ids, [b * q])]); // [N, H]
+  if (spec.image && prefill) {
+    const embeds = g.input(GEN_IO.imageEmbeds, 'float32', [b * q, c.hiddenSize]);
+    const imageMask = g.input(GEN_IO.imageMask, 'float32', [b * q, 1]);
+    x = t.apply('add', [t.apply('mul', [x, g.sub(g.scalar(1, 'float32'), imageMask)]), embeds]);
+  }
   for (let layer = 0; layer < c.numLayers; layer++) {
     const p = `model.layers.${layer}`;
     const a = attention(t, c, w, t.apply('rmsnorm', [x, w(`${p}.input_layernorm.weight`)], eps), layer, b, q, rope, mask, write);

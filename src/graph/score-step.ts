@@ -8,7 +8,7 @@ import { Tape } from './autodiff.js';
 import { type CompiledModel, GraphBuilder, type Kernels, type Value } from './graph-builder.js';
 import type { ParamTensor } from './params.js';
 import { type LoraLayout, withAdapters } from './lora.js';
-import { initializerLookup, logits, type ParamLookup } from './transformer.js';
+import { type ImageInputs, initializerLookup, logits, type ParamLookup } from './transformer.js';
 
 export const SCORE_IO = {
   ids: 'ids',
@@ -25,6 +25,10 @@ export const SCORE_IO = {
   /** float32 [B] (with `rowLoss`): Σ_t −log p(target_t) over each row's label positions. */
   rowLoss: 'row_loss',
   baseRowLoss: 'base_row_loss',
+  /** float32 [N, H] (with `image`): LLaVA image features at image positions, zeros elsewhere; both models read them. */
+  imageEmbeds: 'image_embeds',
+  /** float32 [N, 1] (with `image`): 1 at image positions. */
+  imageMask: 'image_mask',
   /** Trainable tensors fed as inputs are named as in the model, prefixed so they cannot clash. */
   param: (name: string) => `param/${name}`,
 };
@@ -50,6 +54,8 @@ export interface ScoreStepSpec {
   rowLoss?: boolean;
   /** Lowering of attention and the loss (default fused); runtime/session.ts picks it per provider. */
   kernels?: Kernels;
+  /** Take LLaVA image features as input embeddings (SCORE_IO.imageEmbeds, imageMask; ImageInputs in transformer.ts). */
+  image?: boolean;
 }
 
 export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
@@ -59,6 +65,9 @@ export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
   const v = spec.config.vocabSize;
   const ids = g.input(SCORE_IO.ids, 'int64', [n]);
   const targets = g.input(SCORE_IO.targets, 'int64', [n]);
+  const image: ImageInputs | undefined = spec.image
+    ? { embeds: g.input(SCORE_IO.imageEmbeds, 'float32', [n, spec.config.hiddenSize]), mask: g.input(SCORE_IO.imageMask, 'float32', [n, 1]) }
+    : undefined;
 
   const shared = new Map<ParamTensor, Value>();
   const inputs = new Map<string, Value>();
@@ -84,7 +93,7 @@ export function compileScoreStep(spec: ScoreStepSpec): CompiledModel {
 
   const classMatrix = spec.classes ? g.initializer('token_classes', 'float32', [v, spec.classes.count], spec.classes.matrix) : null;
   const score = (src: ParamSource, prefix: '' | 'base_') => {
-    const z = logits(tape, spec.config, lookupFor(src), ids, spec.batch, spec.seq); // [N, V]
+    const z = logits(tape, spec.config, lookupFor(src), ids, spec.batch, spec.seq, image); // [N, V]
     const logp = g.logSoftmax(z, 1); // [N, V]
     // −log p(target) per position: ignored targets gather id 0 and are zeroed.
     const perPosition = () => {

@@ -1,9 +1,12 @@
 // StartTune's data check: the model's tokenizer and the data files read exactly as the job will read them
 // (tune-data.ts), in a worker thread, before the job is accepted. Files past FULL_CHECK_BYTES are left to the job,
-// which reads its data before anything else and fails with the file and line.
+// which reads its data before anything else and fails with the file and line. A LLaVA-style model's data is checked by
+// the trainer's LLaVA loader, images included (llava-data-check.ts).
 import { stat } from 'node:fs/promises';
+import { isImageTextFile } from '../data/image-dataset.js';
 import { DATA_FIELDS, checkTuneDataInWorker, type TuneDataFiles } from '../data/tune-data.js';
 import { NarrowtuneError } from '../util/errors.js';
+import { checkLlavaDataInWorker, FULL_DECODE_BYTES } from './llava-data-check.js';
 import type { ResolvedModel } from './requests.js';
 import { Violations } from './violations.js';
 
@@ -22,6 +25,8 @@ export interface DataCheckRequest {
   /** The paths as the request gave them: error messages quote these. */
   names: Record<keyof TuneDataFiles, string>;
   seqLen: number;
+  /** Real paths of the caller's data roots, which a LLaVA model's images must lie in. */
+  dataRoots: string[];
 }
 
 /** The files of `files` that fit the budget, in the order the job reads them. */
@@ -44,8 +49,17 @@ export async function checkStartTuneData(r: DataCheckRequest, signal?: AbortSign
   const files = await withinBudget(r.files);
   const v = new Violations();
   const rename = (field: string) => (DATA_FIELD_NAMES.has(field) ? field : r.model.field);
+  const { llava, config } = r.model.info;
   try {
-    await v.collect(() => checkTuneDataInWorker(r.model.dir, files, { seqLen: r.seqLen, vocabSize: r.model.info.config.vocabSize, names: r.names }, signal), rename);
+    if (llava && files.data) {
+      const all = { data: files.data, validationData: files.validationData ?? null, probeData: files.probeData ?? null };
+      await v.collect(() => checkLlavaDataInWorker({ modelDir: r.model.dir, files: all, seqLen: r.seqLen, roots: r.dataRoots, imageBytes: FULL_DECODE_BYTES }, signal), rename);
+    } else if (!llava && files.data && (await isImageTextFile(files.data))) {
+      // The trainer's refusal, before tokenizing: the text loader would only say the form is unknown.
+      v.add(DATA_FIELDS.data, `${r.names.data} is image-text data, but the model is text-only (it has no vision tower)`);
+    } else {
+      await v.collect(() => checkTuneDataInWorker(r.model.dir, files, { seqLen: r.seqLen, vocabSize: config.vocabSize, names: r.names }, signal), rename);
+    }
   } catch (e) {
     if (signal?.aborted) throw new NarrowtuneError('cancelled', 'StartTune was cancelled while its data was being checked');
     throw e;

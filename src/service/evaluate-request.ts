@@ -1,5 +1,6 @@
 // EvaluateRequest → evaluation options: models resolved and inspected, datasets confined and readable, kinds,
-// roles and ranges checked; every violation at once. Data lines are parsed later, in the evaluation worker.
+// roles and ranges checked; every violation at once. Data lines (and a LLaVA model's images, confined to the caller's
+// data roots) are read later, in the evaluation worker.
 import { EvalDataset_Kind, EvalDataset_Role, type EvalDataset, type EvaluateRequest } from '../gen/narrowtune/v1/tuning_service.js';
 import {
   architectureDifference,
@@ -62,6 +63,8 @@ export async function parseEvaluate(req: EvaluateRequest, ctx: RequestContext): 
     batchSize,
     seqLen,
     device: device as EvaluateOptions['device'],
+    // Images named by the datasets may lie anywhere in the roots this caller may read, after symlinks.
+    roots: ctx.dataRoots,
   };
 }
 

@@ -14,6 +14,10 @@ export async function parseMergeModels(req: MergeModelsRequest, ctx: RequestCont
   const v = new Violations();
   const base = await resolveModel(v, ctx, req.baseModel, 'base_model');
   const tuned = await resolveModel(v, ctx, req.tunedModel, 'tuned_model');
+  for (const m of [base, tuned]) {
+    // merge.ts reads text-only checkpoints; a LLaVA directory would fail in the worker with a less useful message.
+    if (m?.info.llava) v.add(m.field, 'is a LLaVA-style model; merging LLaVA-style models is not supported yet');
+  }
   if (base && tuned) {
     const diff = architectureDifference({ config: base.info.config, shapes: shapes(base.info) }, { config: tuned.info.config, shapes: shapes(tuned.info) });
     if (diff) v.add(tuned.field, `${diff}; WiSE-FT merges models of one architecture and shapes`);

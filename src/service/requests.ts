@@ -10,7 +10,8 @@ import type {
   StreamMetricsRequest,
   TokenClass,
 } from '../gen/narrowtune/v1/tuning_service.js';
-import { adapterOf, type CheckpointInfo, inspectCheckpoint } from '../model/checkpoint.js';
+import { adapterOf, type Checkpoint, type CheckpointInfo } from '../model/checkpoint.js';
+import { inspectModel } from '../model/load-model.js';
 import type { JobRecord, JobState, JobStore } from '../store/job-store.js';
 import { TENANT_NAME } from '../store/key-store.js';
 import { NUMBER_CLASS } from '../eval/token-classes.js';
@@ -104,10 +105,11 @@ export function parseListTuneJobs(r: ListTuneJobsRequest): ListTuneJobsCommand {
   return { pageSize: r.pageSize, pageToken: r.pageToken || undefined, states: [...states], tenant: r.tenant || undefined };
 }
 
-/** A ModelRef resolved to a directory that reads as a checkpoint. */
+/** A ModelRef resolved to a directory that reads as a checkpoint: text-only, or LLaVA-style (then `info.llava`). */
 export interface ResolvedModel {
   dir: string;
-  info: CheckpointInfo;
+  /** A LLaVA model's decoder config and all its tensors under the names the trainer uses (load-model.ts). */
+  info: CheckpointInfo & Pick<Checkpoint, 'llava'>;
   /** `base_model.path` or `base_model.job`: where later problems with this model are reported. */
   field: string;
 }
@@ -137,7 +139,7 @@ export async function resolveModel(v: Violations, ctx: RequestContext, ref: Mode
   const adapter = await v.collect(() => adapterOf(dir), rename);
   if (adapter === undefined) return undefined;
   if (adapter && (await v.collect(() => confinePath(adapter.base, ctx.modelRoots, at), rename)) === undefined) return undefined;
-  const info = await v.collect(() => inspectCheckpoint(dir), rename);
+  const info = await v.collect(() => inspectModel(dir), rename);
   return info && { dir, info, field: at };
 }
 

@@ -7,6 +7,7 @@ import type { Device } from '../runtime/session.js';
 import type { JobSpec } from '../store/job-events.js';
 import { architectureDifference } from '../model/same-architecture.js';
 import { loraTargets } from '../trainer/lora.js';
+import { refuseVisionPatterns } from '../trainer/setup.js';
 import { DEFAULT_LWF_TEMPERATURE, DEFAULTS, LIMITS, LORA_DEFAULTS, settingsViolations, type TuneOptions, type TuneSettings } from '../trainer/options.js';
 import { checkStartTuneData } from './data-check.js';
 import { checkTokenClasses, dataFile, MAX_PATTERNS, MAX_REQUEST_ID, type RequestContext, resolveModel } from './requests.js';
@@ -83,6 +84,12 @@ export async function parseStartTune(req: StartTuneRequest, ctx: RequestContext,
   const resolved = model ? resolveRequestPolicy(v, settings.policy, model.info) : undefined;
   const policy = resolved?.spec;
   if (resolved && settings.lora) checkLoraTargets(v, settings.lora.targets, model!.info, resolved.trainable);
+  const llava = model?.info.llava;
+  if (llava) {
+    // The trainer's refusals for LLaVA models, before the job is accepted.
+    if (resolved) v.collectSync(() => refuseVisionPatterns(settings.policy, model!.info));
+    if (settings.lora && !settings.mergeAdapter) v.add('adapter.merge_adapter', 'LoRA on a LLaVA-style model needs merge_adapter (a PEFT adapter of its language model is not written yet)');
+  }
   const teacher = req.lwf?.teacher?.source ? await resolveModel(v, ctx, req.lwf.teacher, 'lwf.teacher') : undefined;
   if (model && teacher) {
     const shapes = (info: CheckpointInfo) => new Map([...info.tensors].map(([n, t]) => [n, t.shape]));
@@ -93,10 +100,12 @@ export async function parseStartTune(req: StartTuneRequest, ctx: RequestContext,
   // Last: it reads every line, so only a request that is otherwise sound pays for it.
   const files = { data: data!, validationData, probeData };
   const names = { data: req.trainingData, validationData: req.validationData, probeData: req.probeData };
-  await checkStartTuneData({ model: model!, files, names, seqLen: settings.seqLen }, signal);
+  await checkStartTuneData({ model: model!, files, names, seqLen: settings.seqLen, dataRoots: ctx.dataRoots }, signal);
 
   const lwf = settings.lwf && { ...settings.lwf, teacher: teacher?.dir ?? null };
-  const options = { ...settings, policy: policy!, model: model!.dir, ...files, lwf };
+  // The job reads images from the roots this caller may read, as checked above (a text model's spec stays as it was).
+  const imageRoots = llava ? { imageRoots: ctx.dataRoots } : {};
+  const options = { ...settings, policy: policy!, model: model!.dir, ...files, lwf, ...imageRoots };
   // The resolved preset is stored with the job rather than filled in when the job is shown: the echo (and
   // `jobs get`) then says what the job trains with, and so does a runner that resumes it after a restart, even
   // if a later version changes the default.

@@ -20,7 +20,7 @@ import { resolvePolicy, type PolicySpec, type ResolvedPolicy } from '../policy/p
 import { createSessionFor, SessionCache, type FloatArray, type SessionHandle, type SessionOptions } from '../runtime/session.js';
 import { invalidArgument, NarrowtuneError, quote } from '../util/errors.js';
 import { compileUserRegex } from '../util/user-regex.js';
-import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash } from './image-features.js';
+import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash } from '../eval/image-features.js';
 import { loadTeacher, type Teacher } from './lwf-teacher.js';
 import { type LoraPlan, planLora, refuseAdapterBase } from './lora.js';
 import { createMonitors, type Monitors } from './monitors.js';
@@ -154,7 +154,9 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     warmupSteps: o.warmupSteps ?? Math.ceil(steps * WARMUP_FRACTION),
   };
   const opt = optimizerSpec(o);
-  const frozenBytes = policy.frozen.reduce((sum, n) => sum + params.get(n)!.data.byteLength, 0);
+  // From shapes: reading `data` would decode a half-precision tensor that the graph may keep as it is.
+  const frozenBytes = policy.frozen.reduce((sum, n) => sum + 4 * params.get(n)!.shape.reduce((a, b) => a * b, 1), 0);
+  const halfFrozen = o.frozenPrecision === 'checkpoint' && o.precision === 'float32';
   const lowMemory = frozenBytes > LOW_MEMORY_BYTES;
   const host = o.optimizerPlacement === 'host' || (o.optimizerPlacement === 'auto' && lowMemory && o.precision === 'float32');
 
@@ -168,12 +170,12 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     const build = (kernels: Kernels) => {
       const t = performance.now();
       const onEmit = instrument.onCompile?.();
-      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision, kernels, onEmit, lwf, lora: lora?.layout, image: images !== null });
+      const { model } = compileTrainStep({ config: c, params, trainable: policy.trainable, batch: o.batchSize, seq, optimizer: opt, clipNorm: o.clipNorm, accumulate, update, dtype: o.precision, kernels, onEmit, lwf, lora: lora?.layout, image: images !== null, halfFrozen });
       compiling += performance.now() - t;
       return model;
     };
     const threads = o.threads === null ? {} : { intraOpThreads: o.threads };
-    const handle = await createSessionFor(build, o.device, { ...threads, ...instrument.session, lowMemory, float64: o.precision === 'float64', kernels: kernelsOf(o) });
+    const handle = await createSessionFor(build, o.device, { ...threads, ...instrument.session, lowMemory, float64: o.precision === 'float64', halfWeights: halfFrozen, kernels: kernelsOf(o) });
     compileMs += compiling;
     sessionMs += performance.now() - t0 - compiling;
     return handle;
@@ -181,7 +183,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const session = (accumulate: boolean, update: boolean): Promise<SessionHandle> =>
     instrument.session || instrument.onCompile
       ? create(accumulate, update)
-      : sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision, o.kernels, o.threads, images !== null]), () => create(accumulate, update));
+      : sessions.get(JSON.stringify([frozenKey, o.batchSize, seq, opt, o.clipNorm, accumulate, update, o.device, o.precision, o.kernels, o.threads, halfFrozen, images !== null]), () => create(accumulate, update));
   // With host updates every micro-batch runs one gradient graph; otherwise the last one also updates.
   const stepSession = await session(o.gradAccum > 1, !host);
   const accumSession = o.gradAccum > 1 ? (host ? stepSession : await session(true, false)) : null;
@@ -291,7 +293,7 @@ async function loadTextData(o: TuneOptions, files: TuneDataFiles, tokenizer: Tex
  * A LLaVA model's data: image-text training data (or text, which trains its language model as any text model),
  * and text validation and probe files; probes are text prompts and run through the decoder alone.
  */
-async function loadLlavaData(o: TuneOptions, files: TuneDataFiles, tokenizer: TextTokenizer, llava: LlavaConfig, vocabSize: number): Promise<TuneData> {
+export async function loadLlavaData(o: Pick<TuneOptions, 'data' | 'seqLen' | 'imageRoots'>, files: TuneDataFiles, tokenizer: TextTokenizer, llava: LlavaConfig, vocabSize: number): Promise<TuneData> {
   const opts = { seqLen: o.seqLen, vocabSize };
   for (const key of ['validationData', 'probeData'] as const) {
     const file = files[key];
@@ -307,6 +309,7 @@ async function loadLlavaData(o: TuneOptions, files: TuneDataFiles, tokenizer: Te
     imageTokenId: llava.imageTokenIndex >= 0 ? llava.imageTokenIndex : tokenizer.padId,
     tokensFor: (ref) => imageTokens(llava, ref.height, ref.width),
     field: DATA_FIELDS.data,
+    roots: o.imageRoots,
   });
   return { training, validation: await other('validationData'), probe: await other('probeData') };
 }
@@ -315,7 +318,7 @@ async function loadLlavaData(o: TuneOptions, files: TuneDataFiles, tokenizer: Te
  * The tower and projector are outside the gradient path (their features are computed once and cached), so an
  * include pattern that names only their tensors is refused rather than matching nothing.
  */
-function refuseVisionPatterns(spec: PolicySpec, ckpt: Checkpoint): void {
+export function refuseVisionPatterns(spec: PolicySpec, ckpt: Pick<Checkpoint, 'llava'> & { tensors: ReadonlyMap<string, unknown> }): void {
   const layout = ckpt.llava!.layout;
   const language = [...ckpt.tensors.keys()].filter((n) => partOf(n) === 'language');
   const vision = [...ckpt.tensors.keys()].filter((n) => partOf(n) !== 'language').flatMap((n) => [n, toFileName(layout, n)]);

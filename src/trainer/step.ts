@@ -7,7 +7,7 @@ import { optimizerScalars } from '../graph/optimizer.js';
 import { IO } from '../graph/train-step.js';
 import { floatTensor, int64Tensor, type FloatArray } from '../runtime/session.js';
 import { clipCoefficient, hostUpdate } from './host-optimizer.js';
-import { imageFeeds } from './image-features.js';
+import { imageFeeds } from '../eval/image-features.js';
 import { dropoutMasks } from './lora.js';
 import { learningRate } from './schedule.js';
 import type { TrainingRun } from './setup.js';

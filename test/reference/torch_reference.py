@@ -34,7 +34,10 @@ def load_safetensors(path):  # -> {name: float64 tensor}
 
 
 def read_config(model_dir):
-    c = json.load(open(os.path.join(model_dir, "config.json")))
+    return text_config(json.load(open(os.path.join(model_dir, "config.json"))))
+
+
+def text_config(c):  # a decoder's config.json (or a LLaVA config's text_config)
     mt = c["model_type"]
     if mt not in ("llama", "qwen2", "qwen3"):
         raise ValueError(f"unsupported model_type {mt}")
@@ -83,7 +86,7 @@ def rope(x, cos, sin):  # x [B,heads,T,hd], cos/sin [T,hd]
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
-def forward(P, c, ids):  # ids [B,T] -> logits [B,T,V]
+def forward(P, c, ids, inputs_embeds=None):  # ids [B,T] -> logits [B,T,V]; inputs_embeds [B,T,C] replace the lookup
     B, T = ids.shape
     H, KV, hd, eps = c["H"], c["KV"], c["hd"], c["eps"]
     inv_freq = 1.0 / c["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)  # [hd/2]
@@ -91,7 +94,7 @@ def forward(P, c, ids):  # ids [B,T] -> logits [B,T,V]
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()  # [T,hd]
     causal = torch.ones(T, T, dtype=torch.bool).tril()  # [T,T], True = may attend
-    x = P["model.embed_tokens.weight"][ids]  # [B,T,C]
+    x = P["model.embed_tokens.weight"][ids] if inputs_embeds is None else inputs_embeds  # [B,T,C]
     for i in range(c["L"]):
         p = f"model.layers.{i}."
         n = rmsnorm(x, P[p + "input_layernorm.weight"], eps)
@@ -121,6 +124,10 @@ def run(spec):
     if missing:
         raise ValueError(f"missing tensors: {missing}")
     P = {n: raw[n] for n in param_names(c)}  # extra tensors in the file are ignored, as HF does
+    return train(P, c, spec, lambda mb: forward(P, c, torch.tensor(mb["input_ids"])))
+
+
+def train(P, c, spec, logits_of):  # spec's optimizer steps on P; logits_of(micro_batch) -> logits [B,T,V]
     trainable = spec["trainable"]
     bad = [n for n in trainable if n not in P]
     if bad:
@@ -141,13 +148,13 @@ def run(spec):
     losses, grad_norms = [], []
     for step, lr in zip(steps, lrs):
         opt.zero_grad(set_to_none=False)
-        mbs = [(torch.tensor(mb["input_ids"]), torch.tensor(mb["targets"])) for mb in step["micro_batches"]]
+        mbs = [(mb, torch.tensor(mb["targets"])) for mb in step["micro_batches"]]
         count = sum(int((t != -100).sum()) for _, t in mbs)  # normalizer over the whole optimizer step
         if count == 0:
             raise ValueError("optimizer step has no target != -100")
         total = 0.0
-        for ids, tgt in mbs:  # ids, tgt [B,T]
-            logits = forward(P, c, ids)
+        for mb, tgt in mbs:  # tgt [B,T]
+            logits = logits_of(mb)
             loss = F.cross_entropy(logits.view(-1, c["V"]), tgt.view(-1), ignore_index=-100, reduction="sum") / count
             loss.backward()  # grads accumulate over micro-batches
             total += loss.item()

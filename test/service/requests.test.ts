@@ -183,6 +183,8 @@ describe('parseEvaluate', () => {
       batchSize: 8,
       seqLen: 1024,
       device: 'cpu',
+      // Where a LLaVA model's images may lie: the caller's data roots.
+      roots: [dir],
     });
   });
 

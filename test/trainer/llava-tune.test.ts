@@ -10,7 +10,7 @@ import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { initLlavaModel } from '../../src/model/init-llava.js';
 import { loadModel } from '../../src/model/load-model.js';
 import { readSafetensorsFile } from '../../src/model/safetensors-file.js';
-import { imageTokens } from '../../src/trainer/image-features.js';
+import { imageTokens } from '../../src/eval/image-features.js';
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
 import type { Receipt } from '../../src/trainer/receipt.js';
 import { tune } from '../../src/trainer/trainer.js';

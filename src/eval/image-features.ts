@@ -1,8 +1,8 @@
-// LLaVA image features for training the language model: the tower and projector are frozen and outside the
-// gradient path under every language-model-only policy, so an image's features are the same in every step.
+// LLaVA image features for the language model, in training and evaluation: the tower and projector are frozen and
+// outside the gradient path under every language-model-only policy, so an image's features are the same in every step.
 // Each distinct image is run through the compiled vision graph once, its features cached under a key of its bytes,
-// the preprocessing and the tower's weights; the train step takes them as input embeddings at the image positions
-// (graph/transformer.ts ImageInputs), which gives exactly the end-to-end loss and gradients.
+// the preprocessing and the tower's weights; the train, score and generate steps take them as input embeddings at the
+// image positions (graph/transformer.ts ImageInputs), which gives exactly the end-to-end loss and gradients.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import type ort from 'onnxruntime-node';
 import { imageTokenCount, parsePlacement, patchesPerSide, type Placement, type TileGeometry } from '../data/anyres.js';
 import type { Example } from '../data/dataset.js';
 import type { ImageDataset } from '../data/image-dataset.js';
+import type { ImageTextData } from '../data/image-text.js';
 import { assembleImageFeatures } from '../data/image-features.js';
 import { decodeImage, ImageError, parsePreprocessorConfig, preprocessImage, type ImagePreprocessing } from '../data/image.js';
 import type { Kernels } from '../graph/graph-builder.js';
@@ -157,11 +158,14 @@ export class ImageFeatureCache {
   }
 }
 
+/** What datasetImageFeatures reads of a dataset: its distinct images, the lines that first use them, its examples. */
+export type ImageSet = Pick<ImageDataset, 'images' | 'imageLines' | 'examples'> & { source: Pick<ImageTextData, 'name' | 'field'> };
+
 /**
  * Every distinct image of the dataset through the cache, in order: features[i] is dataset.images[i]'s. An image that
  * cannot be read or decoded fails with its path and the data file's line that first uses it.
  */
-export async function datasetImageFeatures(dataset: ImageDataset, cache: ImageFeatureCache, hidden: number): Promise<FloatArray[]> {
+export async function datasetImageFeatures(dataset: ImageSet, cache: ImageFeatureCache, hidden: number): Promise<FloatArray[]> {
   const out: FloatArray[] = [];
   for (const [i, ref] of dataset.images.entries()) {
     let f: FloatArray;

@@ -2,6 +2,7 @@
 // parameter names/shapes a checkpoint of that config must contain.
 
 import { ModelFileError } from '../util/errors.js';
+import { isPlainObject, JsonFields } from './json-fields.js';
 
 export type Arch = 'llama' | 'qwen2' | 'qwen3';
 
@@ -58,58 +59,6 @@ export const DEFAULT_ROPE_THETA = 10000;
 const SUPPORTED_ACTIVATION = 'silu';
 const SUPPORTED_ROPE_TYPES = 'default, linear, llama3';
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Reads typed fields out of a JSON object, turning every problem into a ModelFileError naming the field. */
-class Fields {
-  constructor(
-    private readonly obj: Record<string, unknown>,
-    private readonly file: string,
-    private readonly prefix = '',
-  ) {}
-
-  fail(field: string, problem: string): ModelFileError {
-    return new ModelFileError(this.file, `${this.prefix}${field} ${problem}`);
-  }
-
-  has(field: string): boolean {
-    return this.obj[field] !== undefined && this.obj[field] !== null;
-  }
-
-  positiveInt(field: string, fallback?: number): number {
-    const v = this.obj[field];
-    if (v === undefined || v === null) {
-      if (fallback !== undefined) return fallback;
-      throw this.fail(field, 'is missing (required)');
-    }
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-      throw this.fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  positiveNumber(field: string, fallback?: number): number {
-    const v = this.obj[field];
-    if (v === undefined || v === null) {
-      if (fallback !== undefined) return fallback;
-      throw this.fail(field, 'is missing (required)');
-    }
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-      throw this.fail(field, `must be a positive number, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  bool(field: string, fallback: boolean): boolean {
-    const v = this.obj[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') throw this.fail(field, `must be true or false, got ${JSON.stringify(v)}`);
-    return v;
-  }
-}
-
 function unsupportedArch(file: string, name: string): ModelFileError {
   return new ModelFileError(file, `unsupported architecture "${name}"; supported: ${SUPPORTED_ARCHS.join(', ')}`);
 }
@@ -149,7 +98,7 @@ function ropeSource(json: Record<string, unknown>, file: string): { scaling: Rec
 function parseRopeScaling(scaling: Record<string, unknown> | null, file: string): RopeScaling {
   if (scaling === null) return null;
   const type = scaling.rope_type ?? scaling.type ?? 'default';
-  const f = new Fields(scaling, file, 'rope scaling ');
+  const f = new JsonFields(scaling, file, 'rope scaling ');
   switch (type) {
     case 'default':
       return null;
@@ -177,7 +126,7 @@ function parseRopeScaling(scaling: Record<string, unknown> | null, file: string)
 export function parseConfig(json: unknown, file: string): ModelConfig {
   if (!isPlainObject(json)) throw new ModelFileError(file, 'is not a JSON object');
   const arch = detectArch(json, file);
-  const f = new Fields(json, file);
+  const f = new JsonFields(json, file);
 
   const act = json.hidden_act;
   if (act !== undefined && act !== SUPPORTED_ACTIVATION) {
@@ -216,7 +165,7 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     throw new ModelFileError(file, `partial_rotary_factor ${JSON.stringify(partial)} is not supported (only 1)`);
   }
   const ropeScaling = parseRopeScaling(rope.scaling, file);
-  const ropeTheta = new Fields({ rope_theta: rope.theta }, file).positiveNumber('rope_theta', DEFAULT_ROPE_THETA);
+  const ropeTheta = new JsonFields({ rope_theta: rope.theta }, file).positiveNumber('rope_theta', DEFAULT_ROPE_THETA);
 
   let attentionBias: ModelConfig['attentionBias'];
   let mlpBias = false;

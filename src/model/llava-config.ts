@@ -6,6 +6,7 @@
 // level plus `mm_*` fields, and no vision_config at all).
 
 import { ModelFileError } from '../util/errors.js';
+import { isPlainObject, JsonFields } from './json-fields.js';
 import { parseConfig, type Arch, type ModelConfig } from './config.js';
 
 /** The vision encoder: SigLIP (LLaVA-OneVision) or CLIP (LLaVA-1.5), both pre-LayerNorm ViTs without rotary. */
@@ -111,75 +112,6 @@ const VISION_ACTS: readonly VisionConfig['hiddenAct'][] = ['gelu_pytorch_tanh', 
 const PROJECTOR_ACTS: readonly LlavaConfig['projectorAct'][] = ['gelu', 'gelu_pytorch_tanh'];
 const STRATEGIES: readonly LlavaConfig['selectStrategy'][] = ['default', 'full'];
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Typed reads of one JSON object; every problem names the file and the field's path. */
-class Reader {
-  constructor(
-    readonly obj: Record<string, unknown>,
-    private readonly file: string,
-    private readonly prefix = '',
-  ) {}
-
-  fail(field: string, problem: string): ModelFileError {
-    return new ModelFileError(this.file, `${this.prefix}${field} ${problem}`);
-  }
-
-  has(field: string): boolean {
-    return this.obj[field] !== undefined && this.obj[field] !== null;
-  }
-
-  int(field: string, fallback: number, check: (v: number) => boolean = () => true, want = 'an integer'): number {
-    const v = this.obj[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || !check(v)) throw this.fail(field, `must be ${want}, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  positiveInt(field: string, fallback: number): number {
-    return this.int(field, fallback, (v) => v > 0, 'a positive integer');
-  }
-
-  positiveNumber(field: string, fallback: number): number {
-    const v = this.obj[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw this.fail(field, `must be a positive number, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  bool(field: string, fallback: boolean): boolean {
-    const v = this.obj[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') throw this.fail(field, `must be true or false, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  oneOf<T extends string>(field: string, allowed: readonly T[], fallback: T): T {
-    const v = this.obj[field];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-      throw this.fail(field, `${JSON.stringify(v)} is not supported; supported: ${allowed.join(', ')}`);
-    }
-    return v as T;
-  }
-
-  string(field: string): string | null {
-    const v = this.obj[field];
-    if (v === undefined || v === null) return null;
-    if (typeof v !== 'string') throw this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  object(field: string): Record<string, unknown> | null {
-    const v = this.obj[field];
-    if (v === undefined || v === null) return null;
-    if (!isPlainObject(v)) throw this.fail(field, 'must be an object');
-    return v;
-  }
-}
-
 /** Which of the three forms a config.json is; null for a config that is not LLaVA-style (a text-only model). */
 export function llavaForm(json: unknown): { form: 'hf'; kind: LlavaConfig['kind'] } | { form: 'lmms-lab' } | null {
   if (!isPlainObject(json)) return null;
@@ -215,7 +147,7 @@ export function parseLlavaConfig(json: unknown, file: string, towerShapes?: Read
 }
 
 function parseHf(json: Record<string, unknown>, file: string, kind: LlavaConfig['kind']): LlavaConfig {
-  const r = new Reader(json, file);
+  const r = new JsonFields(json, file);
   const d = KIND_DEFAULTS[kind];
   const textJson = r.object('text_config');
   const visionJson = r.object('vision_config');
@@ -244,7 +176,7 @@ function parseHf(json: Record<string, unknown>, file: string, kind: LlavaConfig[
 }
 
 function parseLmmsLab(json: Record<string, unknown>, file: string, towerShapes?: ReadonlyMap<string, readonly number[]>): LlavaConfig {
-  const r = new Reader(json, file);
+  const r = new JsonFields(json, file);
   const cls = Array.isArray(json.architectures) ? json.architectures[0] : undefined;
   if (cls !== undefined && cls !== LMMS_LAB_CLASS) {
     throw r.fail('architectures', `${JSON.stringify(cls)} is not supported; of the LLaVA-NeXT classes only ${LMMS_LAB_CLASS} is`);
@@ -299,7 +231,7 @@ function parseTextConfig(textJson: Record<string, unknown>, file: string, defaul
 }
 
 function parseVisionConfig(visionJson: Record<string, unknown>, file: string, defaultType: string): VisionConfig {
-  const r = new Reader(visionJson, file, 'vision_config.');
+  const r = new JsonFields(visionJson, file, 'vision_config.');
   const type = r.string('model_type') ?? defaultType;
   const kind = VISION_MODEL_TYPES[type];
   if (kind === undefined) {
@@ -326,7 +258,7 @@ function parseVisionConfig(visionJson: Record<string, unknown>, file: string, de
  * dict) wins; otherwise sizes come from the weights and the rest (heads, epsilon, activation) from the known tower
  * mm_vision_tower names, or that tower's published sizes when no weights are given.
  */
-function lmmsLabVision(r: Reader, file: string, towerShapes?: ReadonlyMap<string, readonly number[]>): VisionConfig {
+function lmmsLabVision(r: JsonFields, file: string, towerShapes?: ReadonlyMap<string, readonly number[]>): VisionConfig {
   const explicit = r.object('vision_config');
   const towerName = r.string('mm_vision_tower');
   // LLaVA-NeXT's builder picks the class by name: "siglip" anywhere, or openai/laion CLIP.
@@ -377,7 +309,7 @@ export function towerSizes(
 }
 
 /** One integer hidden_states index; a list (several layers' features concatenated) is refused. */
-function featureLayer(r: Reader, field: string, fallback: number): number {
+function featureLayer(r: JsonFields, field: string, fallback: number): number {
   const v = r.obj[field];
   if (Array.isArray(v)) {
     throw r.fail(field, `${JSON.stringify(v)} is a list (several layers' features concatenated), which is not supported; give one layer index`);
@@ -385,7 +317,7 @@ function featureLayer(r: Reader, field: string, fallback: number): number {
   return r.int(field, fallback);
 }
 
-function pinpoints(r: Reader, field: string, fallback: [number, number][] | null): [number, number][] {
+function pinpoints(r: JsonFields, field: string, fallback: [number, number][] | null): [number, number][] {
   const v = r.obj[field];
   if (v === undefined || v === null) {
     if (fallback !== null) return fallback;

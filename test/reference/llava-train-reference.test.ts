@@ -21,10 +21,9 @@ import { toFloat32 } from '../../src/model/safetensors.js';
 import { resolvePolicy } from '../../src/policy/policy.js';
 import { ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash } from '../../src/eval/image-features.js';
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
-import { learningRate } from '../../src/trainer/schedule.js';
 import { tune } from '../../src/trainer/trainer.js';
 import { needs, PYTHON } from '../support/system-tools.js';
-import { F32_HALF_ULP, TOLERANCE } from './reference-data.js';
+import { F32_HALF_ULP, referenceOptimizer, TOLERANCE } from './reference-data.js';
 
 const REFERENCE = new URL('./torch_llava_train.py', import.meta.url).pathname;
 const SEQ_LEN = 512;
@@ -142,15 +141,9 @@ async function prepare(arch: LlavaArch): Promise<Prepared> {
     images: dataset.images.map((r) => r.path),
     runs: RUNS.map((r, k) => {
       const o = options(base, r, '');
-      const schedule = { kind: o.schedule, lr: o.lr, warmupSteps: o.warmupSteps ?? 0, totalSteps: o.steps! };
       return {
         trainable: trainable[k],
-        optimizer: o.optimizer,
-        lrs: Array.from({ length: o.steps! }, (_, s) => learningRate(schedule, s)),
-        weight_decay: o.weightDecay,
-        betas: [o.beta1, o.beta2],
-        eps: o.eps,
-        clip_norm: o.clipNorm,
+        ...referenceOptimizer(o),
         steps: Array.from({ length: o.steps! }, () => ({ micro_batches: [batch] })),
       };
     }),

@@ -17,10 +17,9 @@ import { LORA_IO } from '../../src/graph/lora.js';
 import type { ParamTensor } from '../../src/graph/params.js';
 import { dropoutMasks, type LoraPlan, planLora } from '../../src/trainer/lora.js';
 import { DEFAULTS, type LoraOptions, type TuneOptions } from '../../src/trainer/options.js';
-import { learningRate } from '../../src/trainer/schedule.js';
 import { tune } from '../../src/trainer/trainer.js';
 import { needs, PYTHON } from '../support/system-tools.js';
-import { EXAMPLES, EXAMPLES_JSONL, F32_HALF_ULP, referenceBatch, TOLERANCE } from './reference-data.js';
+import { EXAMPLES, EXAMPLES_JSONL, F32_HALF_ULP, referenceBatch, referenceOptimizer, TOLERANCE } from './reference-data.js';
 
 const REFERENCE = new URL('./torch_lora.py', import.meta.url).pathname;
 
@@ -87,7 +86,6 @@ async function compare(name: string, model: Omit<InitModelOptions, 'out'>, opts:
   const params = paramsOf(await loadCheckpoint(base));
   const plan = planLora(lora, o.seed, params, resolvePolicy(o.policy, [...params.keys()]).trainable);
   expect(receipt.trainable).toEqual(plan.trainable);
-  const schedule = { kind: o.schedule, lr: o.lr, warmupSteps: o.warmupSteps ?? 0, totalSteps: o.steps! };
   const ref = (await python('train', name, {
     model_dir: base,
     trainable: plan.trainable,
@@ -97,12 +95,7 @@ async function compare(name: string, model: Omit<InitModelOptions, 'out'>, opts:
       targets: plan.layout.targets,
       init: Object.fromEntries([...plan.init].map(([n, t]) => [n, { shape: t.shape, values: Array.from(t.data) }])),
     },
-    optimizer: o.optimizer,
-    lrs: Array.from({ length: o.steps! }, (_, s) => learningRate(schedule, s)),
-    weight_decay: o.weightDecay,
-    betas: [o.beta1, o.beta2],
-    eps: o.eps,
-    clip_norm: o.clipNorm,
+    ...referenceOptimizer(o),
     steps: Array.from({ length: o.steps! }, (_, s) => ({ micro_batches: lora.dropout > 0 ? droppedBatches(o, plan, params, s) : [referenceBatch()] })),
   })) as RefOut;
 

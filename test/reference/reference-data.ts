@@ -1,4 +1,6 @@
 // What every float64 PyTorch reference test trains on and how closely it must agree.
+import type { TuneOptions } from '../../src/trainer/options.js';
+import { learningRate } from '../../src/trainer/schedule.js';
 
 /** Loss and gradient-norm tolerance (relative) against the reference. */
 export const TOLERANCE = 1e-4;
@@ -21,5 +23,18 @@ export function referenceBatch() {
   return {
     input_ids: EXAMPLES.map((e) => [...e.input_ids, ...Array(t - e.input_ids.length).fill(0)]),
     targets: EXAMPLES.map((e) => Array.from({ length: t }, (_, i) => e.labels[i + 1] ?? -100)),
+  };
+}
+
+/** The optimizer part of a reference spec: what tune() will do at each of `o.steps` steps, in the references' names. */
+export function referenceOptimizer(o: TuneOptions) {
+  const schedule = { kind: o.schedule, lr: o.lr, warmupSteps: o.warmupSteps ?? 0, totalSteps: o.steps! };
+  return {
+    optimizer: o.optimizer,
+    lrs: Array.from({ length: o.steps! }, (_, s) => learningRate(schedule, s)),
+    weight_decay: o.weightDecay,
+    betas: [o.beta1, o.beta2],
+    eps: o.eps,
+    clip_norm: o.clipNorm,
   };
 }

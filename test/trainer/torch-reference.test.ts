@@ -8,10 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initModel, type InitModelOptions } from '../../src/model/init-model.js';
 import { parseSafetensors, toFloat32 } from '../../src/model/safetensors.js';
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
-import { learningRate } from '../../src/trainer/schedule.js';
 import { tune } from '../../src/trainer/trainer.js';
 import { needs, PYTHON } from '../support/system-tools.js';
-import { EXAMPLES_JSONL, F32_HALF_ULP, referenceBatch, TOLERANCE } from '../reference/reference-data.js';
+import { EXAMPLES_JSONL, F32_HALF_ULP, referenceBatch, referenceOptimizer, TOLERANCE } from '../reference/reference-data.js';
 
 const REFERENCE = new URL('../reference/torch_reference.py', import.meta.url).pathname;
 
@@ -42,16 +41,10 @@ async function compare(name: string, model: Omit<InitModelOptions, 'out'>, opts:
   const steps: { loss: number; gradNorm: number }[] = [];
   const { receipt } = await tune(o, (e) => e.type === 'step' && steps.push({ loss: e.loss, gradNorm: e.gradNorm }));
 
-  const schedule = { kind: o.schedule, lr: o.lr, warmupSteps: o.warmupSteps ?? 0, totalSteps: o.steps! };
   const spec = {
     model_dir: base,
     trainable: receipt.trainable,
-    optimizer: o.optimizer,
-    lrs: Array.from({ length: o.steps! }, (_, s) => learningRate(schedule, s)),
-    weight_decay: o.weightDecay,
-    betas: [o.beta1, o.beta2],
-    eps: o.eps,
-    clip_norm: o.clipNorm,
+    ...referenceOptimizer(o),
     steps: Array.from({ length: o.steps! }, () => ({ micro_batches: [referenceBatch()] })),
   };
   await writeFile(join(dir, `${name}-spec.json`), JSON.stringify(spec));

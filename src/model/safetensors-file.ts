@@ -1,6 +1,7 @@
 // Safetensors files on disk, read and written tensor by tensor: shards routinely exceed what fs.readFile (2 GiB)
 // or a single typed array (4 GiB) can hold, while single tensors stay far below that.
 
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ModelFileError } from '../util/errors.js';
 import {
@@ -89,6 +90,31 @@ export async function readSafetensorsFile(path: string, opts: SafetensorsIoOptio
       tensors.push({ name, dtype, shape, data });
     }
     return tensors;
+  });
+}
+
+/** Bytes hashed per read in hashSafetensorsFile: one reused buffer bounds its memory whatever the tensor sizes. */
+const HASH_CHUNK_BYTES = 64 << 20;
+
+/**
+ * sha256 of each tensor's bytes, keyed by the name in the file, read in bounded chunks: proving a written
+ * checkpoint's tensors must not need a second copy of the model in memory.
+ */
+export async function hashSafetensorsFile(path: string, opts: SafetensorsIoOptions = {}): Promise<Map<string, string>> {
+  const chunk = Math.min(opts.chunkBytes ?? IO_CHUNK_BYTES, HASH_CHUNK_BYTES);
+  return withValidatedHeader(path, chunk, async (fh, { dataStart, entries }) => {
+    const buf = new Uint8Array(Math.min(chunk, Math.max(1, ...entries.map((e) => e.end - e.begin))));
+    const hashes = new Map<string, string>();
+    for (const { name, begin, end } of entries) {
+      const h = createHash('sha256');
+      for (let at = begin; at < end; at += buf.length) {
+        const view = buf.subarray(0, Math.min(buf.length, end - at));
+        await readFully(fh, view, dataStart + at, path, chunk);
+        h.update(view);
+      }
+      hashes.set(name, h.digest('hex'));
+    }
+    return hashes;
   });
 }
 

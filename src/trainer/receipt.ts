@@ -20,6 +20,11 @@ export function sha256(t: StoredTensor): string {
   return createHash('sha256').update(t.data).digest('hex');
 }
 
+/** A tensor, or the sha256 of its bytes as hashSafetensorsFile read it back from disk. */
+export type TensorOrHash = StoredTensor | string;
+
+const hashOf = (t: TensorOrHash): string => (typeof t === 'string' ? t : sha256(t));
+
 export interface StepRecord {
   step: number; // 1-based optimizer step
   loss: number;
@@ -75,16 +80,16 @@ export interface Receipt {
 }
 
 /** sha256 over one part's tensors: each tensor's name and sha256, in name order; null when the part has none. */
-function partHash(tensors: ReadonlyMap<string, StoredTensor>, part: LlavaPart): string | null {
+function partHash(tensors: ReadonlyMap<string, TensorOrHash>, part: LlavaPart): string | null {
   const names = [...tensors.keys()].filter((n) => partOf(n) === part).sort();
   if (names.length === 0) return null;
   const h = createHash('sha256');
-  for (const n of names) h.update(`${n}:${sha256(tensors.get(n)!)}\n`);
+  for (const n of names) h.update(`${n}:${hashOf(tensors.get(n)!)}\n`);
   return h.digest('hex');
 }
 
 /** The receipt's record of a LLaVA model's tower, projector and image_newline, before and after. */
-export function visionHashes(before: ReadonlyMap<string, StoredTensor>, after: ReadonlyMap<string, StoredTensor>): Omit<NonNullable<Receipt['vision']>, 'images'> {
+export function visionHashes(before: ReadonlyMap<string, StoredTensor>, after: ReadonlyMap<string, TensorOrHash>): Omit<NonNullable<Receipt['vision']>, 'images'> {
   const proof = (part: LlavaPart): FrozenProof | null => {
     const b = partHash(before, part);
     return b === null ? null : { sha256_before: b, sha256_after: partHash(after, part) ?? 'missing' };
@@ -97,11 +102,11 @@ export function visionHashes(before: ReadonlyMap<string, StoredTensor>, after: R
 }
 
 /** Hashes `after` tensors (as read back from disk) against `before` ones. */
-export function proveFrozen(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, StoredTensor>): Record<string, FrozenProof> {
+export function proveFrozen(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, TensorOrHash>): Record<string, FrozenProof> {
   const proof: Record<string, FrozenProof> = {};
   for (const [name, hash] of before) {
     const t = after.get(name);
-    proof[name] = { sha256_before: hash, sha256_after: t ? sha256(t) : 'missing' };
+    proof[name] = { sha256_before: hash, sha256_after: t ? hashOf(t) : 'missing' };
   }
   return proof;
 }

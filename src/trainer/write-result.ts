@@ -3,9 +3,10 @@
 // A LoRA run writes a PEFT adapter, or with mergeAdapter the merged weights this way (write-adapter.ts).
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, WEIGHTS_FILE } from '../model/checkpoint.js';
-import { loadModel, writeModel } from '../model/load-model.js';
+import { toFileName } from '../model/llava-names.js';
+import { writeModel } from '../model/load-model.js';
 import { fromFloat32, type StoredTensor } from '../model/safetensors.js';
-import { readSafetensorsFile } from '../model/safetensors-file.js';
+import { hashSafetensorsFile } from '../model/safetensors-file.js';
 import type { FloatArray } from '../runtime/session.js';
 import { NarrowtuneError } from '../util/errors.js';
 import type { BudgetStop } from './events.js';
@@ -60,7 +61,7 @@ export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string,
   const frozenBefore = lora ? new Map([...run.frozenBefore].filter(([n]) => !merged.has(n))) : run.frozenBefore;
   await writeModel(out, ckpt, tensors, { copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
   // The receipt written with the weights says frozen_unchanged: false until the read-back proves otherwise.
-  const written = ckpt.llava ? (await loadModel(out)).tensors : new Map((await readSafetensorsFile(join(out, WEIGHTS_FILE))).map((t) => [t.name, t]));
+  const written = await writtenHashes(join(out, WEIGHTS_FILE), ckpt);
   if (ckpt.llava) receipt.vision = { ...visionHashes(ckpt.tensors, written), images: run.images ? 'features computed once per image and cached; tower and projector outside the gradient path' : 'no images in the training data' };
   verifyReceipt(join(out, WEIGHTS_FILE), written, receipt, frozenBefore, ckpt.tensors, changed);
   await writeFileAtomic(join(out, RECEIPT_FILE), `${JSON.stringify(receipt, null, 2)}\n`);
@@ -70,7 +71,7 @@ export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string,
 /** Fills in the proof from the weights read back from disk; fails loudly if a frozen tensor moved. */
 function verifyReceipt(
   file: string,
-  written: ReadonlyMap<string, StoredTensor>,
+  written: ReadonlyMap<string, string>,
   receipt: Receipt,
   frozenBefore: ReadonlyMap<string, string>,
   input: ReadonlyMap<string, StoredTensor>,
@@ -78,11 +79,24 @@ function verifyReceipt(
 ): void {
   receipt.frozen = proveFrozen(frozenBefore, written);
   receipt.frozen_unchanged = Object.values(receipt.frozen).every((p) => p.sha256_before === p.sha256_after);
-  receipt.trainable_changed = trainable.filter((n) => sha256(written.get(n)!) !== sha256(input.get(n)!));
+  receipt.trainable_changed = trainable.filter((n) => written.get(n) !== sha256(input.get(n)!));
   if (!receipt.frozen_unchanged || receipt.vision?.unchanged === false) {
     const moved = Object.entries(receipt.frozen).filter(([, p]) => p.sha256_before !== p.sha256_after).map(([n]) => n);
     throw new NarrowtuneError('internal', `frozen tensors changed in ${file}: ${moved.join(', ')}`);
   }
+}
+
+/** The written file's tensor hashes under the names loadModel gives them (a LLaVA file stores its layout's names). */
+async function writtenHashes(file: string, ckpt: TrainingRun['ckpt']): Promise<Map<string, string>> {
+  const byFileName = await hashSafetensorsFile(file);
+  const llava = ckpt.llava;
+  if (!llava) return byFileName;
+  const hashes = new Map<string, string>();
+  for (const name of ckpt.tensors.keys()) {
+    const h = byFileName.get(toFileName(llava.layout, name));
+    if (h !== undefined) hashes.set(name, h);
+  }
+  return hashes;
 }
 
 function imagePositions(run: TrainingRun): number {

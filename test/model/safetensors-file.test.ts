@@ -1,10 +1,11 @@
 // Tests for reading and writing safetensors files tensor by tensor.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModelFileError } from '../../src/util/errors.js';
-import { readSafetensorsFile, readSafetensorsFileHeader, writeSafetensorsFile } from '../../src/model/safetensors-file.js';
+import { hashSafetensorsFile, readSafetensorsFile, readSafetensorsFileHeader, writeSafetensorsFile } from '../../src/model/safetensors-file.js';
 import { fromFloat32, serializeSafetensors, toFloat32, type StoredTensor } from '../../src/model/safetensors.js';
 import { MALFORMED_SAFETENSORS, rawSafetensors, useTempDirs } from './helpers.js';
 
@@ -33,6 +34,15 @@ describe('writeSafetensorsFile / readSafetensorsFile', () => {
     expect([...toFloat32(back[0])]).toEqual([-1, 0.5, 4, 8]);
     expect([...toFloat32(back[1])]).toEqual([1, 2, 3]);
     for (const t of back) expect(t.data.byteOffset).toBe(0);
+  });
+
+  it('hashes each tensor from disk in bounded chunks, as a whole-tensor sha256 would', async () => {
+    const path = join(await tempDir(), 'h.safetensors');
+    await writeSafetensorsFile(path, tensors);
+    const whole = new Map(tensors.map((t) => [t.name, createHash('sha256').update(t.data).digest('hex')]));
+    for (const chunkBytes of [1, 3, 7, 1 << 20]) expect(await hashSafetensorsFile(path, { chunkBytes })).toEqual(whole);
+    await truncate(path, (await readFile(path)).length - 2);
+    await expect(hashSafetensorsFile(path)).rejects.toThrow(ModelFileError);
   });
 
   it('validates before creating the file', async () => {

@@ -43,6 +43,13 @@ export function str(flags: Flags, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** A file or directory flag: undefined when absent; an empty value is an error. */
+export function pathFlag(flags: Flags, name: string): string | undefined {
+  const v = str(flags, name);
+  if (v === '') throw invalidArgument(`--${name}`, 'expected a path');
+  return v;
+}
+
 export function required(flags: Flags, name: string): string {
   const v = str(flags, name);
   if (v === undefined || v === '') throw invalidArgument(`--${name}`, 'is required');

@@ -14,6 +14,7 @@ Usage: narrowtune <command> [options]
 Commands:
   tune          fine-tune a Hugging Face checkpoint under a freezing policy (default: MLP gate/up
                 projections, down projection frozen)
+  evaluate      score a model (and its base) on datasets here: accuracy, drift, Δ learning / forgetting
   init-model    write a random-initialised Hugging Face model (tests, demos, benchmarks)
   serve         run the gRPC service (StartTune, StreamMetrics, Evaluate, …)
   worker        train the jobs of a job store that \`serve\` replicas share (PostgreSQL: many machines)
@@ -34,6 +35,10 @@ const COMMANDS: Record<string, { help: () => Promise<string>; run: () => Promise
   tune: {
     help: async () => (await import('./tune-help.js')).TUNE_HELP,
     run: async () => (await import('./tune-command.js')).tuneCommand,
+  },
+  evaluate: {
+    help: async () => (await import('./evaluate-help.js')).EVALUATE_HELP,
+    run: async () => (await import('./evaluate-command.js')).evaluateCommand,
   },
   'init-model': {
     help: async () => (await import('./init-model-help.js')).INIT_MODEL_HELP,

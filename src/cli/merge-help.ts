@@ -15,5 +15,7 @@ or f32; computed in float64 and rounded once). A is the weight of the tuned mode
   --overwrite            let --out replace an earlier narrowtune output
 
 The two models must have the same architecture and tensor shapes; a tensor they share byte for byte
-is copied as it is.
+is copied as it is. LLaVA-style models (one layout for both) merge their language models only: the
+vision tower, projector and image_newline must be identical in both and are copied, and the output
+keeps the base's layout, config.json and preprocessor and processor files.
 `;

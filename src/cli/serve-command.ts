@@ -7,7 +7,7 @@ import type { TlsFiles } from '../service/tls.js';
 import { AUTH_MODES, defaultAuth } from '../service/exposure.js';
 import { invalidArgument } from '../util/errors.js';
 import { createLogger, LOG_LEVELS } from '../util/log.js';
-import { type Flags, int, list, oneOf, parseFlags, str } from './args.js';
+import { type Flags, int, list, oneOf, parseFlags, pathFlag, str } from './args.js';
 import { checkCorsOrigin } from '../web/cors.js';
 import { databaseUrl } from './database-url.js';
 
@@ -84,6 +84,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     'http-port': { type: 'string' },
     'http-host': { type: 'string' },
     'cors-origin': { type: 'string', multiple: true },
+    'feature-cache': { type: 'string' },
   });
   const logger = createLogger(oneOf(f, 'log-level', LOG_LEVELS) ?? 'info');
   const auth = oneOf(f, 'auth', AUTH_MODES) ?? defaultAuth(str(f, 'host') ?? SERVER_DEFAULTS.host);
@@ -109,6 +110,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     tenantMaxRunning: positive(f, 'tenant-max-running'),
     leaseSeconds: positive(f, 'lease-seconds'),
     threads: positive(f, 'threads'),
+    featureCache: pathFlag(f, 'feature-cache'),
     tenantMaxQueued: positive(f, 'tenant-max-queued'),
     rateLimits: { startTunePerMinute: perMinute(f, 'rate-limit-start'), evaluatePerMinute: perMinute(f, 'rate-limit-evaluate') },
     logger,

@@ -40,6 +40,8 @@ ${DATABASE_URL_HELP}
   --threads N              onnxruntime intra-op threads of each training job (default: onnxruntime's own
                            pool, which on some VMs runs as one thread: set it to the cores and measure);
                            with several jobs at once, jobs × N at most the cores
+  --feature-cache DIR      keep LLaVA images' vision features in DIR for later jobs and Evaluate calls,
+                           in a subdirectory per tenant (DIR/tenants/NAME) (default: memory only)
   --tenant-max-queued N    pending jobs of one tenant before its StartTune answers RESOURCE_EXHAUSTED
                            (default: no limit)
   --rate-limit-start N     StartTune calls per minute per API key, in bursts of up to N; over it the call

@@ -6,7 +6,7 @@ import type { TrainEvent } from '../trainer/events.js';
 import { DEFAULT_LWF_TEMPERATURE, DEFAULTS, integerViolation, LIMITS, LORA_DEFAULTS, settingsViolations, type TuneOptions } from '../trainer/options.js';
 import { tuneInWorker } from '../trainer/run-in-worker.js';
 import { invalidArgument, NarrowtuneError } from '../util/errors.js';
-import { type Flags, int, list, num, oneOf, parseFlags, required, str } from './args.js';
+import { type Flags, int, list, num, oneOf, parseFlags, pathFlag, required, str } from './args.js';
 import { progressReporter } from './progress.js';
 
 /** Flags shared by `tune` and `jobs start`. */
@@ -141,9 +141,24 @@ function readOptions(f: Flags): Omit<TuneOptions, 'out'> {
 }
 
 export function parseTuneArgs(argv: string[]): TuneOptions & { overwrite: boolean } {
-  const f = parseFlags(argv, { ...TRAINING_FLAGS, out: { type: 'string' }, overwrite: { type: 'boolean' }, precision: { type: 'string' }, threads: { type: 'string' }, 'frozen-precision': { type: 'string' } });
+  const f = parseFlags(argv, {
+    ...TRAINING_FLAGS,
+    out: { type: 'string' },
+    overwrite: { type: 'boolean' },
+    precision: { type: 'string' },
+    threads: { type: 'string' },
+    'frozen-precision': { type: 'string' },
+    'feature-cache': { type: 'string' },
+  });
   // Not training flags: host settings, so `jobs start` does not send them (the server's own --threads applies).
-  return { ...optionsFromFlags(f), threads: threadsFlag(f), frozenPrecision: frozenPrecisionFlag(f), out: required(f, 'out'), overwrite: f.overwrite === true };
+  return {
+    ...optionsFromFlags(f),
+    threads: threadsFlag(f),
+    frozenPrecision: frozenPrecisionFlag(f),
+    featureCache: pathFlag(f, 'feature-cache') ?? null,
+    out: required(f, 'out'),
+    overwrite: f.overwrite === true,
+  };
 }
 
 function frozenPrecisionFlag(f: Flags): TuneOptions['frozenPrecision'] {

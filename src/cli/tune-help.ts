@@ -43,6 +43,9 @@ too small to change the model says so, and which flags to raise):
   --frozen-precision P   float32 | checkpoint (default ${DEFAULTS.frozenPrecision}): checkpoint keeps frozen matrices
                          a BF16/F16 checkpoint stores in that type, cast at each use: the same results with
                          8% less memory and ~25% slower steps on the 0.5B shape (bench/README.md)
+  --feature-cache DIR    LLaVA: keep each image's vision features in DIR (created if missing), so later
+                         runs skip the vision tower, and hold at most 1 GiB of them in memory; a file
+                         that does not match its image, model and settings is recomputed
 
 Validation and drift telemetry:
   --validation-data FILE validation JSONL: loss and token accuracy every --eval-every steps

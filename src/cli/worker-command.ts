@@ -11,7 +11,7 @@ import { initTelemetry } from '../telemetry/otel.js';
 import { DEFAULT_PROMETHEUS_HOST } from '../telemetry/otel-env.js';
 import { invalidArgument } from '../util/errors.js';
 import { createLogger, LOG_LEVELS } from '../util/log.js';
-import { type Flags, int, oneOf, parseFlags, str } from './args.js';
+import { type Flags, int, oneOf, parseFlags, pathFlag, str } from './args.js';
 import { databaseUrl } from './database-url.js';
 import { DEFAULT_DATA_DIR } from './keys-help.js';
 import { WORKER_DEFAULTS } from './worker-help.js';
@@ -53,6 +53,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     'prometheus-port': { type: 'string' },
     'prometheus-host': { type: 'string' },
     'log-level': { type: 'string' },
+    'feature-cache': { type: 'string' },
   });
   // Every flag is checked before anything is opened.
   const logger = createLogger(oneOf(f, 'log-level', LOG_LEVELS) ?? 'info');
@@ -61,6 +62,8 @@ export async function workerCommand(argv: string[]): Promise<void> {
   const maxConcurrentJobs = atLeast(f, 'max-concurrent-jobs', 1) ?? WORKER_DEFAULTS.maxConcurrentJobs;
   const leaseSeconds = atLeast(f, 'lease-seconds', 1);
   const threads = atLeast(f, 'threads', 1);
+  const cacheDir = pathFlag(f, 'feature-cache');
+  const featureCache = cacheDir === undefined ? undefined : resolve(cacheDir);
   const tenantMaxRunning = atLeast(f, 'tenant-max-running', 1);
   const pollMs = atLeast(f, 'poll-ms', 10) ?? WORKER_DEFAULTS.pollMs;
   const healthPort = atLeast(f, 'health-port', 0);
@@ -75,7 +78,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     await telemetry.shutdown();
     throw e;
   });
-  const runner = new JobRunner({ store, dataDir, maxConcurrentJobs, leaseSeconds, threads, tenantMaxRunning, pollMs, log: logger, telemetry });
+  const runner = new JobRunner({ store, dataDir, maxConcurrentJobs, leaseSeconds, threads, featureCache, tenantMaxRunning, pollMs, log: logger, telemetry });
   const health = healthPort === undefined ? null : await serveHealth(healthHost, healthPort, runner.workerId, store, runner).catch(async (e: unknown) => {
     await Promise.all([store.close(), telemetry.shutdown()]);
     throw invalidArgument('--health-port', `cannot listen on ${healthHost}:${healthPort}: ${(e as Error).message}`);

@@ -27,6 +27,8 @@ ${DATABASE_URL_HELP}
   --threads N              onnxruntime intra-op threads of each training job (default: onnxruntime's own
                            pool, which on some VMs runs as one thread: set it to the cores and measure);
                            with several jobs at once, jobs × N at most the cores
+  --feature-cache DIR      keep LLaVA images' vision features in DIR for later jobs, in a subdirectory
+                           per tenant (DIR/tenants/NAME) (default: memory only)
   --tenant-max-running N   jobs of one tenant training at once, counted in the store across every worker;
                            a worker skips a tenant at its limit (default: no limit; give every worker and
                            training \`serve\` the same value)

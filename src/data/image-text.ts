@@ -9,8 +9,9 @@
 //    "content": "Three."}]}
 //   content may instead be a list of parts, [{"type": "image"}, {"type": "text", "text": "How many?"}]: each image
 //   part becomes a marker, followed by "\n" when text comes next (LLaVA's "<image>\n" layout).
-// The k-th marker in reading order is the k-th image; there must be exactly as many markers as images. Markers
-// stay where they are written (LLaVA-NeXT's training code moves a lone marker to the start of its turn; this does not).
+// The k-th marker in reading order is the k-th image; there must be exactly as many markers as images. In the LLaVA
+// form a turn's lone marker moves to the turn's start, as LLaVA-NeXT's training code moves it (leadingImageMarker);
+// elsewhere markers stay where they are written.
 
 import { realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
@@ -169,9 +170,29 @@ function llavaRecord(obj: Record<string, unknown>, fail: (problem: string) => ne
     const role = typeof from === 'string' ? LLAVA_ROLES[from] : undefined;
     if (!role) fail(`${where}.from ${describeValue(from)} is not one of ${Object.keys(LLAVA_ROLES).join(', ')}`);
     if (typeof value !== 'string') fail(`${where}.value must be a string, got ${describeValue(value)}`);
-    return { role: role!, content: value as string };
+    return { role: role!, content: leadingImageMarker(value as string) };
   });
   return { messages, given: imageList(obj.image, 'image', true, fail) };
+}
+
+/** What Python's str.strip() removes (str.isspace): JS trim() differs in \x1c-\x1f, \x85 and \ufeff. */
+const PY_SPACE = '\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000';
+const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
+
+function pyStrip(s: string): string {
+  return s.replace(PY_STRIP, '');
+}
+
+/**
+ * LLaVA-NeXT's preprocess_multimodal (llava/train/train.py, which LMM_CL trains with) on one turn of the
+ * conversations form: a turn holding exactly one marker that does not open it becomes the marker, "\n", and the
+ * rest of the turn without the marker, stripped of surrounding whitespace. Turns with two or more markers, and
+ * turns that start with one, are left as written. The messages form never passes through that function, and
+ * transformers' processors keep markers in place, so it is not changed there.
+ */
+export function leadingImageMarker(value: string): string {
+  if (value.split(IMAGE_MARKER).length !== 2 || value.startsWith(IMAGE_MARKER)) return value;
+  return pyStrip(`${IMAGE_MARKER}\n${pyStrip(value.replace(IMAGE_MARKER, ''))}`);
 }
 
 function messagesRecord(obj: Record<string, unknown>, fail: (problem: string) => never): { messages: ChatMessage[]; given: string[] } {

@@ -17,12 +17,12 @@ import type { Checkpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { partOf } from '../model/llava-names.js';
 import { loadModel } from '../model/load-model.js';
-import type { Device, FloatArray } from '../runtime/session.js';
+import type { Device } from '../runtime/session.js';
 import { type FieldViolation, invalidArgument, NarrowtuneError } from '../util/errors.js';
 import { compileUserRegex, MAX_USER_REGEX_CHARS, type UserRegex } from '../util/user-regex.js';
 import { choiceExample, loadChoiceData, loadGenerateSet, type ChoiceItem, type EvalImages, type GenerateItem } from './eval-data.js';
 import type { EvalImageOptions } from './eval-images.js';
-import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash } from './image-features.js';
+import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash, type ImageFeatureTable } from './image-features.js';
 import { Generator, stopIdsOf } from './generate.js';
 import { driftFigures, Scorer, type DriftFigures, type ScoreSums } from './scorer.js';
 import { compileTokenClasses, type CompiledTokenClasses, type UserTokenClass } from './token-classes.js';
@@ -53,6 +53,10 @@ export interface EvaluateOptions {
   device: Device;
   /** Directories images may also lie in besides each data file's own (the service's data roots). */
   roots?: readonly string[];
+  /** Directory of the on-disk image-feature cache (image-features.ts); absent: memory only. A host setting. */
+  featureCache?: string | null;
+  /** onnxruntime intra-op threads; absent or null: its own pool. A host setting. */
+  threads?: number | null;
 }
 
 /** What one model answered on a GENERATE or CHOICE dataset, per example. */
@@ -208,11 +212,11 @@ export function baseParamsOf(base: Checkpoint, model: Checkpoint, current: Reado
  * Greedy outputs of `items`' prompts, decoded without special tokens; one compiled generator, batches of batchSize.
  * `features` ([tokens, hidden] by ExampleImage.image) fill the prompts' image positions.
  */
-async function generateAll(ckpt: Checkpoint, tokenizer: TextTokenizer, items: GenerateItem[], maxNewTokens: number, o: EvaluateOptions, features?: readonly FloatArray[]): Promise<string[]> {
+async function generateAll(ckpt: Checkpoint, tokenizer: TextTokenizer, items: GenerateItem[], maxNewTokens: number, o: EvaluateOptions, features?: ImageFeatureTable): Promise<string[]> {
   const B = Math.min(o.batchSize, items.length);
   const P = Math.max(...items.map((it) => it.promptIds.length));
   const stopIds = await stopIdsOf(ckpt.dir, ckpt.dir === o.model ? tokenizer : undefined);
-  const generator = await Generator.create(ckpt, B, P, maxNewTokens, o.device, { stopIds, image: features !== undefined });
+  const generator = await Generator.create(ckpt, B, P, maxNewTokens, o.device, { stopIds, image: features !== undefined, ...threadsOf(o) });
   try {
     const texts: string[] = [];
     for (let i = 0; i < items.length; i += B) {
@@ -287,7 +291,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
     throw new NarrowtuneError('invalid_argument', violations.map((v) => `${v.field}: ${v.description}`).join('\n'), violations);
   }
   const loaded = sets as LoadedSet[];
-  const { features, images } = withImages ? await imageFeaturesOf(ckpt, loaded, o) : { features: new Map<number, FloatArray[]>(), images: undefined };
+  const { features, images } = withImages ? await imageFeaturesOf(ckpt, loaded, o) : { features: new Map<number, ImageFeatureTable>(), images: undefined };
 
   // GENERATE: greedy outputs of each model, one dataset at a time (each has its own prompt length and budget).
   const generated = new Map<number, { model: Answers; base?: Answers }>();
@@ -316,6 +320,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
       image: withImages,
     },
     o.device,
+    threadsOf(o),
   );
   try {
     const datasets: DatasetScore[] = [];
@@ -350,11 +355,13 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
   }
 }
 
+const threadsOf = (o: EvaluateOptions) => (o.threads ? { intraOpThreads: o.threads } : {});
+
 /**
  * Each image dataset's features by dataset index, through one cache: an image (by its bytes) runs the tower once,
  * whichever datasets use it. A missing or undecodable image fails with its path and the line that first uses it.
  */
-async function imageFeaturesOf(ckpt: Checkpoint, sets: LoadedSet[], o: EvaluateOptions): Promise<{ features: Map<number, FloatArray[]>; images: { files: number; visionRuns: number } }> {
+async function imageFeaturesOf(ckpt: Checkpoint, sets: LoadedSet[], o: EvaluateOptions): Promise<{ features: Map<number, ImageFeatureTable>; images: { files: number; visionRuns: number } }> {
   const llava = ckpt.llava!.config;
   const cache = new ImageFeatureCache({
     llava,
@@ -363,9 +370,10 @@ async function imageFeaturesOf(ckpt: Checkpoint, sets: LoadedSet[], o: EvaluateO
     pre: await readPreprocessing(ckpt.dir, llava),
     device: o.device,
     precision: 'float32',
-    threads: null,
+    threads: o.threads ?? null,
+    dir: o.featureCache ?? null,
   });
-  const features = new Map<number, FloatArray[]>();
+  const features = new Map<number, ImageFeatureTable>();
   try {
     for (const [i, s] of sets.entries()) {
       if (s.kind === 'loss' || s.images.length === 0) continue;

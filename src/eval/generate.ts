@@ -10,8 +10,9 @@ import type { Kernels } from '../graph/graph-builder.js';
 import { paramsOf } from '../graph/params.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { loadModel } from '../model/load-model.js';
-import { createSessionFor, floatTensor, int64Tensor, type Device, type FloatArray } from '../runtime/session.js';
+import { createSessionFor, floatTensor, int64Tensor, type Device } from '../runtime/session.js';
 import { invalidArgument } from '../util/errors.js';
+import type { ImageFeatureTable } from './image-features.js';
 
 export interface GenerateOptions {
   /** Hugging Face model directory (weights and tokenizer). */
@@ -36,12 +37,14 @@ export interface GeneratorOptions {
   kernels?: Kernels;
   /** Prompts may hold LLaVA image positions (generateIds' `images`). */
   image?: boolean;
+  /** onnxruntime intra-op threads; default: its own pool. */
+  intraOpThreads?: number;
 }
 
 /** Image positions of a batch's prompts: rows[b] places features[ExampleImage.image] ([tokens, hidden]) in prompt b. */
 export interface PromptImages {
   rows: readonly (readonly ExampleImage[] | undefined)[];
-  features: readonly FloatArray[];
+  features: ImageFeatureTable;
 }
 
 /** Left-padding filler; its value never matters (padding slots are masked out and never scored). */
@@ -125,10 +128,11 @@ export class Generator {
     const params = paramsOf(ckpt);
     const stopIds = new Set(opts.stopIds ?? (await stopIdsOf(ckpt.dir)));
     const spec = { config: c, params, batch, promptLen, maxNewTokens, image: opts.image };
-    const prefill = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'prefill', kernels }), device, { kernels: opts.kernels });
+    const session = { kernels: opts.kernels, intraOpThreads: opts.intraOpThreads };
+    const prefill = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'prefill', kernels }), device, session);
     let decode;
     try {
-      decode = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'decode', kernels }), device, { kernels: opts.kernels });
+      decode = await createSessionFor((kernels) => compileGenerateStep({ ...spec, phase: 'decode', kernels }), device, session);
     } catch (e) {
       await prefill.session.release();
       throw e;
@@ -233,7 +237,7 @@ export class Generator {
     images?.rows.forEach((placed, b) => {
       for (const p of placed ?? []) {
         const row = b * P + pads[b] + p.start;
-        embeds.set(images.features[p.image].subarray(0, p.count * H), row * H);
+        embeds.set(images.features.get(p.image).subarray(0, p.count * H), row * H);
         mask.fill(1, row, row + p.count);
       }
     });

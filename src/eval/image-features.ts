@@ -3,6 +3,8 @@
 // Each distinct image is run through the compiled vision graph once, its features cached under a key of its bytes,
 // the preprocessing and the tower's weights; the train, score and generate steps take them as input embeddings at the
 // image positions (graph/transformer.ts ImageInputs), which gives exactly the end-to-end loss and gradients.
+// With a cache directory the features also go to disk (feature-file.ts), so a later run skips the tower, and memory
+// holds only the most recently used ones: a step reads its micro-batch's images back (ImageFeatureTable).
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,8 +22,9 @@ import { readJsonFile } from '../model/checkpoint.js';
 import type { LlavaConfig } from '../model/llava-config.js';
 import { IMAGE_NEWLINE, partOf } from '../model/llava-names.js';
 import type { StoredTensor } from '../model/safetensors.js';
-import { createSessionFor, floatTensor, type Device, type FloatArray, type SessionHandle } from '../runtime/session.js';
-import { DataFileError, ModelFileError, quote } from '../util/errors.js';
+import { createSessionFor, floatTensor, kernelsFor, type Device, type FloatArray, type SessionHandle } from '../runtime/session.js';
+import { DataFileError, ModelFileError, NarrowtuneError, quote } from '../util/errors.js';
+import { featureFile, readFeatureFile, writeFeatureFile } from './feature-file.js';
 
 export const PREPROCESSOR_FILE = 'preprocessor_config.json';
 
@@ -72,36 +75,83 @@ export interface ImageFeatureSettings {
   precision: 'float32' | 'float64';
   kernels?: Kernels;
   threads: number | null;
+  /** Directory of the on-disk cache; absent or null: memory only, every image's features held for the run. */
+  dir?: string | null;
+  /** With `dir`: bytes of features kept in memory, most recently used first (default FEATURE_MEMORY_BYTES). */
+  memoryBytes?: number;
+}
+
+/** With an on-disk cache, features kept in memory besides it; the rest are read back from disk when a batch needs them. */
+export const FEATURE_MEMORY_BYTES = 1024 ** 3;
+
+/** Features by image (dataset.images order), [tokens, hidden] each, from memory or the on-disk cache. */
+export interface ImageFeatureTable {
+  readonly length: number;
+  get(image: number): FloatArray;
+}
+
+/** A table over features already in memory. */
+export function featureTable(features: readonly FloatArray[]): ImageFeatureTable {
+  return { length: features.length, get: (i) => features[i] };
 }
 
 /**
  * Image features [tokens, text hidden] by image: computed with the vision graph on first request, then served from
- * memory for any image with the same bytes, preprocessing and tower weights.
+ * memory, or from the cache directory, for any image with the same bytes, preprocessing and tower weights.
  */
 export class ImageFeatureCache {
-  /** Images the vision graph ran for (cache misses). */
+  /** Images the vision graph ran for (misses in memory and on disk). */
   computed = 0;
+  /** Features read back from the cache directory. */
+  diskReads = 0;
   /** Each path's key as last read: identifies the images a run trained on. */
   readonly keys = new Map<string, string>();
+  /** In insertion order, oldest use first: what to drop when over the memory budget. */
   private readonly entries = new Map<string, FloatArray>();
+  private held = 0;
+  /** Keys whose file this cache has read with its checksum, or written. */
+  private readonly verified = new Set<string>();
   private session: Promise<SessionHandle> | null = null;
   private readonly settingsKey: string;
+  /** What the disk key adds to the memory key: a file may outlive the run, and providers round differently. */
+  private readonly runtimeKey: string;
 
   constructor(private readonly s: ImageFeatureSettings) {
     const c = s.llava;
     const model = { vision: c.vision, projectorAct: c.projectorAct, featureLayer: c.featureLayer, selectStrategy: c.selectStrategy, newline: c.hasImageNewline };
     this.settingsKey = JSON.stringify([s.pre, imagePlacement(c), model, s.precision, s.weightsHash]);
+    this.runtimeKey = JSON.stringify([s.device, s.kernels ?? (s.device === 'auto' ? 'auto' : kernelsFor(s.device))]);
   }
 
-  /** Bytes the cached features hold. */
+  /** Bytes the features held in memory take. */
   get bytes(): number {
-    let n = 0;
-    for (const f of this.entries.values()) n += f.byteLength;
-    return n;
+    return this.held;
   }
 
   /** The features of the PNG or JPEG at `path`; an ImageError names it when it cannot be read or decoded. */
   async features(path: string): Promise<FloatArray> {
+    return (await this.entry(path)).features;
+  }
+
+  /** The file that holds (or would hold) `path`'s features, once `features(path)` has read it; null without a directory. */
+  fileOf(path: string): string | null {
+    const key = this.keys.get(path);
+    return this.s.dir && key !== undefined ? featureFile(this.s.dir, this.diskKey(key)) : null;
+  }
+
+  /** A table over the images of `keys` (as `keys` maps their paths): features stay readable after release(). */
+  table(keys: readonly string[]): ImageFeatureTable {
+    return {
+      length: keys.length,
+      get: (i) => {
+        const f = this.recall(keys[i]);
+        if (f) return f;
+        throw new NarrowtuneError('failed_precondition', `${featureFile(this.s.dir!, this.diskKey(keys[i]))}: cached image features changed or vanished during the run`);
+      },
+    };
+  }
+
+  private async entry(path: string): Promise<{ key: string; features: FloatArray }> {
     let bytes: Uint8Array;
     try {
       bytes = await readFile(path);
@@ -110,12 +160,54 @@ export class ImageFeatureCache {
     }
     const key = createHash('sha256').update(bytes).update('\0').update(this.settingsKey).digest('hex');
     this.keys.set(path, key);
-    const hit = this.entries.get(key);
-    if (hit) return hit;
+    const hit = this.recall(key);
+    if (hit) return { key, features: hit };
     const features = await this.compute(path, bytes);
     this.computed++;
+    if (this.s.dir) {
+      try {
+        await writeFeatureFile(this.s.dir, this.diskKey(key), features);
+        this.verified.add(key);
+      } catch (e) {
+        throw new NarrowtuneError('failed_precondition', `feature cache ${this.s.dir}: cannot write: ${(e as Error).message}`, [], { cause: e });
+      }
+    }
+    this.remember(key, features);
+    return { key, features };
+  }
+
+  private diskKey(key: string): string {
+    return createHash('sha256').update(key).update('\0').update(this.runtimeKey).digest('hex');
+  }
+
+  /** From memory, else from the directory (a file that does not check out is a miss); null when in neither. */
+  private recall(key: string): FloatArray | null {
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.entries.delete(key);
+      this.entries.set(key, hit);
+      return hit;
+    }
+    if (!this.s.dir) return null;
+    const stored = readFeatureFile(this.s.dir, this.diskKey(key), this.s.precision, !this.verified.has(key));
+    if (!stored) return null;
+    this.verified.add(key);
+    this.diskReads++;
+    this.remember(key, stored);
+    return stored;
+  }
+
+  private remember(key: string, features: FloatArray): void {
     this.entries.set(key, features);
-    return features;
+    this.held += features.byteLength;
+    if (!this.s.dir) return;
+    // What is on disk can be read back: keep memory under budget, dropping the least recently used.
+    const budget = this.s.memoryBytes ?? FEATURE_MEMORY_BYTES;
+    for (const [k, f] of this.entries) {
+      if (this.held <= budget) break;
+      this.entries.delete(k);
+      this.held -= f.byteLength;
+    }
   }
 
   async release(): Promise<void> {
@@ -162,33 +254,34 @@ export class ImageFeatureCache {
 export type ImageSet = Pick<ImageDataset, 'images' | 'imageLines' | 'examples'> & { source: Pick<ImageTextData, 'name' | 'field'> };
 
 /**
- * Every distinct image of the dataset through the cache, in order: features[i] is dataset.images[i]'s. An image that
- * cannot be read or decoded fails with its path and the data file's line that first uses it.
+ * Every distinct image of the dataset through the cache, in order: table.get(i) is dataset.images[i]'s. An image
+ * that cannot be read or decoded fails with its path and the data file's line that first uses it.
  */
-export async function datasetImageFeatures(dataset: ImageSet, cache: ImageFeatureCache, hidden: number): Promise<FloatArray[]> {
-  const out: FloatArray[] = [];
+export async function datasetImageFeatures(dataset: ImageSet, cache: ImageFeatureCache, hidden: number): Promise<ImageFeatureTable> {
+  const keys: string[] = [];
+  const lengths: number[] = [];
   for (const [i, ref] of dataset.images.entries()) {
-    let f: FloatArray;
     try {
-      f = await cache.features(ref.path);
+      // Only the key and length are kept here: with a cache directory the features need not all fit in memory.
+      lengths.push((await cache.features(ref.path)).length);
     } catch (err) {
       if (!(err instanceof ImageError)) throw err;
       const where = ref.path === ref.given ? '' : ` (${ref.path})`;
       throw new DataFileError(dataset.source.name, dataset.imageLines[i], `image ${quote(ref.given)}${where}: ${err.problem}`, dataset.source.field);
     }
-    out.push(f);
+    keys.push(cache.keys.get(ref.path)!);
   }
   // The counts were planned from the images' headers; a decoded image of another size would misplace features.
   for (const ex of dataset.examples) {
     for (const p of ex.images ?? []) {
-      if (out[p.image].length !== p.count * hidden) throw new Error(`image ${dataset.images[p.image].path}: ${out[p.image].length / hidden} features for ${p.count} positions`);
+      if (lengths[p.image] !== p.count * hidden) throw new Error(`image ${dataset.images[p.image].path}: ${lengths[p.image] / hidden} features for ${p.count} positions`);
     }
   }
-  return out;
+  return cache.table(keys);
 }
 
 /** The image inputs of one micro-batch laid out as collate lays out its tokens: [B·T, H] features and [B·T, 1] mask. */
-export function imageFeeds(examples: readonly Example[], features: readonly FloatArray[], seq: number, batchSize: number, hidden: number, f64: boolean): Record<'embeds' | 'mask', ort.Tensor> {
+export function imageFeeds(examples: readonly Example[], features: ImageFeatureTable, seq: number, batchSize: number, hidden: number, f64: boolean): Record<'embeds' | 'mask', ort.Tensor> {
   const n = batchSize * seq;
   const embeds = f64 ? new Float64Array(n * hidden) : new Float32Array(n * hidden);
   const mask = f64 ? new Float64Array(n) : new Float32Array(n);
@@ -196,7 +289,7 @@ export function imageFeeds(examples: readonly Example[], features: readonly Floa
     for (const p of ex.images ?? []) {
       const row = b * seq + p.start;
       // A truncated example keeps an image only whole (image-dataset.ts), so count positions fit.
-      embeds.set(features[p.image].subarray(0, p.count * hidden), row * hidden);
+      embeds.set(features.get(p.image).subarray(0, p.count * hidden), row * hidden);
       mask.fill(1, row, row + p.count);
     }
   });

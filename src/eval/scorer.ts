@@ -4,8 +4,8 @@ import type ort from 'onnxruntime-node';
 import { collate } from '../data/batches.js';
 import type { Example } from '../data/dataset.js';
 import { compileScoreStep, SCORE_IO, type ScoreStepSpec } from '../graph/score-step.js';
-import { createSessionFor, floatTensor, int64Tensor, type Device, type FloatArray, type SessionHandle } from '../runtime/session.js';
-import { imageFeeds } from './image-features.js';
+import { createSessionFor, floatTensor, int64Tensor, type Device, type FloatArray, type SessionHandle, type SessionOptions } from '../runtime/session.js';
+import { featureTable, imageFeeds, type ImageFeatureTable } from './image-features.js';
 
 export interface ScoreSums {
   positions: number;
@@ -39,15 +39,15 @@ export class Scorer {
     private readonly spec: ScoreStepSpec,
   ) {}
 
-  static async create(spec: ScoreStepSpec, device: Device): Promise<Scorer> {
-    return new Scorer(await createSessionFor((kernels) => compileScoreStep({ ...spec, kernels }), device), spec);
+  static async create(spec: ScoreStepSpec, device: Device, session: Pick<SessionOptions, 'intraOpThreads'> = {}): Promise<Scorer> {
+    return new Scorer(await createSessionFor((kernels) => compileScoreStep({ ...spec, kernels }), device, session), spec);
   }
 
   /**
    * Sums over every label position of `examples`; `inputs` are the current values of input tensors. A graph compiled
    * with `image` takes `imageFeatures` ([tokens, hidden] by ExampleImage.image) for examples with image positions.
    */
-  async score(examples: readonly Example[], padId: number, inputs: ReadonlyMap<string, FloatArray> = new Map(), imageFeatures?: readonly FloatArray[]): Promise<ScoreSums> {
+  async score(examples: readonly Example[], padId: number, inputs: ReadonlyMap<string, FloatArray> = new Map(), imageFeatures?: ImageFeatureTable): Promise<ScoreSums> {
     const { batch, seq } = this.spec;
     const c = this.spec.classes?.count ?? 0;
     const sums: ScoreSums = { positions: 0, lossSum: 0, correct: 0, classMass: new Array(c).fill(0) };
@@ -67,7 +67,7 @@ export class Scorer {
       if (this.spec.image) {
         const slice = examples.slice(i, i + batch);
         if (!imageFeatures && slice.some((e) => e.images?.length)) throw new Error('examples with image positions need their image features');
-        const f = imageFeeds(slice, imageFeatures ?? [], seq, batch, this.spec.config.hiddenSize, false);
+        const f = imageFeeds(slice, imageFeatures ?? featureTable([]), seq, batch, this.spec.config.hiddenSize, false);
         feeds[SCORE_IO.imageEmbeds] = f.embeds;
         feeds[SCORE_IO.imageMask] = f.mask;
       }

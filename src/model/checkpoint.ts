@@ -257,7 +257,7 @@ export async function adapterOf(dir: string): Promise<{ config: AdapterConfig; b
 }
 
 /** Checks each adapter pair against the base weight it adapts. */
-function checkPairs<T extends { name: string; shape: number[] }>(dir: string, pairs: Map<string, AdapterPair<T>>, base: ReadonlyMap<string, { shape: number[] }>): Map<string, AdapterPair<T>> {
+export function checkPairs<T extends { name: string; shape: number[] }>(dir: string, pairs: Map<string, AdapterPair<T>>, base: ReadonlyMap<string, { shape: number[] }>): Map<string, AdapterPair<T>> {
   const file = join(dir, ADAPTER_WEIGHTS_FILE);
   for (const [name, { a, b }] of pairs) {
     const w = base.get(name);

@@ -2,11 +2,15 @@
 // (1 − α)·base + α·tuned, in each tensor's stored dtype. The tuned side is a full model directory or a PEFT LoRA
 // adapter (base' + scaling·B·A, base' being the adapter's own base). Every value is computed in float64 and rounded
 // once, so a bf16 result is the correctly rounded interpolation, not a rounding of a float32 rounding.
+// LLaVA-style models merge their language models only: the tower, projector and image_newline must be the same
+// bytes in both (tuning never moves them) and are copied; the output keeps the base's layout, config and files.
 import { createHash } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { invalidArgument } from '../util/errors.js';
-import { adapterOf, loadCheckpoint, NARROWTUNE_MARKER, writeCheckpoint, type Checkpoint } from './checkpoint.js';
+import { adapterOf, NARROWTUNE_MARKER, type Checkpoint } from './checkpoint.js';
+import { partOf, toFileName, type LlavaLayout } from './llava-names.js';
+import { adapterPairs, loadModel, writeModel } from './load-model.js';
 import { ADAPTER_WEIGHTS_FILE, readAdapterWeights, type AdapterPair } from './peft-adapter.js';
 import { architectureDifference } from './same-architecture.js';
 import { fromFloat32, toFloat32, type Dtype, type StoredTensor } from './safetensors.js';
@@ -34,6 +38,8 @@ export interface MergeReceipt {
   tensors: number;
   /** Tensors that differ between base and tuned (the others are copied byte for byte). */
   interpolated: number;
+  /** LLaVA-style models: their layout, and the tower, projector and image_newline tensors copied from the base. */
+  llava?: { layout: LlavaLayout; copied: number };
 }
 
 /** Refuses α outside [0, 1]: beyond it the merge extrapolates, which WiSE-FT does not promise anything about. */
@@ -103,12 +109,25 @@ async function sameDir(a: string, b: string): Promise<boolean> {
   return x === y;
 }
 
+/** Why two models' LLaVA sides cannot merge (a text model and a LLaVA one, two layouts, two LLaVA configs), or null. */
+export function llavaDifference(base: Pick<Checkpoint, 'llava'>, tuned: Pick<Checkpoint, 'llava'>): string | null {
+  if (!base.llava !== !tuned.llava) return `is ${tuned.llava ? 'a LLaVA-style' : 'a text-only'} model where the base is ${base.llava ? 'a LLaVA-style' : 'a text-only'} one`;
+  if (!base.llava || !tuned.llava) return null;
+  if (base.llava.layout !== tuned.llava.layout) return `stores its tensors in the ${tuned.llava.layout} layout where the base uses ${base.llava.layout}`;
+  const { raw: _a, text: _b, ...b } = base.llava.config;
+  const { raw: _c, text: _d, ...t } = tuned.llava.config;
+  for (const key of Object.keys(b) as (keyof typeof b)[]) {
+    if (JSON.stringify(b[key]) !== JSON.stringify(t[key])) return `has ${key} ${JSON.stringify(t[key])} where the base has ${JSON.stringify(b[key])}`;
+  }
+  return null;
+}
+
 /** Writes the merged model to `out` (config, weights, tokenizer files from `base`, and the receipt). */
 export async function mergeModels(o: MergeOptions): Promise<{ out: string; receipt: MergeReceipt }> {
   const bad = alphaViolation(o.alpha);
   if (bad) throw invalidArgument('alpha', bad);
   const out = resolve(o.out);
-  const base = await loadCheckpoint(o.base);
+  const base = await loadModel(o.base);
   const adapter = await adapterOf(o.tuned);
   let tuned: Checkpoint;
   let deltas = new Map<string, (w: Float64Array) => void>();
@@ -116,8 +135,8 @@ export async function mergeModels(o: MergeOptions): Promise<{ out: string; recei
   let tunedSha: string;
   if (adapter) {
     // The adapter's own base, which is usually `base` itself: then the merge is base + α·scaling·B·A.
-    tuned = (await sameDir(adapter.base, o.base)) ? base : await loadCheckpoint(adapter.base);
-    const pairs = await readAdapterWeights(o.tuned, adapter.config);
+    tuned = (await sameDir(adapter.base, o.base)) ? base : await loadModel(adapter.base);
+    const pairs = tuned.llava ? await adapterPairs(o.tuned, adapter.config, tuned.llava.layout, tuned.tensors, readAdapterWeights) : await readAdapterWeights(o.tuned, adapter.config);
     for (const [name, { a, b }] of pairs) {
       const w = tuned.tensors.get(name);
       if (!w || w.shape.length !== 2 || w.shape[0] !== b.shape[0] || w.shape[1] !== a.shape[1]) {
@@ -128,17 +147,28 @@ export async function mergeModels(o: MergeOptions): Promise<{ out: string; recei
     tunedSha = tensorsSha256([...pairs.values()].flatMap((p) => [p.a, p.b]));
     adapterRecord = { base: relative(out, adapter.base) || '.', sha256: tensorsSha256(tuned.tensors.values()), rank: adapter.config.rank, alpha: adapter.config.alpha };
   } else {
-    tuned = await loadCheckpoint(o.tuned);
+    tuned = await loadModel(o.tuned);
     tunedSha = tensorsSha256(tuned.tensors.values());
   }
-  const diff = architectureDifference({ config: base.config, shapes: shapesOf(base) }, { config: tuned.config, shapes: shapesOf(tuned) });
-  if (diff) throw invalidArgument('tuned', `${adapter ? `the adapter's base ${adapter.base}` : o.tuned} ${diff}; WiSE-FT merges models of one architecture and shapes`);
+  const tunedName = adapter ? `the adapter's base ${adapter.base}` : o.tuned;
+  const diff = llavaDifference(base, tuned) ?? architectureDifference({ config: base.config, shapes: shapesOf(base) }, { config: tuned.config, shapes: shapesOf(tuned) });
+  if (diff) throw invalidArgument('tuned', `${tunedName} ${diff}; WiSE-FT merges models of one architecture and shapes`);
 
   let interpolated = 0;
+  let copied = 0;
   const tensors: StoredTensor[] = [...base.tensors.values()].map((b) => {
     const t = tuned.tensors.get(b.name)!;
     const delta = deltas.get(b.name);
-    if (!delta && t.dtype === b.dtype && Buffer.compare(t.data, b.data) === 0) return b;
+    const same = !delta && t.dtype === b.dtype && Buffer.compare(t.data, b.data) === 0;
+    if (base.llava && partOf(b.name) !== 'language') {
+      if (!same) {
+        const what = delta ? `the adapter ${o.tuned} adapts` : `${tunedName} differs from the base in`;
+        throw invalidArgument('tuned', `${what} ${toFileName(base.llava.layout, b.name)}; merging LLaVA-style models interpolates their language models only, so the vision tower, projector and image_newline must be identical in both`);
+      }
+      copied++;
+      return b;
+    }
+    if (same) return b;
     interpolated++;
     const x = toFloat32(b); // exact: every stored dtype widens to float32 without rounding
     let y: Float32Array | Float64Array = toFloat32(t);
@@ -159,7 +189,8 @@ export async function mergeModels(o: MergeOptions): Promise<{ out: string; recei
     tuned: { path: relative(out, resolve(o.tuned)) || '.', sha256: tunedSha, adapter: adapterRecord },
     tensors: tensors.length,
     interpolated,
+    ...(base.llava ? { llava: { layout: base.llava.layout, copied } } : {}),
   };
-  await writeCheckpoint(out, { config: base.config, tensors, copyFrom: o.base, extraJson: { [NARROWTUNE_MARKER]: receipt } });
+  await writeModel(out, base, tensors, { copyFrom: o.base, extraJson: { [NARROWTUNE_MARKER]: receipt } });
   return { out, receipt };
 }

@@ -10,7 +10,7 @@ import { toJobEvent, type JobError, type JobEvent, type RestingState } from '../
 import type { JobRecord, JobStore, Lease } from '../store/job-store.js';
 import { DISABLED, type JobAttrs, type Telemetry } from '../telemetry/otel.js';
 import type { TrainEvent } from '../trainer/events.js';
-import type { TuneOptions } from '../trainer/options.js';
+import { tenantFeatureCache, type TuneOptions } from '../trainer/options.js';
 import { tuneInProcess, type TuneProcess } from '../trainer/run-in-process.js';
 import { removeStepCheckpointsBefore } from '../trainer/step-checkpoint.js';
 import { TrainingStopped, type TuneResult } from '../trainer/trainer.js';
@@ -31,6 +31,8 @@ export interface JobRunnerOptions {
   leaseSeconds?: number;
   /** onnxruntime intra-op threads of every job this process trains (default: onnxruntime's, one per physical core). */
   threads?: number;
+  /** On-disk image-feature cache of LLaVA jobs, a subdirectory per tenant (tenantFeatureCache); default: memory only. */
+  featureCache?: string;
   /** How often an idle worker looks for claimable jobs (default 1000 ms); a job created in this process is claimed at once. */
   pollMs?: number;
   /** This process's identity in the store (default: newWorkerId()). */
@@ -213,7 +215,7 @@ export class JobRunner {
     const job = lease.job;
     const resumeFrom = resumePoint(job);
     const dir = attemptDir(this.o.dataDir, job.id, lease.epoch);
-    const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom, pruneCheckpoints: false, threads: this.o.threads ?? null, frozenPrecision: 'float32' };
+    const options: TuneOptions = { ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom, pruneCheckpoints: false, threads: this.o.threads ?? null, frozenPrecision: 'float32', featureCache: tenantFeatureCache(this.o.featureCache, job.tenant) };
     const attrs = this.attrs(job);
     const entry: Running = {
       lease,

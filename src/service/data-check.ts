@@ -51,14 +51,16 @@ export async function checkStartTuneData(r: DataCheckRequest, signal?: AbortSign
   const rename = (field: string) => (DATA_FIELD_NAMES.has(field) ? field : r.model.field);
   const { llava, config } = r.model.info;
   try {
-    if (llava && files.data) {
-      const all = { data: files.data, validationData: files.validationData ?? null, probeData: files.probeData ?? null };
+    if (llava) {
+      const all = { data: files.data ?? null, validationData: files.validationData ?? null, probeData: files.probeData ?? null };
       await v.collect(() => checkLlavaDataInWorker({ modelDir: r.model.dir, files: all, seqLen: r.seqLen, roots: r.dataRoots, imageBytes: FULL_DECODE_BYTES }, signal), rename);
-    } else if (!llava && files.data && (await isImageTextFile(files.data))) {
-      // The trainer's refusal, before tokenizing: the text loader would only say the form is unknown.
-      v.add(DATA_FIELDS.data, `${r.names.data} is image-text data, but the model is text-only (it has no vision tower)`);
     } else {
-      await v.collect(() => checkTuneDataInWorker(r.model.dir, files, { seqLen: r.seqLen, vocabSize: config.vocabSize, names: r.names }, signal), rename);
+      // The trainer's refusal, before tokenizing: the text loader would only say the form is unknown.
+      for (const key of Object.keys(DATA_FIELDS) as (keyof TuneDataFiles)[]) {
+        const file = files[key];
+        if (file && (await isImageTextFile(file))) v.add(DATA_FIELDS[key], `${r.names[key]} is image-text data, but the model is text-only (it has no vision tower)`);
+      }
+      if (v.empty) await v.collect(() => checkTuneDataInWorker(r.model.dir, files, { seqLen: r.seqLen, vocabSize: config.vocabSize, names: r.names }, signal), rename);
     }
   } catch (e) {
     if (signal?.aborted) throw new NarrowtuneError('cancelled', 'StartTune was cancelled while its data was being checked');

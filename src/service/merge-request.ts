@@ -2,7 +2,7 @@
 // its base included) and of one architecture, alpha in range, the output a new path inside the model roots.
 import type { MergeModelsRequest } from '../gen/narrowtune/v1/tuning_service.js';
 import type { CheckpointInfo } from '../model/checkpoint.js';
-import { alphaViolation, type MergeOptions } from '../model/merge.js';
+import { alphaViolation, llavaDifference, type MergeOptions } from '../model/merge.js';
 import { architectureDifference } from '../model/same-architecture.js';
 import { confinePath } from './paths.js';
 import { type RequestContext, resolveModel } from './requests.js';
@@ -14,12 +14,9 @@ export async function parseMergeModels(req: MergeModelsRequest, ctx: RequestCont
   const v = new Violations();
   const base = await resolveModel(v, ctx, req.baseModel, 'base_model');
   const tuned = await resolveModel(v, ctx, req.tunedModel, 'tuned_model');
-  for (const m of [base, tuned]) {
-    // merge.ts reads text-only checkpoints; a LLaVA directory would fail in the worker with a less useful message.
-    if (m?.info.llava) v.add(m.field, 'is a LLaVA-style model; merging LLaVA-style models is not supported yet');
-  }
   if (base && tuned) {
-    const diff = architectureDifference({ config: base.info.config, shapes: shapes(base.info) }, { config: tuned.info.config, shapes: shapes(tuned.info) });
+    // Whether a LLaVA pair's towers hold the same bytes needs their data: the merge itself checks that.
+    const diff = llavaDifference(base.info, tuned.info) ?? architectureDifference({ config: base.info.config, shapes: shapes(base.info) }, { config: tuned.info.config, shapes: shapes(tuned.info) });
     if (diff) v.add(tuned.field, `${diff}; WiSE-FT merges models of one architecture and shapes`);
   }
   const bad = alphaViolation(req.alpha);

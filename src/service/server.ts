@@ -45,6 +45,8 @@ export interface ServerOptions {
   leaseSeconds?: number;
   /** onnxruntime intra-op threads per training job (JobRunnerOptions.threads). */
   threads?: number;
+  /** On-disk image-feature cache of LLaVA jobs and Evaluate calls, a subdirectory per tenant; default: memory only. */
+  featureCache?: string;
   /** From initTelemetry(), which must run before this (it patches grpc-js for RPC spans). */
   telemetry?: Telemetry;
   /** RPC, job lifecycle and start/stop lines (util/log.ts); default: none. */
@@ -107,6 +109,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const storeLocation = jobStoreLocation({ dataDir, databaseUrl: opts.databaseUrl });
   const store = await openJobStore({ dataDir, databaseUrl: opts.databaseUrl });
   const log = opts.logger ?? SILENT;
+  const featureCache = opts.featureCache === undefined ? undefined : resolve(opts.featureCache);
   const runner = new JobRunner({
     store,
     log,
@@ -116,6 +119,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     stopGraceSeconds: opts.stopGraceSeconds,
     leaseSeconds: opts.leaseSeconds,
     threads: opts.threads,
+    featureCache,
     telemetry: opts.telemetry,
   });
   const shutdownController = new AbortController();
@@ -134,6 +138,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       evaluatePerMinute: opts.rateLimits?.evaluatePerMinute ?? RATE_LIMIT_DEFAULTS.evaluatePerMinute,
     }),
     checkpointEvery: opts.checkpointEvery ?? SERVER_DEFAULTS.checkpointEvery,
+    featureCache,
     shutdown: shutdownController.signal,
     log,
   });

@@ -85,11 +85,8 @@ export async function parseStartTune(req: StartTuneRequest, ctx: RequestContext,
   const policy = resolved?.spec;
   if (resolved && settings.lora) checkLoraTargets(v, settings.lora.targets, model!.info, resolved.trainable);
   const llava = model?.info.llava;
-  if (llava) {
-    // The trainer's refusals for LLaVA models, before the job is accepted.
-    if (resolved) v.collectSync(() => refuseVisionPatterns(settings.policy, model!.info));
-    if (settings.lora && !settings.mergeAdapter) v.add('adapter.merge_adapter', 'LoRA on a LLaVA-style model needs merge_adapter (a PEFT adapter of its language model is not written yet)');
-  }
+  // The trainer's refusal for LLaVA models, before the job is accepted.
+  if (llava && resolved) v.collectSync(() => refuseVisionPatterns(settings.policy, model!.info));
   const teacher = req.lwf?.teacher?.source ? await resolveModel(v, ctx, req.lwf.teacher, 'lwf.teacher') : undefined;
   if (model && teacher) {
     const shapes = (info: CheckpointInfo) => new Map([...info.tensors].map(([n, t]) => [n, t.shape]));

@@ -20,6 +20,7 @@ import { mergeInWorker } from '../model/merge-in-worker.js';
 import type { JobRunner } from '../runner/job-runner.js';
 import { followEvents } from '../store/follow-events.js';
 import type { JobStore } from '../store/job-store.js';
+import { tenantFeatureCache } from '../trainer/options.js';
 import { NarrowtuneError, quotaExceeded } from '../util/errors.js';
 import { listTenant, requireRole } from './access.js';
 import { parseEvaluate } from './evaluate-request.js';
@@ -42,6 +43,8 @@ export interface ServiceContext extends RequestContext {
   tenantMaxQueued?: number;
   /** Per-key limits on StartTune and Evaluate (rate-limit.ts); undefined: none. */
   rateLimiter?: RateLimiter;
+  /** On-disk image-feature cache for Evaluate, a subdirectory per tenant (tenantFeatureCache); undefined: memory only. */
+  featureCache?: string;
   /** Aborted on shutdown: open streams end cleanly. */
   shutdown: AbortSignal;
   /** Job lines: created, cancel requested (the runner logs the rest of a job's life). */
@@ -118,7 +121,8 @@ export class TuningService {
     this.ctx.rateLimiter?.take('Evaluate', call.caller.keyId);
     // Data files are parsed in the worker; their problems come back as INVALID_ARGUMENT with the file and line.
     // The worker stops when the call's signal aborts: a client that gave up frees its core.
-    const evaluation = parseEvaluate(req, this.requestContext(call)).then((options) => evaluateInWorker(options, call.signal));
+    const featureCache = tenantFeatureCache(this.ctx.featureCache, call.caller.tenant);
+    const evaluation = parseEvaluate(req, this.requestContext(call)).then((options) => evaluateInWorker({ ...options, featureCache }, call.signal));
     return evaluateResponseToProto(await hidingRoots(call, evaluation));
   }
 

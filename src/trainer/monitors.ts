@@ -4,6 +4,7 @@ import { padLength } from '../data/batches.js';
 import type { Example } from '../data/dataset.js';
 import type { TextTokenizer } from '../data/tokenizer.js';
 import type { TuneData } from '../data/tune-data.js';
+import type { ImageFeatureTable } from '../eval/image-features.js';
 import { driftFigures, Scorer, type DriftFigures } from '../eval/scorer.js';
 import { compileTokenClasses } from '../eval/token-classes.js';
 import type { LoraLayout } from '../graph/lora.js';
@@ -44,6 +45,15 @@ export function checkBudget(budget: DriftBudget, f: DriftFigures, step: number):
   return null;
 }
 
+/**
+ * LLaVA image features of the validation and probe files ([tokens, hidden] by their ImageDataset.images), absent for
+ * a text file. The tower is frozen, so one feature set serves the tuned and the base model's probe passes.
+ */
+export interface MonitorImages {
+  validation?: ImageFeatureTable;
+  probe?: ImageFeatureTable;
+}
+
 export interface Monitors {
   validation: { every: number; run(params: ReadonlyMap<string, FloatArray>): Promise<{ loss: number; tokenAccuracy: number }> } | null;
   probe: { every: number; classNames: string[]; run(params: ReadonlyMap<string, FloatArray>): Promise<DriftFigures> } | null;
@@ -64,6 +74,7 @@ export async function createMonitors(
   trainable: readonly string[],
   totalSteps: number,
   lora?: LoraLayout,
+  images: MonitorImages = {},
 ): Promise<Monitors> {
   const inputs = new Set(trainable);
   const scorers: Scorer[] = [];
@@ -72,12 +83,13 @@ export async function createMonitors(
   let validation: Monitors['validation'] = null;
   if (data.validation) {
     const { examples, seq } = padded(data.validation.examples);
-    const scorer = await Scorer.create({ config: c, current: { params, inputs, lora }, batch: o.batchSize, seq }, o.device);
+    const features = images.validation;
+    const scorer = await Scorer.create({ config: c, current: { params, inputs, lora }, batch: o.batchSize, seq, image: features !== undefined }, o.device);
     scorers.push(scorer);
     validation = {
       every: o.evalEvery ?? defaultInterval(totalSteps),
       run: async (current) => {
-        const s = await scorer.score(examples, tokenizer.padId, current);
+        const s = await scorer.score(examples, tokenizer.padId, current, features);
         const n = Math.max(1, s.positions);
         return { loss: s.lossSum / n, tokenAccuracy: s.correct / n };
       },
@@ -88,15 +100,16 @@ export async function createMonitors(
   if (data.probe) {
     const { examples, seq } = padded(data.probe.examples);
     const classes = compileTokenClasses(tokenizer, c.vocabSize, o.tokenClasses);
+    const features = images.probe;
     const scorer = await Scorer.create(
-      { config: c, current: { params, inputs, lora }, base: { params }, classes: { matrix: classes.matrix, count: classes.names.length }, batch: o.batchSize, seq },
+      { config: c, current: { params, inputs, lora }, base: { params }, classes: { matrix: classes.matrix, count: classes.names.length }, batch: o.batchSize, seq, image: features !== undefined },
       o.device,
     );
     scorers.push(scorer);
     probe = {
       every: o.probeEvery ?? defaultInterval(totalSteps),
       classNames: classes.names,
-      run: async (current) => driftFigures(await scorer.score(examples, tokenizer.padId, current), classes.names),
+      run: async (current) => driftFigures(await scorer.score(examples, tokenizer.padId, current, features), classes.names),
     };
   }
 

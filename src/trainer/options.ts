@@ -1,4 +1,5 @@
 // Hyper-parameters of a fine-tune, their defaults and their bounds: shared by the CLI and the service.
+import { join } from 'node:path';
 import type { PolicySpec } from '../policy/policy.js';
 import type { Kernels } from '../graph/graph-builder.js';
 import type { Device } from '../runtime/session.js';
@@ -92,6 +93,18 @@ export interface TuneOptions {
    * data roots. Absent: only the data file's directory. A host setting, never part of a request.
    */
   imageRoots?: string[];
+  /** Directory of the on-disk image-feature cache (eval/image-features.ts); absent: memory only. A host setting. */
+  featureCache?: string | null;
+}
+
+/**
+ * A server's image-feature cache for one tenant: tenants share no files, so no cache hit (nor how fast a call
+ * answers) tells one tenant which images another used. Without authentication there are no tenants: `dir` itself.
+ */
+export function tenantFeatureCache(dir: string | null | undefined, tenant: string | null): string | null {
+  if (!dir) return null;
+  // Tenant names match TENANT_NAME (store/key-store.ts): one path component, never '.' or '..'.
+  return tenant === null ? dir : join(dir, 'tenants', tenant);
 }
 
 /** LoRA as PEFT defines it: y = W x + (alpha/rank)·B(A·dropout(x)) on each targeted linear layer. */
@@ -175,7 +188,7 @@ export const LIMITS = {
 } as const;
 
 /** The options that are not file paths: what the service checks without a filesystem. */
-export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'threads' | 'frozenPrecision' | 'validationData' | 'probeData'>;
+export type TuneSettings = Omit<TuneOptions, 'model' | 'data' | 'out' | 'checkpointDir' | 'resume' | 'resumeFrom' | 'pruneCheckpoints' | 'threads' | 'frozenPrecision' | 'featureCache' | 'validationData' | 'probeData'>;
 
 /** Which optional data files were given (whether or not they turn out readable): some settings need them. */
 export interface GivenData {

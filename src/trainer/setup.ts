@@ -20,10 +20,10 @@ import { resolvePolicy, type PolicySpec, type ResolvedPolicy } from '../policy/p
 import { createSessionFor, SessionCache, type FloatArray, type SessionHandle, type SessionOptions } from '../runtime/session.js';
 import { invalidArgument, NarrowtuneError, quote } from '../util/errors.js';
 import { compileUserRegex } from '../util/user-regex.js';
-import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash } from '../eval/image-features.js';
+import { datasetImageFeatures, ImageFeatureCache, imageTokens, readPreprocessing, visionWeightsHash, type ImageFeatureTable } from '../eval/image-features.js';
 import { loadTeacher, type Teacher } from './lwf-teacher.js';
 import { type LoraPlan, planLora, refuseAdapterBase } from './lora.js';
-import { createMonitors, type Monitors } from './monitors.js';
+import { createMonitors, type MonitorImages, type Monitors } from './monitors.js';
 import { type TuneOptions, validateOptions, WARMUP_FRACTION } from './options.js';
 import { sha256 } from './receipt.js';
 import type { Schedule } from './schedule.js';
@@ -44,8 +44,8 @@ export interface Instrumentation {
 
 /** A LLaVA run's images: every distinct image's features, computed once before the first step. */
 export interface ImageRun {
-  /** features[i]: [tokens, hidden] of dataset.images[i] */
-  features: FloatArray[];
+  /** features.get(i): [tokens, hidden] of dataset.images[i] */
+  features: ImageFeatureTable;
   hidden: number;
   /** Images the vision graph ran for (identical bytes are computed once). */
   computed: number;
@@ -119,9 +119,6 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   // are read), then the weights and the policy
   const { config, llava } = await inspectModel(o.model);
   if (o.lora && !o.mergeAdapter) await refuseAdapterBase(o.model);
-  if (llava && o.lora && !o.mergeAdapter) {
-    throw invalidArgument('model', `${o.model} is a LLaVA-style model; LoRA on it needs --merge-adapter (a PEFT adapter of its language model is not written yet)`);
-  }
   const tokenizer = await loadTokenizer(o.model);
   const files = { data: o.data, validationData: o.validationData, probeData: o.probeData };
   const data = llava ? await loadLlavaData(o, files, tokenizer, llava.config, config.vocabSize) : await loadTextData(o, files, tokenizer, config.vocabSize);
@@ -140,9 +137,9 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
   const lwf = teacher && o.lwf ? { weight: o.lwf.weight, temperature: o.lwf.temperature, teacher: teacher.params } : undefined;
   // Initial A and B join the parameters by name, as trainable tensors do; every other use of `params` is keyed by decoder names.
   for (const [n, t] of lora?.init ?? []) params.set(n, t);
-  const imageData = 'images' in dataset ? (dataset as ImageDataset) : null;
-  const imageCache = llava && imageData ? await imageFeatureCache(o, llava.config, ckpt) : null;
-  const images = imageCache && imageData ? await computeImages(imageData, imageCache, c.hiddenSize) : null;
+  const imageData = imageSet(dataset);
+  const imageCache = llava && [dataset, data.validation, data.probe].some(imageSet) ? await imageFeatureCache(o, llava.config, ckpt) : null;
+  const { images, monitorImages } = imageCache ? await computeImages(data, imageCache, c.hiddenSize) : { images: null, monitorImages: {} };
 
   // 2. plan: one padded shape for the whole run, so one compiled graph serves every step
   const seq = padLength(dataset.examples, o.seqLen);
@@ -215,7 +212,7 @@ export async function setup(o: TuneOptions, instrument: Instrumentation = {}): P
     history: [],
     kept: { step: 0, params: baseParams },
   };
-  const monitors = await createMonitors(o, c, tokenizer, data, params, policy.trainable, steps, lora?.layout);
+  const monitors = await createMonitors(o, c, tokenizer, data, params, policy.trainable, steps, lora?.layout, monitorImages);
   return {
     o,
     startedAt,
@@ -283,35 +280,46 @@ async function resumeFromCheckpoint(dir: string, fingerprint: string, f64: boole
 }
 
 async function loadTextData(o: TuneOptions, files: TuneDataFiles, tokenizer: TextTokenizer, vocabSize: number): Promise<TuneData> {
-  if (await isImageTextFile(o.data)) {
-    throw invalidArgument(DATA_FIELDS.data, `${o.data} is image-text data, but ${o.model} is a text-only model (it has no vision tower)`);
+  for (const key of ['data', 'validationData', 'probeData'] as const) {
+    const file = files[key];
+    if (file !== null && (await isImageTextFile(file, DATA_FIELDS[key]))) {
+      throw invalidArgument(DATA_FIELDS[key], `${file} is image-text data, but ${o.model} is a text-only model (it has no vision tower)`);
+    }
   }
   return loadTuneData(files, tokenizer, { seqLen: o.seqLen, vocabSize });
 }
 
 /**
- * A LLaVA model's data: image-text training data (or text, which trains its language model as any text model),
- * and text validation and probe files; probes are text prompts and run through the decoder alone.
+ * A LLaVA model's data: the training, validation and probe files each either image-text (its images' positions
+ * counted from their sizes, images confined to the data file's directory and `imageRoots`) or text, which runs
+ * through the language model alone.
  */
-export async function loadLlavaData(o: Pick<TuneOptions, 'data' | 'seqLen' | 'imageRoots'>, files: TuneDataFiles, tokenizer: TextTokenizer, llava: LlavaConfig, vocabSize: number): Promise<TuneData> {
-  const opts = { seqLen: o.seqLen, vocabSize };
-  for (const key of ['validationData', 'probeData'] as const) {
+export async function loadLlavaData(o: Pick<TuneOptions, 'seqLen' | 'imageRoots'>, files: TuneDataFiles, tokenizer: TextTokenizer, llava: LlavaConfig, vocabSize: number): Promise<TuneData> {
+  const load = (key: keyof TuneDataFiles) => {
     const file = files[key];
-    if (file !== null && (await isImageTextFile(file))) {
-      throw invalidArgument(DATA_FIELDS[key], `${file} is image-text data; ${key === 'probeData' ? 'probes are text prompts' : 'validation with images is not supported yet'}: give a text file`);
-    }
-  }
-  const other = async (key: 'validationData' | 'probeData') => (files[key] === null ? null : loadTuneFile(key, files[key]!, tokenizer, opts));
-  if (!(await isImageTextFile(o.data))) return loadTuneData(files, tokenizer, opts);
-  const training = await loadImageDataset(o.data, tokenizer, {
+    return file === null ? null : loadLlavaFile(key, file, tokenizer, llava, { seqLen: o.seqLen, vocabSize, roots: o.imageRoots });
+  };
+  return { training: (await load('data'))!, validation: await load('validationData'), probe: await load('probeData') };
+}
+
+/** One of a LLaVA run's data files as loadLlavaData reads it; problems are reported under the file's request field. */
+export async function loadLlavaFile(
+  key: keyof TuneDataFiles,
+  file: string,
+  tokenizer: TextTokenizer,
+  llava: LlavaConfig,
+  o: { seqLen: number; vocabSize: number; roots?: readonly string[] },
+): Promise<Dataset> {
+  const field = DATA_FIELDS[key];
+  if (!(await isImageTextFile(file, field))) return loadTuneFile(key, file, tokenizer, { seqLen: o.seqLen, vocabSize: o.vocabSize });
+  return loadImageDataset(file, tokenizer, {
     seqLen: o.seqLen,
     // LLaVA-NeXT's placeholder (-200) is no token: its positions hold the pad id, which the image mask hides.
     imageTokenId: llava.imageTokenIndex >= 0 ? llava.imageTokenIndex : tokenizer.padId,
     tokensFor: (ref) => imageTokens(llava, ref.height, ref.width),
-    field: DATA_FIELDS.data,
-    roots: o.imageRoots,
+    field,
+    roots: o.roots,
   });
-  return { training, validation: await other('validationData'), probe: await other('probeData') };
 }
 
 /**
@@ -346,14 +354,30 @@ async function imageFeatureCache(o: TuneOptions, llava: LlavaConfig, ckpt: Check
     precision: o.precision,
     kernels: kernelsOf(o),
     threads: o.threads,
+    dir: o.featureCache ?? null,
   });
 }
 
-async function computeImages(dataset: ImageDataset, cache: ImageFeatureCache, hidden: number): Promise<ImageRun> {
+function imageSet(d: Dataset | null): ImageDataset | null {
+  return d !== null && 'images' in d ? (d as ImageDataset) : null;
+}
+
+/**
+ * Every distinct image of the run's files through one cache, the training file's first: an image that several files
+ * use runs the tower once. `images` holds the training file's features (null when it has none); the run's totals
+ * (vision runs, cached bytes, time) count the validation and probe images too.
+ */
+async function computeImages(data: TuneData, cache: ImageFeatureCache, hidden: number): Promise<{ images: ImageRun | null; monitorImages: MonitorImages }> {
   const t0 = performance.now();
   try {
-    const features = await datasetImageFeatures(dataset, cache, hidden);
-    return { features, hidden, computed: cache.computed, cacheBytes: cache.bytes, seconds: (performance.now() - t0) / 1000 };
+    const features = async (d: Dataset | null) => {
+      const set = imageSet(d);
+      return set ? await datasetImageFeatures(set, cache, hidden) : undefined;
+    };
+    const training = await features(data.training);
+    const monitorImages: MonitorImages = { validation: await features(data.validation), probe: await features(data.probe) };
+    const images = training ? { features: training, hidden, computed: cache.computed, cacheBytes: cache.bytes, seconds: (performance.now() - t0) / 1000 } : null;
+    return { images, monitorImages };
   } finally {
     await cache.release();
   }

@@ -1,15 +1,18 @@
 // The output of a LoRA fine-tune: a PEFT adapter directory (adapter_config.json, adapter_model.safetensors in the
-// base model's dtype, the tokenizer files, the receipt), or with mergeAdapter the targets' merged weights.
+// base model's dtype, the tokenizer files, the receipt), or with mergeAdapter the targets' merged weights. A LLaVA
+// model's adapter names its modules as PEFT does when it wraps the base's layout (llava-adapter.ts).
 import { join, resolve } from 'node:path';
 import { adapterNames } from '../graph/lora.js';
-import { loadCheckpoint, writeFileAtomic, writeModelDirectory } from '../model/checkpoint.js';
+import { writeFileAtomic, writeModelDirectory } from '../model/checkpoint.js';
+import { llavaAdapterName, llavaTargetModules } from '../model/llava-adapter.js';
+import { loadModel } from '../model/load-model.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, mergeLora, peftTensorName, targetModules } from '../model/peft-adapter.js';
 import { fromFloat32, type StoredTensor } from '../model/safetensors.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../model/safetensors-file.js';
 import type { FloatArray } from '../runtime/session.js';
 import { adaptableWeights } from './lora.js';
 import { NarrowtuneError } from '../util/errors.js';
-import { inputPath, proveFrozen, RECEIPT_FILE, sha256, type Receipt } from './receipt.js';
+import { inputPath, proveFrozen, RECEIPT_FILE, sha256, visionHashes, type Receipt } from './receipt.js';
 import type { TrainingRun } from './setup.js';
 
 type LoraRun = TrainingRun & { lora: NonNullable<TrainingRun['lora']> };
@@ -22,6 +25,12 @@ export function hasAdapter(run: TrainingRun): run is LoraRun {
 export function adapterRecord(run: LoraRun): NonNullable<Receipt['adapter']> {
   const l = run.o.lora!;
   return { type: 'lora', rank: l.rank, alpha: l.alpha, dropout: l.dropout, targets: [...run.lora.layout.targets], merged: run.o.mergeAdapter };
+}
+
+/** The receipt's proof that a LLaVA model's tower, projector and image_newline are as they were (`after`: read back). */
+export function visionRecord(run: TrainingRun, after: Parameters<typeof visionHashes>[1]): NonNullable<Receipt['vision']> {
+  const images = run.images ? 'features computed once per image and cached; tower and projector outside the gradient path' : 'no images in the training data';
+  return { ...visionHashes(run.ckpt.tensors, after), images };
 }
 
 /** Trained A and B of each target as tensors of `dtype`, under narrowtune's (PEFT's unprefixed) names. */
@@ -55,24 +64,29 @@ export async function writeAdapterResult(run: LoraRun, weights: ReadonlyMap<stri
   const out = resolve(o.out);
   const dtype = ckpt.tensors.get(lora.layout.targets[0])!.dtype;
   const tensors = adapterTensors(run, weights, dtype);
+  const layout = ckpt.llava?.layout;
+  const stored = (name: string) => peftTensorName(layout ? llavaAdapterName(layout, name) : name);
+  const candidates = adaptableWeights(run.params.keys());
   const config = adapterConfigJson({
     rank: o.lora!.rank,
     alpha: o.lora!.alpha,
     dropout: o.lora!.dropout,
-    targetModules: targetModules(lora.layout.targets, adaptableWeights(run.params.keys())),
+    targetModules: layout ? llavaTargetModules(layout, lora.layout.targets, candidates) : targetModules(lora.layout.targets, candidates),
     base: inputPath(o.model, out),
   });
   await writeModelDirectory(out, { copyFrom: o.model, extraJson: { [ADAPTER_CONFIG_FILE]: config, [RECEIPT_FILE]: receipt } }, async (tmp) => {
     // PEFT saves with this metadata; loaders that check a safetensors file's framework look for it.
-    await writeSafetensorsFile(join(tmp, ADAPTER_WEIGHTS_FILE), tensors.map((t) => ({ ...t, name: peftTensorName(t.name) })), { format: 'pt' });
+    await writeSafetensorsFile(join(tmp, ADAPTER_WEIGHTS_FILE), tensors.map((t) => ({ ...t, name: stored(t.name) })), { format: 'pt' });
   });
 
   const written = new Map((await readSafetensorsFile(join(out, ADAPTER_WEIGHTS_FILE))).map((t) => [t.name, t]));
   const initial = adapterTensors(run, new Map(lora.trainable.map((n) => [n, run.params.get(n)!.data])), dtype);
-  receipt.trainable_changed = initial.filter((t) => sha256(written.get(peftTensorName(t.name))!) !== sha256(t)).map((t) => t.name);
-  receipt.frozen = proveFrozen(run.frozenBefore, (await loadCheckpoint(o.model)).tensors);
+  receipt.trainable_changed = initial.filter((t) => sha256(written.get(stored(t.name))!) !== sha256(t)).map((t) => t.name);
+  const reread = (await loadModel(o.model)).tensors;
+  receipt.frozen = proveFrozen(run.frozenBefore, reread);
   receipt.frozen_unchanged = Object.values(receipt.frozen).every((p) => p.sha256_before === p.sha256_after);
-  if (!receipt.frozen_unchanged) {
+  if (ckpt.llava) receipt.vision = visionRecord(run, reread);
+  if (!receipt.frozen_unchanged || receipt.vision?.unchanged === false) {
     const moved = Object.entries(receipt.frozen).filter(([, p]) => p.sha256_before !== p.sha256_after).map(([n]) => n);
     throw new NarrowtuneError('internal', `base model tensors changed in ${o.model} during training: ${moved.join(', ')}`);
   }

@@ -10,9 +10,9 @@ import { hashSafetensorsFile } from '../model/safetensors-file.js';
 import type { FloatArray } from '../runtime/session.js';
 import { NarrowtuneError } from '../util/errors.js';
 import type { BudgetStop } from './events.js';
-import { inputPath, proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, visionHashes, type Receipt } from './receipt.js';
+import { inputPath, proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt } from './receipt.js';
 import type { TrainingRun } from './setup.js';
-import { adapterRecord, hasAdapter, mergedTensors, writeAdapterResult } from './write-adapter.js';
+import { adapterRecord, hasAdapter, mergedTensors, visionRecord, writeAdapterResult } from './write-adapter.js';
 
 /** What the monitors saw during the run. */
 export interface Watched {
@@ -62,7 +62,7 @@ export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string,
   await writeModel(out, ckpt, tensors, { copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
   // The receipt written with the weights says frozen_unchanged: false until the read-back proves otherwise.
   const written = await writtenHashes(join(out, WEIGHTS_FILE), ckpt);
-  if (ckpt.llava) receipt.vision = { ...visionHashes(ckpt.tensors, written), images: run.images ? 'features computed once per image and cached; tower and projector outside the gradient path' : 'no images in the training data' };
+  if (ckpt.llava) receipt.vision = visionRecord(run, written);
   verifyReceipt(join(out, WEIGHTS_FILE), written, receipt, frozenBefore, ckpt.tensors, changed);
   await writeFileAtomic(join(out, RECEIPT_FILE), `${JSON.stringify(receipt, null, 2)}\n`);
   return { out, receipt };

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chatSegments } from '../../src/data/chat.js';
-import { decodeExampleImage, IMAGE_MARKER, loadImageTextFile } from '../../src/data/image-text.js';
+import { decodeExampleImage, IMAGE_MARKER, leadingImageMarker, loadImageTextFile } from '../../src/data/image-text.js';
 import { DataFileError } from '../../src/util/errors.js';
 
 let root: string;
@@ -94,6 +94,39 @@ describe('LLaVA form', () => {
       { text: `user: ${IMAGE_MARKER}\nHow many squares?\nassistant: `, train: false },
       { text: 'Three.</s>\n', train: true },
     ]);
+  });
+});
+
+describe("a turn's lone marker moves to the turn's start, as LLaVA-NeXT's preprocess_multimodal moves it", () => {
+  it('the marker, a newline, then the rest stripped as Python strips; two markers or a leading one stay', () => {
+    expect(leadingImageMarker('How many squares? <image>')).toBe('<image>\nHow many squares?');
+    expect(leadingImageMarker('  Count them:\n<image>\n  ')).toBe('<image>\nCount them:');
+    expect(leadingImageMarker('Look <image> here')).toBe('<image>\nLook  here');
+    expect(leadingImageMarker(' <image> ')).toBe('<image>');
+    // Python's str.strip() removes \x1c-\x1f and \x85 but not \ufeff, unlike String.prototype.trim().
+    expect(leadingImageMarker('\x1fQ\x85 <image>\ufeff')).toBe('<image>\nQ\x85 \ufeff');
+    expect(leadingImageMarker('\x1c\x85Q <image>')).toBe('<image>\nQ');
+    for (const kept of ['<image>  lead ', 'A <image> and <image>', 'no marker ', ' <image>x<image>']) expect(leadingImageMarker(kept)).toBe(kept);
+  });
+
+  it('applies to every turn of the LLaVA form, and not to the messages form', async () => {
+    const two = {
+      image: ['img/three.png', 'img/clock.png'],
+      conversations: [
+        { from: 'human', value: 'How many squares? <image>' },
+        { from: 'gpt', value: 'Three.' },
+        { from: 'human', value: 'And the time?\n<image>' },
+        { from: 'gpt', value: 'Noon.' },
+      ],
+    };
+    const { examples } = await loadImageTextFile(await jsonl(two));
+    expect(examples[0].messages.map((m) => m.content)).toEqual(['<image>\nHow many squares?', 'Three.', '<image>\nAnd the time?', 'Noon.']);
+    expect(examples[0].markers).toEqual([
+      { message: 0, offset: 0 },
+      { message: 2, offset: 0 },
+    ]);
+    const messages = await loadImageTextFile(await jsonl({ images: ['img/three.png'], messages: [{ role: 'user', content: 'Count: <image>' }, { role: 'assistant', content: '3' }] }));
+    expect(messages.examples[0].messages[0].content).toBe('Count: <image>');
   });
 });
 

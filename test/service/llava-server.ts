@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { BadRequestSchema } from '../../src/gen/es/google/rpc/error_details_pb.js';
 import { TuningService } from '../../src/gen/es/narrowtune/v1/tuning_service_pb.js';
 import { initLlavaModel } from '../../src/model/init-llava.js';
-import { startServer, type RunningServer } from '../../src/service/server.js';
+import { startServer, type RunningServer, type ServerOptions } from '../../src/service/server.js';
 import { tempDir } from '../trainer/fixtures.js';
 import { connect, type TestClient } from './client.js';
 
@@ -45,7 +45,7 @@ export async function jsonl(file: string, lines: object[]): Promise<string> {
  * root/llava (the model), root/images/sq{1,2,3}.png, root/images/cut.png (a PNG with its end cut off: the header
  * reads, the pixels do not), root/images/escape.png → outside/secret.png.
  */
-export async function startLlavaServer(prefix: string): Promise<LlavaServer> {
+export async function startLlavaServer(prefix: string, options: Partial<ServerOptions> = {}): Promise<LlavaServer> {
   const dir = await tempDir(prefix);
   try {
     const root = join(dir, 'root');
@@ -59,7 +59,7 @@ export async function startLlavaServer(prefix: string): Promise<LlavaServer> {
     await writeFile(join(root, 'images', 'cut.png'), whole.subarray(0, whole.length - 30));
     await squares(join(outside, 'secret.png'), 2);
     await symlink(join(outside, 'secret.png'), join(root, 'images', 'escape.png'));
-    const server = await startServer({ port: 0, dataDir: join(dir, 'data'), modelRoots: [root], dataRoots: [root], maxConcurrentJobs: 2, web: { port: 0 } });
+    const server = await startServer({ port: 0, dataDir: join(dir, 'data'), modelRoots: [root], dataRoots: [root], maxConcurrentJobs: 2, web: { port: 0 }, ...options });
     const api = createClient(TuningService, createConnectTransport({ baseUrl: server.webUrl!, httpVersion: '1.1' }));
     return { dir, root, outside, model, server, grpc: connect(server.port), connect: api };
   } catch (e) {

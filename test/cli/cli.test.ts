@@ -49,7 +49,7 @@ describe('narrowtune CLI', () => {
   it('prints help for itself and every command', () => {
     const top = run(['--help']);
     expect(top.code).toBe(0);
-    for (const cmd of ['tune', 'init-model', 'serve', 'worker', 'jobs', 'keys', 'health', 'demo']) {
+    for (const cmd of ['tune', 'evaluate', 'init-model', 'serve', 'worker', 'jobs', 'keys', 'health', 'demo']) {
       expect(top.stdout).toContain(cmd);
       const help = run([cmd, '--help']);
       expect(help.code).toBe(0);

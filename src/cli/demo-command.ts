@@ -1,19 +1,21 @@
 // `narrowtune demo`: the paper's learning-versus-forgetting experiment on the shipped base model.
 import { buildBaseModel } from '../demo/base-model.js';
 import { runDemo } from '../demo/demo.js';
-import { DEMO_BASE_MODEL_DIR } from '../demo/demo-plans.js';
-import { int, list, num, parseFlags, str } from './args.js';
+import { DEMO_BASE_MODEL_DIR, DEMO_METHOD_NAMES } from '../demo/demo-plans.js';
+import { invalidArgument } from '../util/errors.js';
+import { int, list, parseFlags, str } from './args.js';
 
 export async function demoCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     quick: { type: 'boolean' },
     'data-dir': { type: 'string' },
     report: { type: 'string' },
-    policy: { type: 'string', multiple: true },
+    method: { type: 'string', multiple: true },
     'base-model': { type: 'string' },
     'rebuild-base': { type: 'boolean' },
-    lr: { type: 'string' },
+    lr: { type: 'string', multiple: true },
     steps: { type: 'string' },
+    stages: { type: 'string' },
   });
   if (f['rebuild-base'] === true) {
     const r = await buildBaseModel(str(f, 'base-model') ?? DEMO_BASE_MODEL_DIR, {
@@ -25,14 +27,23 @@ export async function demoCommand(argv: string[]): Promise<void> {
     process.stderr.write(`wrote ${r.out} (${r.parameters.toLocaleString('en-US')} parameters, ${r.totalSeconds.toFixed(0)} s)\n`);
     return;
   }
-  const policies = list(f, 'policy');
+  const methods = list(f, 'method');
+  for (const m of methods) if (!DEMO_METHOD_NAMES.includes(m)) throw invalidArgument('--method', `unknown method "${m}"; methods: ${DEMO_METHOD_NAMES.join(', ')}`);
+  const lrs = list(f, 'lr').map((s) => {
+    const lr = Number(s);
+    if (!(lr > 0 && lr < 1)) throw invalidArgument('--lr', `expected a learning rate in (0, 1), got "${s}"`);
+    return lr;
+  });
+  const stages = int(f, 'stages');
+  if (stages !== undefined && stages < 1) throw invalidArgument('--stages', `expected at least 1, got ${stages}`);
   await runDemo({
     quick: f.quick === true,
     dataDir: str(f, 'data-dir'),
     report: str(f, 'report'),
-    policies: policies.length > 0 ? policies : undefined,
+    methods: methods.length > 0 ? methods : undefined,
     baseModel: str(f, 'base-model'),
-    lr: num(f, 'lr'),
+    lrs: lrs.length > 0 ? lrs : undefined,
     steps: int(f, 'steps'),
+    stages,
   });
 }

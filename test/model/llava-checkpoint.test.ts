@@ -13,6 +13,7 @@ import { detectLayout, toCanonical, toFileName, type LlavaLayout } from '../../s
 import { readSafetensorsFile, writeSafetensorsFile } from '../../src/model/safetensors-file.js';
 import { fromFloat32, serializeSafetensors, type StoredTensor } from '../../src/model/safetensors.js';
 import { useTempDirs } from './helpers.js';
+import { lmmsLabConfig } from '../support/llava-configs.js';
 
 const tempDir = useTempDirs();
 
@@ -51,26 +52,6 @@ function rename(layout: LlavaLayout, name: string): string {
   if (layout === 'hf-legacy') return name;
   for (const [from, to] of FROM_HF_LEGACY[layout]) if (from.test(name)) return name.replace(from, to);
   throw new Error(`no rule for ${name}`);
-}
-
-/** The same config in LLaVA-NeXT's form: Qwen2 fields at the top level, mm_* fields, optionally a vision_config. */
-function lmmsLabConfig(hf: Record<string, unknown>, towerName: string, withVisionConfig: boolean): Record<string, unknown> {
-  const vision = hf.vision_config as Record<string, unknown>;
-  return {
-    ...(hf.text_config as Record<string, unknown>),
-    architectures: ['LlavaQwenForCausalLM'],
-    model_type: 'llava_qwen',
-    image_aspect_ratio: 'anyres_max_9',
-    image_grid_pinpoints: hf.image_grid_pinpoints,
-    image_token_index: hf.image_token_index,
-    mm_hidden_size: vision.hidden_size,
-    mm_patch_merge_type: 'spatial_unpad',
-    mm_projector_type: 'mlp2x_gelu',
-    mm_vision_select_feature: 'patch',
-    mm_vision_select_layer: -2,
-    mm_vision_tower: towerName,
-    ...(withVisionConfig ? { vision_config: vision } : {}),
-  };
 }
 
 /** A copy of an init-model output in another layout (and, for lmms-lab, the other config form). */

@@ -15,6 +15,7 @@ import { fromFloat32, toFloat32, type StoredTensor } from '../../src/model/safet
 import { readSafetensorsFile, writeSafetensorsFile } from '../../src/model/safetensors-file.js';
 import { parseMergeModels } from '../../src/service/merge-request.js';
 import { tempDir } from '../trainer/fixtures.js';
+import { lmmsLabConfig } from '../support/llava-configs.js';
 
 let dir: string;
 let base: string;
@@ -82,22 +83,7 @@ describe('merging LLaVA-style models', () => {
     const lmmsBase = await variant('lmms-base', base, (t) => t, rename);
     const lmmsTuned = await variant('lmms-tuned', base, (t) => (isLanguage(t.name) ? nudge(t) : t), rename);
     const hf = JSON.parse(await readFile(join(base, 'config.json'), 'utf8')) as Record<string, unknown>;
-    const vision = hf.vision_config as Record<string, unknown>;
-    const lmmsConfig = JSON.stringify({
-      ...(hf.text_config as Record<string, unknown>),
-      architectures: ['LlavaQwenForCausalLM'],
-      model_type: 'llava_qwen',
-      image_aspect_ratio: 'anyres_max_9',
-      image_grid_pinpoints: hf.image_grid_pinpoints,
-      image_token_index: hf.image_token_index,
-      mm_hidden_size: vision.hidden_size,
-      mm_patch_merge_type: 'spatial_unpad',
-      mm_projector_type: 'mlp2x_gelu',
-      mm_vision_select_feature: 'patch',
-      mm_vision_select_layer: -2,
-      mm_vision_tower: '/checkpoints/siglip-tiny',
-      vision_config: vision,
-    });
+    const lmmsConfig = JSON.stringify(lmmsLabConfig(hf, '/checkpoints/siglip-tiny', true));
     for (const d of [lmmsBase, lmmsTuned]) await writeFile(join(d, 'config.json'), lmmsConfig);
     const out = join(dir, 'lmms-merged');
     const { receipt } = await mergeModels({ base: lmmsBase, tuned: lmmsTuned, alpha: 1, out });

@@ -13,6 +13,7 @@ import { readSafetensorsFile, writeSafetensorsFile } from '../../src/model/safet
 import { DEFAULTS, type TuneOptions } from '../../src/trainer/options.js';
 import { tune } from '../../src/trainer/trainer.js';
 import { tempDir } from './fixtures.js';
+import { lmmsLabConfig } from '../support/llava-configs.js';
 
 let dir: string;
 let data: string;
@@ -26,25 +27,7 @@ async function relayout(src: string, layout: LlavaLayout): Promise<string> {
   const tensors = await readSafetensorsFile(join(src, 'model.safetensors'));
   await writeSafetensorsFile(join(out, 'model.safetensors'), tensors.map((t) => ({ ...t, name: toFileName(layout, toCanonical('hf-legacy', t.name)!) })));
   const hf = JSON.parse(await readFile(join(src, 'config.json'), 'utf8')) as Record<string, unknown>;
-  const vision = hf.vision_config as Record<string, unknown>;
-  const config =
-    layout === 'lmms-lab'
-      ? {
-          ...(hf.text_config as Record<string, unknown>),
-          architectures: ['LlavaQwenForCausalLM'],
-          model_type: 'llava_qwen',
-          image_aspect_ratio: 'anyres_max_9',
-          image_grid_pinpoints: hf.image_grid_pinpoints,
-          image_token_index: hf.image_token_index,
-          mm_hidden_size: vision.hidden_size,
-          mm_patch_merge_type: 'spatial_unpad',
-          mm_projector_type: 'mlp2x_gelu',
-          mm_vision_select_feature: 'patch',
-          mm_vision_select_layer: -2,
-          mm_vision_tower: '/checkpoints/siglip-tiny',
-          vision_config: vision,
-        }
-      : hf;
+  const config = layout === 'lmms-lab' ? lmmsLabConfig(hf, '/checkpoints/siglip-tiny', true) : hf;
   await writeFile(join(out, 'config.json'), JSON.stringify(config));
   return out;
 }

@@ -149,7 +149,7 @@ describe('JobRunner scheduling', () => {
     const dir = attemptDir(DATA_DIR, id, 1);
     expect(dir).toBe(join(DATA_DIR, 'jobs', id, 'attempt-1'));
     const job = (await store.getJob(id))!;
-    expect(procs[0]!.options).toEqual({ ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom: null, pruneCheckpoints: false, threads: null });
+    expect(procs[0]!.options).toEqual({ ...job.spec.options, out: join(dir, 'model'), checkpointDir: join(dir, 'checkpoints'), resume: false, resumeFrom: null, pruneCheckpoints: false, threads: null, featureCache: null });
     expect(job).toMatchObject({ state: 'RUNNING', leaseOwner: 'w1', leaseEpoch: 1 });
   });
 

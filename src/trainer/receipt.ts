@@ -2,7 +2,9 @@
 // came out bit-for-bit identical to what went in.
 import { createHash } from 'node:crypto';
 import { relative, resolve } from 'node:path';
-import { partOf, type LlavaPart } from '../model/llava-names.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import { partOf, toFileName, type LlavaPart } from '../model/llava-names.js';
+import { hashSafetensorsFile } from '../model/safetensors-file.js';
 import type { StoredTensor } from '../model/safetensors.js';
 
 export const RECEIPT_FILE = 'narrowtune.json';
@@ -24,6 +26,23 @@ export function sha256(t: StoredTensor): string {
 export type TensorOrHash = StoredTensor | string;
 
 const hashOf = (t: TensorOrHash): string => (typeof t === 'string' ? t : sha256(t));
+
+/**
+ * sha256 of every tensor of a model's weight files, read tensor by tensor (no second copy of the model in memory),
+ * under the names loadModel gives them: a LLaVA file stores its layout's names.
+ */
+export async function storedHashes(files: readonly string[], ckpt: Pick<Checkpoint, 'tensors' | 'llava'>): Promise<Map<string, string>> {
+  const byFileName = new Map<string, string>();
+  for (const file of files) for (const [name, h] of await hashSafetensorsFile(file)) byFileName.set(name, h);
+  const llava = ckpt.llava;
+  if (!llava) return byFileName;
+  const hashes = new Map<string, string>();
+  for (const name of ckpt.tensors.keys()) {
+    const h = byFileName.get(toFileName(llava.layout, name));
+    if (h !== undefined) hashes.set(name, h);
+  }
+  return hashes;
+}
 
 export interface StepRecord {
   step: number; // 1-based optimizer step

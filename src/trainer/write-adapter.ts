@@ -5,14 +5,13 @@ import { join, resolve } from 'node:path';
 import { adapterNames } from '../graph/lora.js';
 import { writeFileAtomic, writeModelDirectory } from '../model/checkpoint.js';
 import { llavaAdapterName, llavaTargetModules } from '../model/llava-adapter.js';
-import { loadModel } from '../model/load-model.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, mergeLora, peftTensorName, targetModules } from '../model/peft-adapter.js';
 import { fromFloat32, type StoredTensor } from '../model/safetensors.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../model/safetensors-file.js';
 import type { FloatArray } from '../runtime/session.js';
 import { adaptableWeights } from './lora.js';
 import { NarrowtuneError } from '../util/errors.js';
-import { inputPath, proveFrozen, RECEIPT_FILE, sha256, visionHashes, type Receipt } from './receipt.js';
+import { inputPath, proveFrozen, RECEIPT_FILE, sha256, storedHashes, visionHashes, type Receipt } from './receipt.js';
 import type { TrainingRun } from './setup.js';
 
 type LoraRun = TrainingRun & { lora: NonNullable<TrainingRun['lora']> };
@@ -82,7 +81,8 @@ export async function writeAdapterResult(run: LoraRun, weights: ReadonlyMap<stri
   const written = new Map((await readSafetensorsFile(join(out, ADAPTER_WEIGHTS_FILE))).map((t) => [t.name, t]));
   const initial = adapterTensors(run, new Map(lora.trainable.map((n) => [n, run.params.get(n)!.data])), dtype);
   receipt.trainable_changed = initial.filter((t) => sha256(written.get(stored(t.name))!) !== sha256(t)).map((t) => t.name);
-  const reread = (await loadModel(o.model)).tensors;
+  // The base's files as they are now, hashed tensor by tensor: a change under us during training shows here.
+  const reread = await storedHashes(ckpt.files, ckpt);
   receipt.frozen = proveFrozen(run.frozenBefore, reread);
   receipt.frozen_unchanged = Object.values(receipt.frozen).every((p) => p.sha256_before === p.sha256_after);
   if (ckpt.llava) receipt.vision = visionRecord(run, reread);

@@ -3,14 +3,12 @@
 // A LoRA run writes a PEFT adapter, or with mergeAdapter the merged weights this way (write-adapter.ts).
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, WEIGHTS_FILE } from '../model/checkpoint.js';
-import { toFileName } from '../model/llava-names.js';
 import { writeModel } from '../model/load-model.js';
 import { fromFloat32, type StoredTensor } from '../model/safetensors.js';
-import { hashSafetensorsFile } from '../model/safetensors-file.js';
 import type { FloatArray } from '../runtime/session.js';
 import { NarrowtuneError } from '../util/errors.js';
 import type { BudgetStop } from './events.js';
-import { inputPath, proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, type Receipt } from './receipt.js';
+import { inputPath, proveFrozen, RECEIPT_FILE, RECEIPT_VERSION, sha256, storedHashes, type Receipt } from './receipt.js';
 import type { TrainingRun } from './setup.js';
 import { adapterRecord, hasAdapter, mergedTensors, visionRecord, writeAdapterResult } from './write-adapter.js';
 
@@ -61,7 +59,7 @@ export async function writeResult(run: TrainingRun, weights: ReadonlyMap<string,
   const frozenBefore = lora ? new Map([...run.frozenBefore].filter(([n]) => !merged.has(n))) : run.frozenBefore;
   await writeModel(out, ckpt, tensors, { copyFrom: o.model, extraJson: { [RECEIPT_FILE]: receipt } });
   // The receipt written with the weights says frozen_unchanged: false until the read-back proves otherwise.
-  const written = await writtenHashes(join(out, WEIGHTS_FILE), ckpt);
+  const written = await storedHashes([join(out, WEIGHTS_FILE)], ckpt);
   if (ckpt.llava) receipt.vision = visionRecord(run, written);
   verifyReceipt(join(out, WEIGHTS_FILE), written, receipt, frozenBefore, ckpt.tensors, changed);
   await writeFileAtomic(join(out, RECEIPT_FILE), `${JSON.stringify(receipt, null, 2)}\n`);
@@ -84,19 +82,6 @@ function verifyReceipt(
     const moved = Object.entries(receipt.frozen).filter(([, p]) => p.sha256_before !== p.sha256_after).map(([n]) => n);
     throw new NarrowtuneError('internal', `frozen tensors changed in ${file}: ${moved.join(', ')}`);
   }
-}
-
-/** The written file's tensor hashes under the names loadModel gives them (a LLaVA file stores its layout's names). */
-async function writtenHashes(file: string, ckpt: TrainingRun['ckpt']): Promise<Map<string, string>> {
-  const byFileName = await hashSafetensorsFile(file);
-  const llava = ckpt.llava;
-  if (!llava) return byFileName;
-  const hashes = new Map<string, string>();
-  for (const name of ckpt.tensors.keys()) {
-    const h = byFileName.get(toFileName(llava.layout, name));
-    if (h !== undefined) hashes.set(name, h);
-  }
-  return hashes;
 }
 
 function imagePositions(run: TrainingRun): number {
